@@ -1,0 +1,220 @@
+"""Network presets as data: a trunk, per-level node block specs, and a head.
+
+The numbers reproduce the paper's parameter counts to the unit (see docs/ARCHITECTURE.md, "Presets",
+and ../shared/ARCHITECTURES.md from which they were reconstructed). One mechanism builds every preset:
+
+* a **trunk** of ResNet stages (torchvision layout, so a ResNet50 state dict loads into it);
+* zero or more **levels**; every node of level l is the same sequence of bottleneck blocks
+  (`node_blocks`), fed by its parent node's output (the trunk feeds level 1);
+* a **head**: either one `Linear(C, 1)` per class after global average pooling (`per_class`), or one
+  shared `Linear(C, k)` (`shared`: ResNet50, PHL_1branch), whose last level then has a single node.
+
+PHL is the one-level case (the leaves only); N2HL/N3HL/N4HL have 2/3/4 levels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from nhlcli.errors import NhlError
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A ResNet v1.5 bottleneck: 1x1 cin->mid, 3x3 mid->mid (stride), 1x1 mid->cout, + shortcut."""
+
+    cin: int
+    mid: int
+    cout: int
+    stride: int = 1
+
+    @property
+    def projection(self) -> bool:
+        return self.stride != 1 or self.cin != self.cout
+
+    def params(self) -> int:
+        p = self.cin * self.mid + 9 * self.mid**2 + self.mid * self.cout
+        p += 2 * (2 * self.mid + self.cout)  # BN weight + bias
+        if self.projection:
+            p += self.cin * self.cout + 2 * self.cout
+        return p
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """`blocks` bottlenecks; the first maps cin->cout with `stride`, the rest cout->cout."""
+
+    blocks: int
+    cin: int
+    mid: int
+    cout: int
+    stride: int
+
+    def block_specs(self) -> list[BlockSpec]:
+        first = BlockSpec(self.cin, self.mid, self.cout, self.stride)
+        return [first] + [BlockSpec(self.cout, self.mid, self.cout, 1)] * (self.blocks - 1)
+
+
+STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
+
+
+@dataclass(frozen=True)
+class TrunkSpec:
+    name: str
+    stages: tuple[StageSpec, ...]
+
+    @property
+    def out_channels(self) -> int:
+        return self.stages[-1].cout
+
+    @property
+    def reduction(self) -> int:
+        """Spatial reduction factor of the trunk (stem /4, then each stage's stride)."""
+        r = 4
+        for s in self.stages:
+            r *= s.stride
+        return r
+
+    def params(self) -> int:
+        return STEM_PARAMS + sum(b.params() for s in self.stages for b in s.block_specs())
+
+
+def _resnet_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
+    widths = ((64, 64, 256, 1), (256, 128, 512, 2), (512, 256, 1024, 2), (1024, 512, 2048, 2))
+    return tuple(StageSpec(n, *w) for n, w in zip(counts, widths, strict=False))
+
+
+TRUNKS: dict[str, TrunkSpec] = {
+    "T3": TrunkSpec("T3", _resnet_stages((3, 4))),
+    "T4": TrunkSpec("T4", _resnet_stages((3, 4, 6))),
+    "T4-152": TrunkSpec("T4-152", _resnet_stages((3, 8, 36))),
+    "R50": TrunkSpec("R50", _resnet_stages((3, 4, 6, 3))),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    trunk: TrunkSpec
+    levels: tuple[tuple[BlockSpec, ...], ...]  # per level: the blocks of one node
+    head: str  # "per_class" or "shared"
+    description: str
+    extrapolated: bool = False
+
+    @property
+    def num_levels(self) -> int:
+        """Tree levels the preset needs (0: any class list; the tree's structure is unused)."""
+        return 0 if self.head == "shared" else len(self.levels)
+
+    @property
+    def head_in(self) -> int:
+        return self.levels[-1][-1].cout if self.levels else self.trunk.out_channels
+
+    def node_params(self, level: int) -> int:
+        """Parameters of one node of a level (1-based); the last level includes its FC head."""
+        p = sum(b.params() for b in self.levels[level - 1])
+        if self.head == "per_class" and level == len(self.levels):
+            p += self.head_in + 1
+        return p
+
+    def params(self, nodes_per_level: list[int] | tuple[int, ...], num_classes: int) -> int:
+        """Exact parameter count for a tree with these node counts (last entry = classes)."""
+        if self.head == "shared":
+            body = sum(b.params() for lvl in self.levels for b in lvl)
+            return self.trunk.params() + body + self.head_in * num_classes + num_classes
+        if len(nodes_per_level) != len(self.levels):
+            raise NhlError(f"{self.name} needs {len(self.levels)} levels of node counts")
+        return self.trunk.params() + sum(
+            n * self.node_params(i + 1) for i, n in enumerate(nodes_per_level)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Preset:
+        trunk = TrunkSpec(d["trunk"]["name"], tuple(StageSpec(**s) for s in d["trunk"]["stages"]))
+        levels = tuple(tuple(BlockSpec(**b) for b in lvl) for lvl in d["levels"])
+        return cls(d["name"], trunk, levels, d["head"], d["description"], d.get("extrapolated", False))
+
+
+B = BlockSpec
+_LATESP = (B(1024, 128, 512, 2), B(512, 64, 256, 2), B(256, 32, 128, 1))
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("resnet50", TRUNKS["R50"], (), "shared", "ResNet50 baseline with a k-way FC"),
+        Preset(
+            "phl-small",
+            TRUNKS["T3"],
+            ((B(512, 128, 512, 2), B(512, 64, 256, 2), B(256, 32, 128, 2)),),
+            "per_class",
+            "PHL_small: split after conv3, one small branch per class",
+        ),
+        Preset(
+            "phl-big",
+            TRUNKS["T3"],
+            ((B(512, 256, 1024, 2), B(1024, 128, 512, 2), B(512, 64, 256, 2)),),
+            "per_class",
+            "PHL_big: split after conv3, one wide branch per class",
+        ),
+        Preset(
+            "phl-latesp",
+            TRUNKS["T4"],
+            (_LATESP,),
+            "per_class",
+            "PHL_lateSP: split after conv4, one branch per class",
+        ),
+        Preset(
+            "phl-1branch",
+            TRUNKS["T4"],
+            (_LATESP,),
+            "shared",
+            "PHL_1branch: one lateSP branch shared by all classes, FC 128->k",
+        ),
+        Preset(
+            "n2hl",
+            TRUNKS["T3"],
+            ((B(512, 128, 512, 2),), (B(512, 64, 256, 2), B(256, 32, 128, 2))),
+            "per_class",
+            "N2HL: superclass -> class, split after conv3",
+        ),
+        Preset(
+            "n3hl",
+            TRUNKS["T4"],
+            ((B(1024, 128, 512, 1),), (B(512, 64, 256, 1),), (B(256, 32, 128, 2),)),
+            "per_class",
+            "N3HL: superclass -> sub-superclass -> class, split after conv4",
+        ),
+        Preset(
+            "n3hl152",
+            TRUNKS["T4-152"],
+            ((B(1024, 128, 512, 1),), (B(512, 64, 256, 1),), (B(256, 32, 128, 2),)),
+            "per_class",
+            "N3HL152: N3HL on a ResNet152 trunk",
+        ),
+        Preset(
+            "n4hl",
+            TRUNKS["T4"],
+            (
+                (B(1024, 128, 512, 1),),
+                (B(512, 64, 256, 1),),
+                (B(256, 32, 128, 1),),
+                (B(128, 16, 64, 2),),
+            ),
+            "per_class",
+            "N4HL: one level more than N3HL, widths halving (an extrapolation: the paper "
+            "gives no widths)",
+            extrapolated=True,
+        ),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise NhlError(f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})") from None

@@ -1,0 +1,25 @@
+"""Test configuration: real WordNet data and real images from ../shared/data (tests only)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
+
+os.environ.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def imagenette_dir(shared_data: Path) -> Path:
+    return shared_data / "imagenette"
