@@ -8,6 +8,11 @@ import typer
 
 from nhlcli import __version__
 from nhlcli.cli import checks_cmd, classes_cmd
+from nhlcli.cli import build_tree_cmd, tree_cmd
+from nhlcli.cli import profile_cmd
+from nhlcli.cli import model_cmds
+from nhlcli.cli import eval_cmd, train_cmd
+from nhlcli.cli import export_cmd, predict_cmd
 from nhlcli.cli.common import err_console, examples
 from nhlcli.errors import NhlError
 
@@ -43,6 +48,14 @@ def _root(
 
 checks_cmd.register(app)
 classes_cmd.register(app)
+build_tree_cmd.register(app)
+tree_cmd.register(app)
+profile_cmd.register(app)
+model_cmds.register(app)
+train_cmd.register(app)
+eval_cmd.register(app)
+export_cmd.register(app)
+predict_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,7 +1,8 @@
 """Network presets as data: a trunk, per-level node block specs, and a head.
 
 The numbers reproduce the paper's parameter counts to the unit (see docs/ARCHITECTURE.md, "Presets",
-and ../shared/ARCHITECTURES.md from which they were reconstructed). One mechanism builds every preset:
+and ../shared/ARCHITECTURES.md from which they were reconstructed). One mechanism builds every
+preset:
 
 * a **trunk** of ResNet stages (torchvision layout, so a ResNet50 state dict loads into it);
 * zero or more **levels**; every node of level l is the same sequence of bottleneck blocks
@@ -129,6 +130,17 @@ class Preset:
             n * self.node_params(i + 1) for i, n in enumerate(nodes_per_level)
         )
 
+    def formula(self) -> str:
+        """The parameter count as a formula: n1, n2, ... nodes per level, k classes."""
+        if self.head == "shared":
+            body = sum(b.params() for lvl in self.levels for b in lvl)
+            return f"{self.trunk.params() + body:,} + {self.head_in + 1:,}·k"
+        terms = [f"{self.trunk.params():,}"]
+        for lv in range(1, len(self.levels) + 1):
+            var = "k" if lv == len(self.levels) else f"n{lv}"
+            terms.append(f"{self.node_params(lv):,}·{var}")
+        return " + ".join(terms)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -136,7 +148,9 @@ class Preset:
     def from_dict(cls, d: dict[str, Any]) -> Preset:
         trunk = TrunkSpec(d["trunk"]["name"], tuple(StageSpec(**s) for s in d["trunk"]["stages"]))
         levels = tuple(tuple(BlockSpec(**b) for b in lvl) for lvl in d["levels"])
-        return cls(d["name"], trunk, levels, d["head"], d["description"], d.get("extrapolated", False))
+        return cls(
+            d["name"], trunk, levels, d["head"], d["description"], d.get("extrapolated", False)
+        )
 
 
 B = BlockSpec
@@ -217,4 +231,6 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise NhlError(f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})") from None
+        raise NhlError(
+            f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})"
+        ) from None

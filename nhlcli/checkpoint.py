@@ -1,0 +1,147 @@
+"""Checkpoints and experts on disk: a DIRECTORY with ``model.safetensors`` and ``config.json``.
+
+* ``config.json``: `HierNet.config()` (format ``nhl-model/1``: preset with its widths, the tree with
+  the class list, image size, attention settings, where a cutout was cut from) plus an optional
+  ``extra`` object (e.g. training metadata).
+* ``model.safetensors``: the state dict (parameters and BN statistics; attention scales live in the
+  config). Loading never executes code from a file.
+* Other files are ignored (training adds ``train_state.pt`` next to these).
+
+A checkpoint is written into a temporary directory beside the target and renamed into place, so a
+failure leaves nothing half-written; an existing checkpoint directory at the target is replaced as a
+whole (other files in it, such as a stale ``train_state.pt``, do not survive).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nhlcli.errors import NhlError
+from nhlcli.model.network import MODEL_FORMAT, HierNet
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model` as a checkpoint directory at `path` (atomically); returns the path."""
+    from safetensors.torch import save_file
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise NhlError(f"{target} exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
+        raise NhlError(
+            f"{target} is a non-empty directory that is not an nhl checkpoint; not overwriting"
+        )
+    config = model.config()
+    if extra:
+        config["extra"] = extra
+    text = json.dumps(config, indent=1, ensure_ascii=False) + "\n"
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    old: Path | None = None
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
+        for f in (WEIGHTS_FILE, CONFIG_FILE):
+            with open(tmp / f, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp / f, 0o666 & ~umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not target.exists():
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def checkpoint_dir(path: str | Path) -> Path:
+    """The checkpoint directory for `path` (a directory or one of its two files); NhlError."""
+    p = Path(path)
+    if not p.exists():
+        raise NhlError(f"checkpoint not found: {p}")
+    if p.is_file():
+        if p.name in (WEIGHTS_FILE, CONFIG_FILE):
+            p = p.parent
+        else:
+            raise NhlError(
+                f"{p} is a file, not an nhl checkpoint (a directory with {WEIGHTS_FILE} and "
+                f"{CONFIG_FILE})"
+            )
+    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (p / f).is_file()]
+    if missing:
+        raise NhlError(f"{p} is not an nhl checkpoint: missing {' and '.join(missing)}")
+    return p
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's config.json (format checked), without loading weights."""
+    d = checkpoint_dir(path)
+    f = d / CONFIG_FILE
+    try:
+        config = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NhlError(f"{f}: not a readable JSON config ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise NhlError(
+            f"{f}: not an nhl model config (format {found!r}, expected {MODEL_FORMAT!r})"
+        )
+    return config
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:
+    """Load a checkpoint directory (or an expert) in one call; NhlError on any unusable file."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    d = checkpoint_dir(path)
+    config = read_config(d)
+    model = HierNet.from_config(config, meta=True, origin=str(d / CONFIG_FILE))
+    weights = d / WEIGHTS_FILE
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NhlError(
+            f"{weights}: not a readable safetensors file (truncated or wrong kind: {msg})"
+        ) from None
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in expected]
+    problems += [
+        f"{k} has shape {tuple(state[k].shape)}, config needs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
+    problems += [
+        f"{k} has dtype {state[k].dtype}, expected {v.dtype}"
+        for k, v in expected.items()
+        if k in state and state[k].dtype != v.dtype and tuple(state[k].shape) == tuple(v.shape)
+    ]
+    if problems:
+        shown = problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else [])
+        raise NhlError(f"{weights} does not match {CONFIG_FILE}", shown)
+    model.load_state_dict(state, strict=True, assign=True)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return model.to(device)

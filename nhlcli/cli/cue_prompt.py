@@ -1,0 +1,110 @@
+"""`nhl cutout --cue`: show what the cues selected and ask before cutting (the CLI side of cues)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from nhlcli.cli.common import err_console, print_json
+from nhlcli.errors import NhlError
+from nhlcli.experts.cues import CueResolution, LlmCueSettings, resolve_cues
+from nhlcli.hierarchy.tree import Tree
+
+CUE_SOURCES = ("wordnet", "llm")
+
+
+def checkpoint_tree(checkpoint: str | Path) -> Tree:
+    """The tree of a checkpoint or expert, read from its config (no weights loaded)."""
+    from nhlcli.checkpoint import read_config
+
+    config = read_config(checkpoint)
+    return Tree.from_dict(config.get("tree"), origin=f"{checkpoint}: tree")
+
+
+def resolve_cue_option(
+    checkpoint: str | Path,
+    cues: list[str],
+    source: str,
+    llm: LlmCueSettings,
+) -> CueResolution:
+    if source not in CUE_SOURCES:
+        raise NhlError(f"--cue-source must be one of {', '.join(CUE_SOURCES)}, not '{source}'")
+    tree = checkpoint_tree(checkpoint)
+    if source == "wordnet":
+        with err_console.status("resolving cues with WordNet…"):
+            return resolve_cues(cues, tree, "wordnet")
+    with err_console.status(f"asking {llm.model} about the cues…"):
+        return resolve_cues(cues, tree, "llm", llm)
+
+
+def cue_table(res: CueResolution) -> Table:
+    table = Table(
+        "#", "class", "name", "cue", "matched",
+        title=f"cue{'s' if len(res.cues) > 1 else ''} {', '.join(repr(c) for c in res.cues)} "
+        f"({res.source}): {_classes(len(res.class_ids))}",
+        title_justify="left",
+    )  # fmt: skip
+    for i, (cid, matches) in enumerate(res.by_class().items()):
+        first = matches[0]
+        table.add_row(str(i), cid, first.name, ", ".join(m.cue for m in matches), first.why)
+    return table
+
+
+def cue_settings(
+    model: str, base_url: str | None, api_key_env: str, cache_dir: Path | None, no_cache: bool
+) -> LlmCueSettings:
+    return LlmCueSettings(model, base_url, api_key_env, cache_dir=cache_dir, use_cache=not no_cache)
+
+
+def show_and_confirm(
+    res: CueResolution,
+    classes: str | None,
+    yes: bool,
+    dry_run: bool,
+    checkpoint: str | Path,
+    picture: Path | None,
+    json_out: bool,
+) -> bool:
+    """Show the cue selection (stderr); True to go on and cut.
+
+    --dry-run: also draw --picture and print --json, then False. Otherwise ask on stdin unless
+    --yes; no answer (stdin closed or empty) is an error with a hint to pass --yes; an explicit no
+    exits 1.
+    """
+    err_console.print(cue_table(res))
+    for note in res.notes:
+        err_console.print(f"[dim]{note}[/]")
+    if dry_run:
+        if picture is not None:
+            from nhlcli.hierarchy.drawing import draw_tree
+
+            draw_tree(checkpoint_tree(checkpoint), picture, res.class_ids)
+            err_console.print(f"wrote {picture} (the selection's paths in red)")
+        if json_out:
+            print_json({"dry_run": True, "cues": res.to_dict()})
+        err_console.print("[yellow]dry run[/]: nothing cut out, nothing written")
+        return False
+    if yes:
+        return True
+    also = " plus those of --classes" if classes else ""
+    err_console.print(
+        f"Cut out an expert for these {_classes(len(res.class_ids))}{also}? \\[y/N] ", end=""
+    )
+    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    if not answer:
+        err_console.print()
+        raise NhlError(
+            "no answer to the confirmation (stdin is closed or empty): pass --yes to accept the "
+            f"{_classes(len(res.class_ids))} the cues selected"
+        )
+    if answer.strip().lower() in ("y", "yes"):
+        return True
+    err_console.print("cancelled: nothing written")
+    raise typer.Exit(1)
+
+
+def _classes(n: int) -> str:
+    return f"{n} class" if n == 1 else f"{n} classes"

@@ -1,0 +1,128 @@
+"""`nhl export`: a model or expert as an ONNX or TorchScript file, checked against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.errors import NhlError
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "export",
+        epilog=examples(
+            "nhl export experts/cats --format onnx",
+            "nhl export experts/cats --format onnx --dynamic-batch -o cats.onnx",
+            "nhl export experts/cats --format torchscript --attend tabby=1.8 -o cats-tabby.pt",
+            "nhl export runs/train/exp --format onnx --img-size 160 --json",
+        ),
+    )(export)
+
+
+def export(
+    model_dir: str = typer.Argument(
+        ..., help="A model or expert folder (config.json + model.safetensors), or a training run."
+    ),
+    fmt: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="The file to write (default: next to the folder, .onnx / .pt)."
+    ),
+    img_size: int | None = typer.Option(
+        None, "--img-size", help="Input size in pixels (default: the model's own)."
+    ),
+    dynamic_batch: bool = typer.Option(
+        False, "--dynamic-batch", help="Any batch size (default: a fixed batch of --batch)."
+    ),
+    batch: int = typer.Option(1, "--batch", help="The fixed batch size without --dynamic-batch."),
+    attend: str | None = typer.Option(
+        None,
+        "--attend",
+        help="Top-down attention baked into the file, e.g. tabby=1.8,tiger_cat=1.5.",
+    ),
+    attend_level: int | None = typer.Option(
+        None, "--attend-level", help="Level of the attention (default: the leaf level)."
+    ),
+    opset: int | None = typer.Option(
+        None, "--opset", help="ONNX opset (default 17 for the legacy exporter, 18 for dynamo)."
+    ),
+    exporter: str = typer.Option(
+        "auto", "--exporter", help="ONNX exporter: auto (legacy, else dynamo), legacy or dynamo."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Export a model or expert to ONNX or TorchScript; the file carries its class list.
+
+    The exported file is run (onnxruntime / torch.jit) against the PyTorch model on a random batch
+    before it is written; a mismatch fails the export and writes nothing.
+    """
+    from nhlcli.checkpoint import load_model
+    from nhlcli.evaluate.runner import resolve_checkpoint_dir
+    from nhlcli.export import default_output, export_model
+    from nhlcli.export.exporter import FORMATS
+    from nhlcli.model.attention import parse_attend, set_attention
+
+    if fmt not in FORMATS:
+        raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if output is not None and Path(output).is_dir():
+        raise NhlError(f"{output} is a folder; give a file name with -o")
+    folder = resolve_checkpoint_dir(model_dir)
+    model = load_model(folder)
+    if attend:
+        set_attention(model, parse_attend(attend, model.tree), level=attend_level)
+    elif attend_level is not None:
+        raise NhlError("--attend-level needs --attend")
+    size = int(img_size or model.img_size)
+    out = Path(output) if output else default_output(Path(model_dir), fmt)
+    gmacs = _gmacs(model, size)
+    with err_console.status(f"exporting {model_dir} to {fmt} and checking it…"):
+        result = export_model(
+            model, out, fmt, img_size=size, dynamic_batch=dynamic_batch, batch=batch,
+            opset=opset, exporter=exporter, gmacs=gmacs,
+        )  # fmt: skip
+    data = {"model": model_dir, **result.to_dict()}
+    if json_out:
+        print_json(data)
+        return
+    console.print(_table(data))
+
+
+def _gmacs(model: Any, img_size: int) -> float | None:
+    """fvcore GMACs at batch 1 from the profiling part (composed per node shape)."""
+    try:
+        from nhlcli.profiling.compose import compose_profile
+    except ImportError:  # pragma: no cover - profiling ships with nhl
+        return None
+    return compose_profile(model.preset, model.nodes_per_level(), model.num_classes, img_size).gmacs
+
+
+def _table(d: dict[str, Any]) -> Table:
+    t = Table(show_header=False, box=None, pad_edge=False, title=f"exported {d['path']}",
+              title_justify="left")  # fmt: skip
+    t.add_column(style="bold")
+    t.add_column()
+    how = d["format"] + (
+        f" ({d['exporter']} exporter, opset {d['opset']})" if d["exporter"] else ""
+    )
+    t.add_row("format", how)
+    t.add_row("file size", f"{d['file_bytes'] / 1e6:,.1f} MB ({d['file_bytes']:,} bytes)")
+    t.add_row("classes", str(d["classes"]))
+    t.add_row("parameters", f"{d['params']:,}")
+    if d["gmacs"] is not None:
+        t.add_row("GMACs", f"{d['gmacs']:.3f} (fvcore, batch 1, {d['img_size']} px)")
+    batch = "dynamic" if d["dynamic_batch"] else f"fixed at {d['batch']}"
+    t.add_row("input", f"image (N, 3, {d['img_size']}, {d['img_size']}), batch {batch}")
+    t.add_row(
+        "check",
+        f"[green]ok[/]: largest logit difference {d['max_abs_diff']:.2e} ≤ {d['tolerance']:.2e} "
+        f"(batch of {d['check_batch']})",
+    )
+    att = d.get("attention")
+    if att:
+        scales = ", ".join(f"{k}={v:g}" for k, v in att["scales"].items())
+        t.add_row("attention", f"level {att['level']}: {scales} (baked in)")
+    return t

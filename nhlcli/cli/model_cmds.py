@@ -1,0 +1,255 @@
+"""`nhl init`, `nhl cutout`, `nhl archs`: random checkpoints, experts, the presets."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import typer
+from rich.table import Table
+
+from nhlcli.checkpoint import load_model, save_model
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.errors import NhlError
+from nhlcli.model.attention import parse_attend, set_attention
+from nhlcli.model.cutout import cutout, cutout_summary
+from nhlcli.model.network import MIN_IMG_SIZE, HierNet, build_model
+from nhlcli.model.presets import PRESETS, get_preset
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "init",
+        epilog=examples(
+            "nhl init --arch n3hl --tree imagenette-wordnet-L3 -o models/n3hl-random",
+            "nhl init --arch phl-latesp --classes imagenette -o models/phl --img-size 128",
+        ),
+    )(init)
+    app.command(
+        "cutout",
+        epilog=examples(
+            "nhl cutout models/n3hl-random --classes cats.txt -o experts/cats",
+            "nhl cutout models/n3hl-random -c domestic_cat,tench -o experts/mix --order tree",
+            "nhl cutout models/n3hl-random -c imagenette --attend tench=1.8 -o experts/x --json",
+            "nhl cutout models/n3hl-random -c 'domestic cat' --profile --latency --batch-size 1",
+            "nhl cutout models/n3hl-1k --cue meow --yes -o experts/cats --picture cats.png",
+            "nhl cutout models/n3hl-1k --cue dog --cue meow --dry-run",
+            "nhl cutout models/n3hl-1k --cue 'found in a kitchen' --cue-source llm -o experts/k",
+        ),
+    )(cutout_cmd)
+    app.command("archs", epilog=examples("nhl archs", "nhl archs --json"))(archs)
+
+
+# ----------------------------------------------------------------------------- init
+def init_model(
+    arch: str, tree_spec: str | None, classes_spec: str | None, img_size: int, seed: int
+) -> HierNet:
+    """A random model for a tree (file or shipped name) or, for one-level presets, a class set."""
+    from nhlcli.profiling.targets import model_tree
+
+    preset = get_preset(arch)
+    if img_size < MIN_IMG_SIZE:
+        raise NhlError(f"--img-size {img_size} is too small (at least {MIN_IMG_SIZE})")
+    tree = model_tree(preset, tree_spec, classes_spec)
+    torch.manual_seed(seed)
+    return build_model(preset, tree, img_size=img_size)
+
+
+def init(
+    arch: str = typer.Option(..., "--arch", "-a", help=f"Preset: {', '.join(PRESETS)}."),
+    tree: str | None = typer.Option(
+        None, "--tree", "-t", help="Tree file or shipped tree name (imagenette-wordnet-L3)."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", "-c", help="Without --tree, for one-level presets: a class set or file."
+    ),
+    output: Path = typer.Option(..., "--output", "-o", help="Checkpoint directory to write."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
+    img_size: int = typer.Option(224, "--img-size", help="Nominal input size in pixels."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
+    with err_console.status(f"building {arch}", spinner="dots"):
+        model = init_model(arch, tree, classes, img_size, seed)
+        save_model(model, output, extra={"init": {"seed": seed}})
+    info = {
+        "path": str(output),
+        "arch": model.preset.name,
+        "classes": model.num_classes,
+        "nodes_per_level": model.nodes_per_level(),
+        "params": model.num_params(),
+        "img_size": model.img_size,
+        "seed": seed,
+    }
+    if json_out:
+        print_json(info)
+        return
+    console.print(
+        f"wrote [bold]{output}[/]: {info['arch']}, {info['classes']} classes, nodes per level "
+        f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})"
+    )
+
+
+# ----------------------------------------------------------------------------- cutout
+def make_expert(
+    checkpoint: str | Path,
+    classes: str | None,
+    order: str = "given",
+    attend: str | None = None,
+    attend_level: int | None = None,
+    also: Sequence[str] = (),
+) -> tuple[HierNet, HierNet, dict[str, Any]]:
+    """Load a checkpoint, cut out the classes of SPEC (plus `also`, e.g. from cues), set attention:
+    (full, expert, summary)."""
+    from nhlcli.experts.selection import expert_classes
+
+    model = load_model(checkpoint)
+    ids = expert_classes(model.tree, classes) if classes else []
+    ids = list(dict.fromkeys([*ids, *also]))
+    expert = cutout(model, ids, order=order, origin=str(checkpoint))
+    if attend:
+        set_attention(expert, parse_attend(attend, expert.tree), level=attend_level)
+    return model, expert, cutout_summary(model, expert)
+
+
+def cutout_cmd(
+    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
+    classes: str | None = typer.Option(
+        None,
+        "--classes",
+        "-c",
+        help="Class set name, class file, model folder, or comma-separated classes; tree node "
+        "names select every class under them.",
+    ),
+    cue: list[str] | None = typer.Option(
+        None, "--cue",
+        help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
+    ),
+    cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),
+    llm_model: str = typer.Option("gpt-4o", "--llm-model", help="--cue-source llm: model name."),
+    base_url: str | None = typer.Option(
+        None, "--base-url", help="--cue-source llm: an OpenAI-compatible server URL."
+    ),
+    api_key_env: str = typer.Option(
+        "OPENAI_API_KEY", "--api-key-env", help="--cue-source llm: the variable with the API key."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None, "--cache-dir", help="--cue-source llm: the answer cache (default: user cache dir)."
+    ),
+    no_cache: bool = typer.Option(False, "--no-cache", help="--cue-source llm: no answer cache."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only show what the cues select; cut and write nothing."
+    ),
+    picture: Path | None = typer.Option(
+        None, "--picture", help="Draw the tree with the expert's paths in red (.png, .svg, .html)."
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Expert directory to write."),
+    order: str = typer.Option("given", "--order", help="Class order: given (SPEC's) or tree."),
+    attend: str | None = typer.Option(
+        None, "--attend", help="Top-down attention scales, e.g. tabby=1.8,tiger_cat=1.5."
+    ),
+    attend_level: int | None = typer.Option(
+        None, "--attend-level", help="Level of the attention (1 = top; default: the leaf level)."
+    ),
+    profile: bool = typer.Option(
+        False, "--profile", help="Also print params/GMACs: ResNet50, the model, the expert."
+    ),
+    latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
+    batch_size: int = typer.Option(8, "--batch-size", help="--latency: batch size."),
+    runs: int = typer.Option(20, "--runs", help="--latency: timed runs (median shown)."),
+    device: str = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
+    if order not in ("given", "tree"):
+        raise NhlError(f"--order must be 'given' or 'tree', not '{order}'")
+    if not classes and not cue:
+        raise NhlError("say which classes: --classes SPEC and/or --cue WORD (e.g. --cue meow)")
+    resolution = None
+    if cue:
+        from nhlcli.cli.cue_prompt import cue_settings, resolve_cue_option, show_and_confirm
+
+        llm = cue_settings(llm_model, base_url, api_key_env, cache_dir, no_cache)
+        resolution = resolve_cue_option(checkpoint, cue, cue_source, llm)
+        if not show_and_confirm(resolution, classes, yes, dry_run, checkpoint, picture, json_out):
+            return  # --dry-run: shown (and drawn), nothing cut
+    cue_ids = resolution.class_ids if resolution is not None else []
+    model, expert, summary = make_expert(checkpoint, classes, order, attend, attend_level, cue_ids)
+    if output is not None:
+        save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
+    summary["path"] = str(output) if output is not None else None
+    if resolution is not None:
+        summary["cues"] = resolution.to_dict()
+    if picture is not None:
+        from nhlcli.hierarchy.drawing import draw_tree
+
+        draw_tree(model.tree, picture, expert.class_ids)
+        summary["picture"] = str(picture)
+    report = None
+    if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
+        from nhlcli.cli.profile_cmd import build_profile
+
+        report = build_profile(
+            model.preset, model.tree, expert.class_ids, model.img_size,
+            latency=latency, batch_size=batch_size, runs=runs, device=device,
+            models={"full": model, "cutout": expert},
+        )  # fmt: skip
+        summary["profile"] = report
+    if json_out:
+        print_json(summary)
+        return
+    render_cutout(summary)
+    if report is not None:
+        from nhlcli.cli.profile_cmd import print_profile
+
+        print_profile(report)
+
+
+def render_cutout(summary: dict[str, Any]) -> None:
+    table = Table("#", "id", "name", title=f"expert: {len(summary['classes'])} classes")
+    for i, c in enumerate(summary["classes"]):
+        table.add_row(str(i), c["id"], c["name"])
+    console.print(table)
+    p = summary["params"]
+    npl = summary["nodes_per_level"]
+    console.print(
+        f"{summary['arch']}: nodes per level {npl['full']} -> {npl['expert']}; parameters "
+        f"{p['full']:,} -> {p['expert']:,} ({p['reduction_pct']:.2f}% fewer)"
+    )
+    if summary["attention"]:
+        att = summary["attention"]
+        console.print(f"attention at level {att['level']}: {att['scales']}")
+    if summary.get("path"):
+        console.print(f"wrote [bold]{summary['path']}[/]")
+    if summary.get("picture"):
+        console.print(f"wrote {summary['picture']} (the expert's paths in red)")
+
+
+# ----------------------------------------------------------------------------- archs
+def archs(json_out: bool = JSON_OPTION) -> None:
+    """The network presets: trunk, levels, parameters per node and the parameter formula."""
+    rows: list[dict[str, Any]] = []
+    for p in PRESETS.values():
+        rows.append(
+            {
+                "name": p.name,
+                "trunk": p.trunk.name,
+                "levels": p.num_levels,
+                "head": p.head,
+                "node_params": [p.node_params(lv) for lv in range(1, len(p.levels) + 1)],
+                "formula": p.formula(),
+                "extrapolated": p.extrapolated,
+                "description": p.description,
+            }
+        )
+    if json_out:
+        print_json(rows)
+        return
+    table = Table("name", "trunk", "levels", "parameters (n_l nodes on level l, k classes)",
+                  "description", title="presets")  # fmt: skip
+    for r in rows:
+        table.add_row(r["name"], r["trunk"], str(r["levels"]), r["formula"], r["description"])
+    console.print(table)

@@ -1,0 +1,117 @@
+"""`nhl predict`: top classes of images for a checkpoint, an expert or an exported file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.predict import (
+    Predictor,
+    PredictReport,
+    check_options,
+    list_images,
+    open_predictor,
+    predict_images,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "predict",
+        epilog=examples(
+            "nhl predict experts/cats photos/",
+            "nhl predict experts/cats.onnx cat1.jpg cat2.jpg --top 3",
+            "nhl predict runs/train/exp photos/ --attend tabby=1.8 --csv predictions.csv",
+            "nhl predict experts/cats.pt photos/ --json",
+        ),
+    )(predict)
+
+
+def predict(
+    model: str = typer.Argument(
+        ...,
+        help="A model/expert folder, a training run, or an exported .onnx / TorchScript .pt file.",
+    ),
+    images: list[str] = typer.Argument(
+        ..., help="Image files and/or folders (searched recursively)."
+    ),
+    top: int = typer.Option(5, "--top", "-k", help="How many classes to show per image."),
+    attend: str | None = typer.Option(
+        None, "--attend", help="Top-down attention for model folders, e.g. tabby=1.8,tiger_cat=1.5."
+    ),
+    img_size: int | None = typer.Option(
+        None, "--img-size", help="Input size (default: the model's; fixed for exported files)."
+    ),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (model folders only)."),
+    csv_file: str | None = typer.Option(
+        None, "--csv", help="Also write the results to this CSV file (path, rank, class, name, p)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Top classes of each image with their probabilities (softmax over the model's classes)."""
+    check_options(top, batch_size)
+    predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
+    files = list_images(images)
+    folders = any(Path(i).is_dir() for i in images)
+    if (folders or len(files) > batch_size) and not json_out:
+        report = _with_progress(predictor, files, top, batch_size)
+    else:
+        report = predict_images(predictor, files, top=top, batch_size=batch_size)
+    if csv_file:
+        report.write_csv(csv_file)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    console.print(_table(report))
+    if report.skipped:
+        err_console.print(
+            f"[yellow]skipped {len(report.skipped)} unreadable file(s)[/]: "
+            + ", ".join(report.skipped[:5])
+            + (" …" if len(report.skipped) > 5 else "")
+        )
+    if csv_file:
+        console.print(f"wrote {csv_file}")
+
+
+def _with_progress(
+    predictor: Predictor, files: list[str], top: int, batch_size: int
+) -> PredictReport:
+    columns = (
+        TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    )  # fmt: skip
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("predict", total=len(files))
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
+
+
+def _table(report: PredictReport) -> Table:
+    att = ""
+    if report.attention:
+        att = ", attention " + ", ".join(
+            f"{k}={v:g}" for k, v in report.attention["scales"].items()
+        )
+    title = (
+        f"{report.source} ({report.kind}, {report.classes} classes, {report.img_size} px{att}): "
+        f"{len(report.predictions)} image(s)"
+    )
+    t = Table(title=title, title_justify="left")
+    t.add_column("image", overflow="fold")
+    t.add_column("top class")
+    t.add_column("p")
+    if report.top_k > 1:
+        t.add_column(f"next {report.top_k - 1}")
+    for p in report.predictions:
+        cid, name, prob = p.top[0]
+        rest = ", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:])
+        cells = [p.path, f"{name} [dim]{cid}[/]", f"{prob:.3f}"]
+        t.add_row(*cells, *([rest] if report.top_k > 1 else []))
+    return t

@@ -1,0 +1,194 @@
+"""`nhl profile`: params, GMACs (fvcore) and latency of a preset, its cutout and ResNet50."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.experts.selection import expert_classes
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.presets import Preset, get_preset
+from nhlcli.profiling.compose import check_img_size
+from nhlcli.profiling.report import attach_latency, profile_report
+from nhlcli.profiling.targets import model_tree
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "profile",
+        epilog=examples(
+            "nhl profile --arch phl-big --classes imagenet1k",
+            "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --classes 'domestic cat'",
+            "nhl profile --arch n3hl --tree tree.json --classes cats.txt --latency --batch-size 1",
+            "nhl profile --arch resnet50 --classes imagenette --json",
+        ),
+    )(profile)
+
+
+def profile(
+    arch: str = typer.Option(..., "--arch", "-a", help="Preset (resnet50, phl-small, n3hl, ...)."),
+    tree: str | None = typer.Option(
+        None, "--tree", "-t", help="Tree file or shipped tree name the model is built for."
+    ),
+    classes: str | None = typer.Option(
+        None,
+        "--classes",
+        "-c",
+        help="With --tree: the cutout's classes (class set, class file, model folder, or "
+        "comma-separated classes or tree nodes). Without --tree (one-level presets): the model's "
+        "classes.",
+    ),
+    img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
+    latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Batch size for --latency."),
+    runs: int = typer.Option(20, "--runs", help="Timed runs for --latency (the median is shown)."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs for --latency."),
+    device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu, cuda, cuda:N."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Parameters and GMACs of a preset for a tree, its cutout and ResNet50 (no checkpoint needed).
+
+    GMACs are fvcore's count (one multiply-accumulate = one flop) at batch 1. The model is profiled
+    one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
+    models are never allocated (only --latency allocates the models it times).
+    """
+    preset = get_preset(arch)
+    check_img_size(img_size)
+    model = model_tree(preset, tree, classes)
+    subset = expert_classes(model, classes) if tree is not None and classes is not None else None
+    report = build_profile(
+        preset, model, subset, img_size,
+        latency=latency, batch_size=batch_size, runs=runs, warmup=warmup, device=device,
+    )  # fmt: skip
+    if json_out:
+        print_json(report)
+    else:
+        print_profile(report)
+
+
+def build_profile(
+    preset: Preset,
+    tree: Tree,
+    subset: Sequence[str] | None,
+    img_size: int,
+    *,
+    latency: bool = False,
+    batch_size: int = 8,
+    runs: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    models: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The profile report (ResNet50 / full / cutout), with measured latency when asked.
+
+    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
+    expert; the others are built for timing.
+    """
+    report = profile_report(preset, tree, subset, img_size)
+    if latency:
+        from nhlcli.profiling.latency import measure_report_latency
+
+        with err_console.status("timing forward passes…", spinner="dots"):
+            measured = measure_report_latency(
+                preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models
+            )
+        attach_latency(report, measured)
+    return report
+
+
+def print_profile(report: dict[str, Any]) -> None:
+    """The tables on stdout; the one fvcore line and latency warnings on stderr."""
+    render_profile(report)
+    if report["fvcore_skipped"]:
+        err_console.print(f"[dim]note: {report['fvcore_skipped']}[/]", soft_wrap=True)
+    for why in report.get("latency", {}).get("skipped", []):
+        err_console.print(f"[yellow]warning:[/] {why}", soft_wrap=True)
+
+
+def _delta(reduction: float) -> str:
+    change = -reduction
+    if abs(change) < 0.05:
+        return "0"
+    text = f"{change:+,.0f}" if abs(change) >= 1000 else f"{change:+.1f}"
+    return text.replace("-", "−")
+
+
+def _model_label(r: dict[str, Any]) -> str:
+    name = "cutout" if r["role"] == "cutout" else r["arch"]
+    return f"{name}, k={r['classes']:,}"
+
+
+def render_profile(report: dict[str, Any]) -> None:
+    """The model table (ResNet50 / full / cutout) and the per-part breakdown."""
+    lat = report.get("latency")
+    title = f"{report['arch']} at {report['img_size']} px"
+    if report.get("extrapolated"):
+        title += " (extrapolated preset)"
+    caption = (
+        "GMACs: fvcore at batch 1 (one multiply-accumulate = one flop). "
+        "Δ: change in % of params / GMACs, negative = smaller."
+    )
+    if lat:
+        caption += (
+            f" ms/batch: median of {lat['runs']} runs after {lat['warmup']} warm-up, "
+            f"batch {lat['batch_size']}, {lat['device']}"
+            + (f" ({lat['threads']} threads)." if lat.get("threads") else ".")
+        )
+    table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, collapse_padding=True)
+    table.add_column("model", min_width=10)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("GMACs", justify="right", no_wrap=True)
+    if lat:
+        table.add_column("ms/batch", justify="right", no_wrap=True)
+    table.add_column("Δ% vs full", justify="right", no_wrap=True)
+    table.add_column(f"Δ% vs {report['baseline']}", justify="right", no_wrap=True)
+    for r in report["models"]:
+        cells = [_model_label(r), f"{r['params']:,}", f"{r['gmacs']:.3f}"]
+        if lat:
+            ms = r.get("latency_ms")
+            cells.append("—" if ms is None else f"{ms:,.1f}")
+        for key in ("reduction_vs_full_pct", "reduction_vs_baseline_pct"):
+            red = r[key]
+            cells.append(f"{_delta(red['params'])}/{_delta(red['macs'])}")
+        table.add_row(*cells)
+    console.print(table)
+    console.print(breakdown_table(report))
+
+
+def breakdown_table(report: dict[str, Any]) -> Table:
+    """Per part (trunk, each level, heads): nodes, params (millions) and GMACs, full and cutout."""
+    rows = {r["role"]: r for r in report["models"]}
+    full, cut = rows["full"], rows.get("cutout")
+    parts = [("full", full)] + ([("cut", cut)] if cut is not None else [])
+    table = Table(
+        title=f"{report['arch']} per part (one node × nodes)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 0),
+        pad_edge=False,
+    )
+    table.add_column("part", no_wrap=True)
+    table.add_column("input", justify="right", no_wrap=True)
+    table.add_column("params/node", justify="right", no_wrap=True)
+    for what in ("nodes", "Mparams", "GMACs"):
+        for name, _ in parts:
+            head = f"{what}\n{name}" if cut is not None else what
+            table.add_column(head, justify="right", no_wrap=True)
+    by_name = [{p["part"]: p for p in m["parts"]} for _, m in parts]
+    for part in full["parts"]:
+        name = part["part"]
+        shape = "×".join(str(d) for d in part["input"])  # C×H×W of one node's input
+        cells = [name, shape, f"{part['params_each']:,}"]
+        cells += [f"{m[name]['nodes']:,}" for m in by_name]
+        cells += [f"{m[name]['params'] / 1e6:,.3f}" for m in by_name]
+        cells += [f"{m[name]['gmacs']:.3f}" for m in by_name]
+        table.add_row(*cells)
+    total = ["total", "", ""] + [""] * len(parts)
+    total += [f"{m['params'] / 1e6:,.3f}" for _, m in parts]
+    total += [f"{m['gmacs']:.3f}" for _, m in parts]
+    table.add_row(*total, style="bold")
+    return table

@@ -1,0 +1,239 @@
+"""`nhl tree show|export|validate`: look at, convert and check category trees."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import typer
+from rich.table import Table
+from rich.tree import Tree as RichTree
+
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.errors import NhlError
+from nhlcli.experts.selection import expert_classes
+from nhlcli.hierarchy.drawing import draw_tree
+from nhlcli.hierarchy.shipped_trees import resolve_tree
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.hierarchy.tree_export import FORMATS, export_tree, outline, tree_summary
+
+TREE_ARG = typer.Argument(..., help="A tree file, or a shipped tree such as imagenette-wordnet-L3.")
+SHOW_ALL_UP_TO = 150  # classes: bigger trees are shown down to the last group level by default
+
+
+def register(app: typer.Typer) -> None:
+    tree = typer.Typer(
+        help="Show, export and validate category trees.",
+        no_args_is_help=True,
+        epilog=examples(
+            "nhl tree show imagenette-wordnet-L3",
+            "nhl tree export tree.json --format graphml -o tree.graphml",
+            "nhl tree validate tree.json --levels 3",
+        ),
+    )
+    tree.command(
+        "show",
+        epilog=examples(
+            "nhl tree show tree.json",
+            "nhl tree show imagenet1k-wordnet-L3 --depth 1",
+            "nhl tree show tree.json --json",
+            "nhl tree show imagenet1k-wordnet-L3 --highlight cats.txt -o cutout.png",
+            "nhl tree show imagenet100-wordnet-L3 --highlight experts/cats -o cutout.html",
+        ),
+    )(show)
+    tree.command(
+        "export",
+        epilog=examples(
+            "nhl tree export tree.json --format graphml -o tree.graphml",
+            "nhl tree export tree.json --format dot -o tree.dot",
+            "nhl tree export imagenette-wordnet-L3 --format png -o tree.png",
+        ),
+    )(export)
+    tree.command(
+        "validate",
+        epilog=examples(
+            "nhl tree validate tree.json", "nhl tree validate tree.json --levels 3 --json"
+        ),
+    )(validate)
+    app.add_typer(tree, name="tree")
+
+
+# --------------------------------------------------------------------------- show
+def show(
+    tree_spec: str = TREE_ARG,
+    depth: int | None = typer.Option(
+        None,
+        "--depth",
+        "-d",
+        min=0,
+        help="Open groups down to this depth (0: stats only). Default: everything for up to "
+        f"{SHOW_ALL_UP_TO} classes, else the group levels.",
+    ),
+    highlight: str | None = typer.Option(
+        None,
+        "--highlight",
+        help="Classes to highlight (red paths): a class set, class file, comma-separated classes "
+        "or tree nodes, or a model/expert folder.",
+    ),
+    output: str | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Draw the tree to this picture instead (.png, .svg or .html; large trees summarised).",
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Print a tree (collapsible by --depth) and its stats: depth, nodes per level, singleton
+    groups, largest group. With -o, draw it (the expert's paths in red with --highlight)."""
+    tree = resolve_tree(tree_spec)
+    marked = expert_classes(tree, highlight) if highlight is not None else []
+    if output is not None:
+        draw_tree(tree, output, marked)
+        if json_out:
+            print_json({"tree": tree_spec, "output": output, "highlighted": marked})
+        else:
+            console.print(f"wrote {output} ({tree.num_classes} classes, {len(marked)} highlighted)")
+        return
+    stats = tree_summary(tree)
+    if depth is None:
+        full = tree.num_classes <= SHOW_ALL_UP_TO
+        depth = stats["depth"] if full else max(1, min(2, stats["depth"] - 1))
+    if json_out:
+        print_json(
+            {
+                "tree": tree_spec,
+                "stats": stats,
+                "provenance": tree.provenance,
+                "depth_shown": depth,
+                "outline": outline(tree, depth),
+                "highlighted": marked,
+            }
+        )
+        return
+    if depth > 0:
+        console.print(render_rich(tree, depth, title=tree_spec, highlight=marked))
+    console.print(stats_table(tree, stats))
+
+
+def render_rich(tree: Tree, depth: int, title: str, highlight: Sequence[str] = ()) -> RichTree:
+    marked = set(highlight)
+    on_path = {a for c in marked for a in tree.path(c)}
+    prov = tree.provenance
+    label = f"[bold]{title}[/]  [dim]{prov.get('source', '?')}, {tree.num_classes} classes[/]"
+    root = RichTree(label, guide_style="dim")
+
+    def add(branch: RichTree, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            if item["kind"] == "class":
+                tags = "".join(
+                    f" [yellow]{_tag(k, v)}[/]" for k, v in item.get("attrs", {}).items()
+                )
+                name = _esc(item["name"])
+                name = f"[bold red]{name}[/]" if item["id"] in marked else name
+                branch.add(f"{name} [dim]{item['id']} #{item['index']}[/]{tags}")
+                continue
+            style = "bold red" if item["id"] in on_path else "bold cyan"
+            text = f"[{style}]{_esc(item['name'])}[/] [dim]{item['id']}[/] ({item['classes']})"
+            if "children" in item:
+                add(branch.add(text), item["children"])
+            else:
+                branch.add(text + " [dim]…[/]")
+
+    add(root, outline(tree, depth))
+    return root
+
+
+def _tag(key: str, value: Any) -> str:
+    if value is True:
+        return _esc(key)
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    return _esc(f"{key}={value}")
+
+
+def _esc(text: str) -> str:
+    return text.replace("[", r"\[")
+
+
+def stats_table(tree: Tree, stats: dict[str, Any]) -> Table:
+    t = Table(show_header=False, title="stats", title_justify="left", box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    levels = stats["levels"]
+    t.add_row("classes", str(stats["classes"]))
+    t.add_row(
+        "levels", str(levels) if levels is not None else f"not levelled (depth {stats['depth']})"
+    )
+    t.add_row("nodes per level", " / ".join(map(str, stats["nodes_per_level"])))
+    t.add_row("singleton groups", f"{stats['singleton_groups']} (nodes with one child)")
+    lg = stats["largest_group"]
+    t.add_row("largest group", f"{lg['name']} ({lg['children']} children)")
+    placed = _count_attr(tree, "placed_by")
+    if placed:
+        t.add_row("placed by", ", ".join(f"{k}: {v}" for k, v in sorted(placed.items())))
+    ambiguous = sum(1 for c in tree.classes if c.attrs.get("ambiguous"))
+    if ambiguous:
+        t.add_row("ambiguous classes", f"{ambiguous} (several parents in the source)")
+    prov = tree.provenance
+    date = prov.get("date") or "none (pinned)"
+    t.add_row("source", f"{prov.get('source', '?')}  {prov.get('tool', '')}  date {date}")
+    return t
+
+
+def _count_attr(tree: Tree, key: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in tree.classes:
+        if key in c.attrs:
+            out[str(c.attrs[key])] = out.get(str(c.attrs[key]), 0) + 1
+    return out
+
+
+# --------------------------------------------------------------------------- export
+def export(
+    tree_spec: str = TREE_ARG,
+    fmt: str | None = typer.Option(
+        None, "--format", "-f", help=f"One of {', '.join(FORMATS)} (default: from the file suffix)."
+    ),
+    output: str = typer.Option(..., "--output", "-o", help="The file to write."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Export a tree as GraphML, DOT, node-link JSON or a picture (PNG/SVG; big ones summarised)."""
+    if fmt is not None and fmt not in FORMATS:
+        raise NhlError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    tree = resolve_tree(tree_spec)
+    used = export_tree(tree, output, fmt)
+    if json_out:
+        print_json({"tree": tree_spec, "output": output, "format": used})
+    else:
+        console.print(f"wrote {output} ({used}, {tree.num_classes} classes)")
+
+
+# --------------------------------------------------------------------------- validate
+def validate(
+    tree_spec: str = TREE_ARG,
+    levels: int | None = typer.Option(
+        None, "--levels", "-l", min=1, help="Also require every class at this depth."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Check a tree file (format, structure, optionally the number of levels); exit 2 if invalid."""
+    tree = resolve_tree(tree_spec)
+    if levels is not None:
+        tree.require_levels(levels)
+    stats = tree.stats()
+    if json_out:
+        print_json(
+            {
+                "tree": tree_spec,
+                "valid": True,
+                "classes": stats["classes"],
+                "levels": stats["levels"],
+                "nodes_per_level": stats["nodes_per_level"],
+            }
+        )
+    else:
+        lv = stats["levels"] if stats["levels"] is not None else "not levelled"
+        console.print(
+            f"[green]valid[/]: {tree_spec}: {stats['classes']} classes, levels {lv}, "
+            f"nodes per level {' / '.join(map(str, stats['nodes_per_level']))}"
+        )

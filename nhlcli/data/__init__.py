@@ -1,0 +1,1 @@
+"""Image folders, decoding and batch augmentation for training and evaluation."""

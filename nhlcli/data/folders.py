@@ -1,0 +1,181 @@
+"""Image folders (`root/<class>/*.jpg`) matched to a tree's classes.
+
+A class folder is named by the class's id (a wnid, as in Imagenette), by its name in the tree
+(`tench`, `English_springer`), or by any token that resolves to the class through the ImageNet
+catalogue (`nhlcli.hierarchy.classsets.resolve_token`). Every problem is reported at once: tree
+classes without images, folders that match no class (unless extra folders are allowed), two folders
+for one class, folders that name several classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nhlcli.errors import NhlError
+from nhlcli.hierarchy.classsets import resolve_token
+from nhlcli.hierarchy.tree import Tree
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+
+
+@dataclass(frozen=True)
+class ImageFolder:
+    """The images of a folder tree, labelled with class indices in the tree's logit order."""
+
+    root: Path
+    class_ids: tuple[str, ...]  # logit order of the model the labels refer to
+    samples: tuple[tuple[str, int], ...]  # (file path, class index)
+    folders: dict[str, str] = field(default_factory=dict)  # class id -> folder name
+    ignored_folders: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def counts(self) -> list[int]:
+        """Images per class, in class order."""
+        out = [0] * len(self.class_ids)
+        for _, label in self.samples:
+            out[label] += 1
+        return out
+
+    def restricted(self, keep: Iterable[int]) -> ImageFolder:
+        """Only the images whose label is in `keep` (labels unchanged)."""
+        wanted = set(keep)
+        return ImageFolder(
+            self.root,
+            self.class_ids,
+            tuple(s for s in self.samples if s[1] in wanted),
+            {c: f for c, f in self.folders.items() if self.class_ids.index(c) in wanted},
+            self.ignored_folders,
+        )
+
+
+def split_dir(root: str | Path, split: str) -> Path:
+    """`root/split` when it exists (the usual train/ val/ layout), else `root` itself."""
+    base = Path(root)
+    if not base.is_dir():
+        raise NhlError(f"data folder not found: {base}")
+    sub = base / split
+    return sub if sub.is_dir() else base
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sub-folder names of root (hidden ones skipped), sorted."""
+    if not root.is_dir():
+        raise NhlError(f"data folder not found: {root}")
+    names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    if not names:
+        raise NhlError(f"{root} has no class folders (expected {root}/<class>/<image files>)")
+    return names
+
+
+def match_folder(folder: str, tree: Tree) -> list[str]:
+    """Class ids of the tree that a folder name stands for (empty: none)."""
+    if tree.is_class(folder):
+        return [folder]
+    by_name = [n for n in tree.find(folder) if tree.is_class(n)]
+    if by_name:
+        return by_name
+    try:
+        refs = resolve_token(folder)
+    except NhlError:
+        return []
+    return [r.wnid for r in refs if tree.is_class(r.wnid)]
+
+
+def scan_images(folder: Path) -> list[str]:
+    """Image files under a class folder (recursively), sorted for a reproducible order."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                out.append(os.path.join(dirpath, name))
+    return sorted(out)
+
+
+def index_image_folder(
+    root: str | Path,
+    tree: Tree,
+    allow_extra: bool = False,
+    required: Sequence[str] | None = None,
+) -> ImageFolder:
+    """Match the class folders of `root` to the tree's classes and list their images.
+
+    `required` is the list of class ids that must have images (default: all classes of the tree).
+    Folders that match no class are an error unless `allow_extra`; they are then ignored.
+    """
+    root = Path(root)
+    folders = class_folders(root)
+    problems: list[str] = []
+    owner: dict[str, str] = {}  # class id -> folder
+    extra: list[str] = []
+    for folder in folders:
+        ids = match_folder(folder, tree)
+        if not ids:
+            extra.append(folder)
+            continue
+        if len(ids) > 1:
+            problems.append(f"folder '{folder}' matches several classes ({', '.join(ids)})")
+            continue
+        cid = ids[0]
+        if cid in owner:
+            problems.append(f"folders '{owner[cid]}' and '{folder}' are both class {cid}")
+            continue
+        owner[cid] = folder
+    samples: list[tuple[str, int]] = []
+    empty: list[str] = []
+    for cid, folder in owner.items():
+        files = scan_images(root / folder)
+        if not files:
+            empty.append(folder)
+        label = tree.class_index(cid)
+        samples.extend((f, label) for f in files)
+    need = list(required) if required is not None else tree.class_ids
+    missing = [c for c in need if c not in owner or owner[c] in empty]
+    if missing:
+        shown = ", ".join(f"{c} ({tree.node(c).name})" for c in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        problems.append(f"{len(missing)} class(es) without images: {shown}{more}")
+    if extra and not allow_extra:
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+        problems.append(
+            f"{len(extra)} folder(s) match no class of the tree: {shown} "
+            "(pass --allow-extra to ignore them)"
+        )
+    if problems:
+        raise NhlError(f"{root}: the class folders do not fit the tree", problems)
+    samples.sort(key=lambda s: (s[1], s[0]))
+    return ImageFolder(root, tuple(tree.class_ids), tuple(samples), owner, tuple(extra))
+
+
+def tree_from_folders(root: str | Path) -> Tree:
+    """A one-level tree (no groups) with one class per folder, for presets that need no hierarchy.
+
+    Folder names that resolve to an ImageNet class (wnids, names) become that class (its wnid as id);
+    other folder names are used as they are. Folder order (sorted) is the logit order.
+    """
+    from nhlcli.hierarchy.tree import TreeNode
+
+    nodes: list[TreeNode] = []
+    seen: dict[str, str] = {}
+    problems = []
+    for folder in class_folders(Path(root)):
+        try:
+            refs = resolve_token(folder)
+        except NhlError:
+            refs = []
+        cid, name = (refs[0].wnid, refs[0].name) if len(refs) == 1 else (folder, folder)
+        if cid in seen:
+            problems.append(f"folders '{seen[cid]}' and '{folder}' are both class {cid}")
+            continue
+        seen[cid] = folder
+        nodes.append(TreeNode(cid, name, None))
+    if problems:
+        raise NhlError(f"{root}: cannot derive classes from the folders", problems)
+    return Tree(nodes, [], {"source": "folders", "params": {"root": str(root)}})

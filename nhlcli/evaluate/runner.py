@@ -1,0 +1,201 @@
+"""`nhl eval`: a checkpoint or expert on an image folder; one function, `evaluate`, and its report."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nhlcli.data.dataset import ImageFileDataset
+from nhlcli.data.folders import index_image_folder, split_dir
+from nhlcli.data.loader import ShardSampler, default_workers, make_loader
+from nhlcli.errors import NhlError
+from nhlcli.evaluate.classes import resolve_eval_classes
+from nhlcli.evaluate.inference import run_inference
+from nhlcli.evaluate.metrics import per_class_accuracy, top1
+from nhlcli.model.attention import parse_attend, set_attention
+from nhlcli.model.network import HierNet
+
+ORACLE_NOTE = (
+    "oracle top-down attention (paper Sec. 4.4): each image's OWN class path is amplified, chosen "
+    "by its true label; this measures what a correct external cue could give, it is not an "
+    "unguided accuracy"
+)
+
+
+def parse_sweep(text: str) -> list[float]:
+    """'1.0:2.0:0.1' -> [1.0, 1.1, ..., 2.0] (inclusive, rounded to 6 digits); NhlError if malformed."""
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(p) for p in parts)
+    except ValueError:
+        raise NhlError(f"--attend-sweep '{text}' is not START:STOP:STEP (e.g. 1.0:2.0:0.1)") from None
+    if step <= 0 or stop < start or start <= 0:
+        raise NhlError(f"--attend-sweep '{text}': need 0 < START <= STOP and STEP > 0")
+    n = int(round((stop - start) / step))
+    if n > 1000:
+        raise NhlError(f"--attend-sweep '{text}' has more than 1000 scales")
+    return [round(start + i * step, 6) for i in range(n + 1)]
+
+
+def resolve_checkpoint_dir(path: str | Path) -> Path:
+    """A model directory; a training run directory stands for its best (else last) checkpoint."""
+    from nhlcli.checkpoint import checkpoint_dir
+
+    p = Path(path)
+    if p.is_dir() and not (p / "config.json").exists():
+        for tag in ("best", "last"):
+            if (p / tag / "config.json").is_file():
+                return p / tag
+    return checkpoint_dir(p)
+
+
+@dataclass
+class EvalReport:
+    checkpoint: str
+    arch: str
+    data: str
+    images: int
+    subset: bool  # evaluated on a subset of the model's classes (softmax restricted, eq. 3)
+    top1: float | None
+    per_class: list[dict[str, Any]]
+    model_classes: int
+    attention: dict[str, float] | None = None
+    attention_level: int | None = None
+    oracle: list[dict[str, float]] | None = None  # [{"scale": s, "top1": a}]
+    oracle_note: str | None = None
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoint": self.checkpoint,
+            "arch": self.arch,
+            "data": self.data,
+            "images": self.images,
+            "model_classes": self.model_classes,
+            "evaluated_classes": len(self.per_class),
+            "subset": self.subset,
+            "top1": self.top1,
+            "per_class": self.per_class,
+            "attention": self.attention,
+            "attention_level": self.attention_level,
+            "oracle": self.oracle,
+            "oracle_note": self.oracle_note,
+            "skipped_images": len(self.skipped),
+            "skipped_files": self.skipped[:20],
+        }
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str | Path,
+    classes: str | None = None,
+    attend: str | None = None,
+    oracle_scales: Sequence[float] | None = None,
+    attend_level: int | None = None,
+    batch_size: int = 64,
+    workers: int | None = None,
+    device: str | None = None,
+    img_size: int | None = None,
+    allow_extra: bool = False,
+    amp: str = "none",
+    max_batches: int | None = None,
+    model: HierNet | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EvalReport:
+    """Top-1 and per-class accuracy of a model directory (or an already loaded `model`)."""
+    from nhlcli.checkpoint import load_model
+    from nhlcli.train.distributed import resolve_device
+
+    dev = resolve_device(device)
+    ckpt = resolve_checkpoint_dir(checkpoint) if model is None else Path(str(checkpoint))
+    net = load_model(ckpt, device="cpu") if model is None else model
+    net = net.to(dev)
+    if attend is not None and oracle_scales:
+        raise NhlError("--attend and --attend-oracle/--attend-sweep exclude each other")
+    if attend_level is not None and not (attend or oracle_scales):
+        raise NhlError("--attend-level needs --attend, --attend-oracle or --attend-sweep")
+    tree = net.tree
+    if attend:
+        set_attention(net, parse_attend(attend, tree), level=attend_level)
+    if oracle_scales and not net.per_class:
+        raise NhlError(
+            f"top-down attention needs per-class branches; {net.preset.name} has a shared head"
+        )
+    if oracle_scales:
+        lv = attend_level if attend_level is not None else len(net.levels)
+        if not 1 <= lv <= len(net.levels):
+            raise NhlError(f"attention level {lv} does not exist (1..{len(net.levels)})")
+
+    eval_ids = resolve_eval_classes(tree, classes) if classes else tree.class_ids
+    subset = classes is not None
+    folder = index_image_folder(
+        split_dir(data, "val"), tree, allow_extra=allow_extra, required=eval_ids
+    )
+    idx = [tree.class_index(c) for c in eval_ids]
+    folder = folder.restricted(idx)
+    size = img_size or net.img_size
+    dataset = ImageFileDataset(folder.samples, size, "eval")
+    n_workers = workers if workers is not None else default_workers()
+    loader = make_loader(
+        dataset, batch_size, ShardSampler(len(dataset)), n_workers, pin_memory=dev.type == "cuda"
+    )
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    if amp == "auto":
+        dtype = torch.bfloat16 if dev.type == "cuda" and torch.cuda.is_bf16_supported() else None
+    n_batches = len(loader) if not max_batches else min(len(loader), max_batches)
+    if on_start is not None:
+        on_start(min(len(dataset), n_batches * batch_size))
+    scales = None
+    if oracle_scales:  # the unamplified model (scale 1.0) is always measured as the reference
+        scales = list(dict.fromkeys([1.0, *oracle_scales]))
+
+    def limited():
+        for i, b in enumerate(loader):
+            if i >= n_batches:
+                return
+            yield b
+
+    result = run_inference(
+        net,
+        limited(),
+        dev,
+        subset=idx if subset else None,
+        oracle_scales=scales,
+        oracle_level=attend_level,
+        autocast_dtype=dtype,
+        on_batch=on_batch,
+    )
+    names = [tree.node(c).name for c in eval_ids]
+    main_key = next(iter(result.preds)) if not oracle_scales else None
+    report = EvalReport(
+        checkpoint=str(ckpt),
+        arch=net.preset.name,
+        data=str(folder.root),
+        images=int(result.labels.numel()),
+        subset=subset,
+        top1=None,
+        per_class=[],
+        model_classes=net.num_classes,
+        attention=dict(net.attention) if net.attention_level is not None else None,
+        attention_level=net.attention_level,
+        skipped=result.skipped,
+    )
+    key: float | None = main_key
+    if oracle_scales:
+        report.oracle = [
+            {"scale": s, "top1": top1(result.preds[s], result.labels)} for s in oracle_scales
+        ]
+        report.attention_level = attend_level if attend_level is not None else len(net.levels)
+        report.oracle_note = ORACLE_NOTE
+        key = 1.0  # top-1 and the per-class table are those of the unamplified model
+    preds = result.preds[key]
+    report.top1 = top1(preds, result.labels)
+    report.per_class = [
+        c.to_dict() for c in per_class_accuracy(preds, result.labels, idx, eval_ids, names)
+    ]
+    return report

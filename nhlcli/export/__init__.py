@@ -1,0 +1,13 @@
+"""Deployment exports: ONNX and TorchScript files that carry their class list, checked on export."""
+
+from nhlcli.export.exporter import ExportResult, default_output, export_model
+from nhlcli.export.metadata import ExportedInfo, read_onnx_info, read_torchscript_info
+
+__all__ = [
+    "ExportResult",
+    "ExportedInfo",
+    "default_output",
+    "export_model",
+    "read_onnx_info",
+    "read_torchscript_info",
+]

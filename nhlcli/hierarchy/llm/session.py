@@ -1,0 +1,85 @@
+"""One build's state: the chat client (made on the first cache miss), the cache, counters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nhlcli.hierarchy.llm.cache import AnswerCache
+from nhlcli.hierarchy.llm.client import ChatClient, RetryPolicy, public_url, resolve_base_url
+
+# progress(done, total, description): total grows as a large build discovers its sub-tasks
+ProgressFn = Callable[[int, int, str], None]
+
+
+@dataclass
+class BuildReport:
+    """What a build cost, filled in by the builders (not in the tree: it differs between runs)."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    steps: int = 0  # validated answers used
+    cached_steps: int = 0  # of those, taken from the cache
+    repairs: int = 0  # repair prompts sent
+    format_mode: str | None = None  # json_schema | json_object | text (None: nothing was sent)
+    llm_classes: int = 0  # classes the model placed (hybrid: the ambiguous ones)
+    exchange_hashes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things to tell the user
+
+
+class Session:
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key_env: str,
+        timeout: float,
+        retry: RetryPolicy,
+        max_repairs: int,
+        cache_dir: Path | None,
+        use_cache: bool,
+        refresh: bool,
+        progress: ProgressFn | None,
+        report: BuildReport,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.server = public_url(resolve_base_url(base_url))
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.retry = retry
+        self.max_repairs = max_repairs
+        self.cache = AnswerCache(cache_dir) if use_cache else None
+        self.read_cache = use_cache and not refresh
+        self.report = report
+        self._progress = progress
+        self._done = 0
+        self._total = 0
+        self._client: ChatClient | None = None
+
+    @property
+    def client(self) -> ChatClient:
+        if self._client is None:
+            self._client = ChatClient(
+                self.model, self.base_url, self.api_key_env, self.timeout, self.retry
+            )
+        return self._client
+
+    def plan(self, steps: int) -> None:
+        """Announce `steps` more answers to come (for the progress display)."""
+        self._total += steps
+        self._tell("")
+
+    def step_done(self, description: str) -> None:
+        self._done += 1
+        self._tell(description)
+
+    def _tell(self, description: str) -> None:
+        if self._progress is not None:
+            self._progress(self._done, max(self._total, self._done), description)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self.report.requests = self._client.requests
+            self.report.format_mode = self._client.format_mode
+            self._client.close()

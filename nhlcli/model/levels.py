@@ -1,0 +1,288 @@
+"""Grouped levels: all nodes of one tree level run as ONE computation.
+
+A level with n nodes whose blocks have c output channels is one tensor of n·c channels (node i owns
+channels [i·c, (i+1)·c)). Every per-node parameter is stored with a leading node dimension:
+
+* conv weights ``(n, out, in, kh, kw)``, run as one convolution with ``groups=n``;
+* batch norm ``weight``/``bias``/``running_mean``/``running_var`` as ``(n, c)``, run as one
+  per-channel batch norm over n·c channels (identical to n separate batch norms, in train and eval
+  mode).
+
+So a cutout is ``param[idx]`` and the parameter count equals that of separate branches exactly.
+
+How a level reads its input (`Wiring`): node i reads slice ``parents[i]`` of the previous level's
+output (the trunk's output for level 1: one slice shared by all nodes). The 1x1 convolutions that
+read the input (conv1 and the projection shortcut of a node's first block) never replicate a parent
+slice per child: parents are bucketed by their number of children f, and each bucket runs one
+grouped convolution with ``groups = #parents`` and ``f·out`` output channels per group (the
+children's weights side by side). When all nodes share one input (level 1), that is a single dense
+convolution ``cin -> n·out``; when every node has its own parent slice in order (a chain level), it
+is a plain grouped convolution. Only an identity shortcut (a first block without projection, which
+no preset uses) gathers the parent slices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nhlcli.model.presets import BlockSpec
+
+
+class Wiring:
+    """Which slice of the input feeds each node of a level.
+
+    parents[i] is the input slice of node i (0..n_inputs-1); ``n_inputs`` is the number of slices
+    in the input tensor (1 for the trunk's output). Index tensors are built lazily per device, so
+    the wiring works for models on any device (and for meta-device models, which are never run).
+    """
+
+    def __init__(self, parents: Sequence[int], n_inputs: int) -> None:
+        self.parents = tuple(int(p) for p in parents)
+        self.n_inputs = int(n_inputs)
+        self.n = len(self.parents)
+        if any(not 0 <= p < self.n_inputs for p in self.parents):
+            raise ValueError("parent index out of range")
+        self.aligned = self.n == self.n_inputs and self.parents == tuple(range(self.n))
+        children: dict[int, list[int]] = {}
+        for i, p in enumerate(self.parents):
+            children.setdefault(p, []).append(i)
+        by_fanout: dict[int, list[int]] = {}
+        for p in sorted(children):
+            by_fanout.setdefault(len(children[p]), []).append(p)
+        # buckets: (parent slices, their children in bucket order, fanout)
+        self.buckets: list[tuple[tuple[int, ...], tuple[int, ...], int]] = []
+        order: list[int] = []
+        for f in sorted(by_fanout):
+            ps = tuple(by_fanout[f])
+            kids = tuple(c for p in ps for c in children[p])
+            self.buckets.append((ps, kids, f))
+            order.extend(kids)
+        self._order = tuple(order)  # bucket output order -> node index
+        self.in_order = self._order == tuple(range(self.n))
+        self._cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    def index(self, key: str, device: torch.device) -> torch.Tensor:
+        """A cached index tensor: 'parents', 'restore', 'bucket_parents:i', 'bucket_kids:i'."""
+        ck = (key, str(device))
+        t = self._cache.get(ck)
+        if t is None:
+            if key == "parents":
+                values: Sequence[int] = self.parents
+            elif key == "restore":  # position of node j in the concatenated bucket outputs
+                pos = [0] * self.n
+                for k, node in enumerate(self._order):
+                    pos[node] = k
+                values = pos
+            else:
+                what, i = key.split(":")
+                ps, kids, _ = self.buckets[int(i)]
+                values = ps if what == "bucket_parents" else kids
+            t = torch.tensor(values, dtype=torch.long, device=device)
+            self._cache[ck] = t
+        return t
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, n_inputs·c, H, W) -> (N, n·c, H, W): each node's parent slice (copied)."""
+        if self.aligned:
+            return x
+        n_, ch, h, w = x.shape
+        c = ch // self.n_inputs
+        v = x.view(n_, self.n_inputs, c, h, w)
+        out = v.index_select(1, self.index("parents", x.device))
+        return out.reshape(n_, self.n * c, h, w)
+
+    def __deepcopy__(self, memo: dict) -> Wiring:
+        return Wiring(self.parents, self.n_inputs)
+
+    def __getstate__(self) -> dict:
+        return {"parents": self.parents, "n_inputs": self.n_inputs}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["parents"], state["n_inputs"])  # type: ignore[misc]
+
+
+class GroupedConv(nn.Module):
+    """n convolutions of the same shape, weight (n, out, in, k, k), run as one grouped conv."""
+
+    def __init__(self, n: int, cin: int, cout: int, kernel: int, stride: int = 1) -> None:
+        super().__init__()
+        self.n, self.cin, self.cout, self.kernel, self.stride = n, cin, cout, kernel, stride
+        self.padding = kernel // 2
+        self.weight = nn.Parameter(torch.empty(n, cout, cin, kernel, kernel))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # torchvision's ResNet init: kaiming normal, fan_out (per node: out·k·k), ReLU gain
+        std = math.sqrt(2.0 / (self.cout * self.kernel * self.kernel))
+        nn.init.normal_(self.weight, 0.0, std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x holds the n nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W')."""
+        w = self.weight.reshape(self.n * self.cout, self.cin, self.kernel, self.kernel)
+        return F.conv2d(x, w, None, self.stride, self.padding, 1, self.n)
+
+    def forward_from_parents(self, x: torch.Tensor, wiring: Wiring) -> torch.Tensor:
+        """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
+        if wiring.aligned:
+            return self.forward(x)
+        assert self.kernel == 1, "parent reads are 1x1 convolutions"
+        n_, _, h, w = x.shape
+        outs = []
+        for b, (ps, kids, f) in enumerate(wiring.buckets):
+            m = len(ps)
+            if m == wiring.n_inputs:  # every input slice, in order
+                xb = x
+            else:
+                v = x.view(n_, wiring.n_inputs, self.cin, h, w)
+                idx = wiring.index(f"bucket_parents:{b}", x.device)
+                xb = v.index_select(1, idx).reshape(n_, m * self.cin, h, w)
+            if kids == tuple(range(kids[0], kids[0] + len(kids))):
+                wb = self.weight[kids[0] : kids[0] + len(kids)]
+            else:
+                wb = self.weight.index_select(0, wiring.index(f"bucket_kids:{b}", x.device))
+            wb = wb.reshape(m * f * self.cout, self.cin, 1, 1)
+            outs.append(F.conv2d(xb, wb, None, self.stride, 0, 1, m))
+        y = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
+        if not wiring.in_order:
+            hh, ww = y.shape[-2:]
+            y = y.view(n_, self.n, self.cout, hh, ww)
+            y = y.index_select(1, wiring.index("restore", x.device))
+            y = y.reshape(n_, self.n * self.cout, hh, ww)
+        return y
+
+    def extra_repr(self) -> str:
+        k = self.kernel
+        return f"nodes={self.n}, {self.cin}->{self.cout}, kernel={k}x{k}, stride={self.stride}"
+
+
+class GroupedBatchNorm(nn.Module):
+    """n BatchNorm2d(c) side by side: per-channel batch norm over n·c channels (momentum 0.1)."""
+
+    def __init__(self, n: int, c: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.n, self.c, self.eps, self.momentum = n, c, eps, momentum
+        self.weight = nn.Parameter(torch.ones(n, c))
+        self.bias = nn.Parameter(torch.zeros(n, c))
+        self.register_buffer("running_mean", torch.zeros(n, c))
+        self.register_buffer("running_var", torch.ones(n, c))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            self.num_batches_tracked.add_(1)
+        return F.batch_norm(
+            x,
+            self.running_mean.view(-1),
+            self.running_var.view(-1),
+            self.weight.reshape(-1),
+            self.bias.reshape(-1),
+            self.training,
+            self.momentum,
+            self.eps,
+        )
+
+    def extra_repr(self) -> str:
+        return f"nodes={self.n}, channels={self.c}"
+
+
+class GroupedBottleneck(nn.Module):
+    """n ResNet v1.5 bottlenecks of one spec side by side (torchvision names, leading node dim)."""
+
+    def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
+        super().__init__()
+        self.spec, self.n = spec, n
+        self.wiring = wiring if wiring is not None and not wiring.aligned else None
+        self.conv1 = GroupedConv(n, spec.cin, spec.mid, 1)
+        self.bn1 = GroupedBatchNorm(n, spec.mid)
+        self.conv2 = GroupedConv(n, spec.mid, spec.mid, 3, spec.stride)
+        self.bn2 = GroupedBatchNorm(n, spec.mid)
+        self.conv3 = GroupedConv(n, spec.mid, spec.cout, 1)
+        self.bn3 = GroupedBatchNorm(n, spec.cout)
+        self.downsample: nn.Sequential | None = None
+        if spec.projection:
+            self.downsample = nn.Sequential(
+                GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
+            )
+
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W'); scale: (n,) attention or None."""
+        wiring = self.wiring
+        if self.downsample is not None:
+            conv = cast(GroupedConv, self.downsample[0])
+            bn = self.downsample[1]
+            proj = conv(x) if wiring is None else conv.forward_from_parents(x, wiring)
+            identity = bn(proj)
+        else:
+            identity = x if wiring is None else wiring.gather(x)
+        out = self.conv1(x) if wiring is None else self.conv1.forward_from_parents(x, wiring)
+        out = F.relu(self.bn1(out), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+        if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
+            n_, _, h, w = out.shape
+            s = scale.to(out.dtype).view(1, self.n, 1, 1, 1)
+            out = (out.view(n_, self.n, self.spec.mid, h, w) * s).view(n_, -1, h, w)
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + identity, inplace=True)
+
+
+class GroupedLevel(nn.Module):
+    """All nodes of one level: each node is the same sequence of blocks (a preset level)."""
+
+    def __init__(self, blocks: Sequence[BlockSpec], wiring: Wiring) -> None:
+        super().__init__()
+        self.specs = tuple(blocks)
+        self.wiring = wiring
+        self.n = wiring.n
+        self.blocks = nn.ModuleList(
+            GroupedBottleneck(spec, self.n, wiring if i == 0 else None)
+            for i, spec in enumerate(self.specs)
+        )
+        self._scales: tuple[float, ...] | None = None
+        self._scale_cache: dict[str, torch.Tensor] = {}
+
+    @property
+    def out_channels(self) -> int:
+        return self.specs[-1].cout
+
+    @property
+    def scales(self) -> tuple[float, ...] | None:
+        """Per-node attention scales of this level, or None (no attention: no multiply at all)."""
+        return self._scales
+
+    def set_scales(self, scales: Sequence[float] | None) -> None:
+        if scales is not None:
+            scales = tuple(float(s) for s in scales)
+            if len(scales) != self.n:
+                raise ValueError(f"{len(scales)} scales for {self.n} nodes")
+            if all(s == 1.0 for s in scales):
+                scales = None
+        self._scales = scales
+        self._scale_cache = {}
+
+    def _scale_tensor(self, device: torch.device) -> torch.Tensor | None:
+        if self._scales is None:
+            return None
+        key = str(device)
+        t = self._scale_cache.get(key)
+        if t is None:
+            t = torch.tensor(self._scales, dtype=torch.float32, device=device)
+            self._scale_cache[key] = t
+        return t
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, self._scale_tensor(x.device) if i == 0 else None)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"nodes={self.n}, inputs={self.wiring.n_inputs}"

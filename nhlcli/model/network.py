@@ -1,0 +1,217 @@
+"""HierNet: trunk -> grouped levels (one per tree level) -> head, built from a preset and a tree.
+
+* ``trunk``: ResNet stem + stages with torchvision names (``trunk.conv1``, ``trunk.layer3.5.bn2``
+  ...), so a torchvision ResNet state dict loads after prefixing its keys with ``trunk.``.
+* ``levels[l-1]``: the nodes of tree level l (`GroupedLevel`), in the tree's network order
+  (`Tree.level(l)`); node i of level l reads the output slice of its parent in level l-1.
+* head, per-class presets (PHL, NHL): global average pooling of each leaf's map, then one
+  ``Linear(C, 1)`` per class, stored together as ``heads.weight`` (k, C) and ``heads.bias`` (k,).
+  The paper pools with "avg 3x3" on the 4x4 map at 224 px; global average pooling has the same
+  parameters, nearly the same MACs, and adapts to any input size.
+* head, shared presets (``resnet50``, ``phl-1branch``): the levels (if any) have ONE node each and a
+  ``fc = Linear(C, k)`` follows global average pooling (torchvision's name). The tree is used for
+  its class list only.
+
+Logits are (N, k) in ``tree.class_ids`` order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nhlcli.errors import NhlError
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.blocks import Trunk
+from nhlcli.model.levels import GroupedLevel, Wiring
+from nhlcli.model.presets import Preset, get_preset
+
+MODEL_FORMAT = "nhl-model/1"
+MIN_IMG_SIZE = 32
+
+
+class PerClassHead(nn.Module):
+    """k heads Linear(C, 1), one per class, each on its own leaf's pooled features."""
+
+    def __init__(self, k: int, c: int) -> None:
+        super().__init__()
+        self.k, self.c = k, c
+        self.weight = nn.Parameter(torch.empty(k, c))
+        self.bias = nn.Parameter(torch.empty(k))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.c)  # nn.Linear's default init for each Linear(C, 1)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x.mean(dim=(2, 3)).view(x.shape[0], self.k, self.c)  # global average pooling per leaf
+        return (z * self.weight).sum(-1) + self.bias
+
+    def extra_repr(self) -> str:
+        return f"classes={self.k}, in_features={self.c}"
+
+
+class HierNet(nn.Module):
+    """A PHL/NHL network (or the ResNet50 baseline) for one preset and one category tree."""
+
+    def __init__(self, preset: Preset, tree: Tree, img_size: int = 224) -> None:
+        super().__init__()
+        if img_size < MIN_IMG_SIZE:
+            raise NhlError(f"image size {img_size} is too small (at least {MIN_IMG_SIZE} px)")
+        if preset.num_levels:
+            tree.require_levels(
+                preset.num_levels,
+                hint=f" (preset {preset.name} has {preset.num_levels} levels: build the tree "
+                f"with --levels {preset.num_levels})",
+            )
+        self.preset = preset
+        self.tree = tree
+        self.img_size = int(img_size)
+        self.cut_from: dict[str, Any] | None = None
+        self.attention_level: int | None = None
+        self.attention: dict[str, float] = {}  # node id -> scale at attention_level
+
+        if preset.head == "per_class":
+            self.level_ids: list[list[str]] = [
+                tree.level(lv) for lv in range(1, preset.num_levels + 1)
+            ]
+        else:  # one shared node per level
+            self.level_ids = [[f"shared{lv}"] for lv in range(1, len(preset.levels) + 1)]
+
+        self.trunk = Trunk(preset.trunk)
+        levels = []
+        for lv, blocks in enumerate(preset.levels, start=1):
+            ids = self.level_ids[lv - 1]
+            if lv == 1:
+                wiring = Wiring([0] * len(ids), 1)
+            else:
+                pos = {nid: i for i, nid in enumerate(self.level_ids[lv - 2])}
+                if preset.head == "per_class":
+                    wiring = Wiring([pos[tree.node(nid).parent] for nid in ids], len(pos))  # type: ignore[index]
+                else:
+                    wiring = Wiring([0], 1)
+            levels.append(GroupedLevel(blocks, wiring))
+        self.levels = nn.ModuleList(levels)
+        c = preset.head_in
+        self.heads: PerClassHead | None = None
+        self.fc: nn.Linear | None = None
+        if preset.head == "per_class":
+            self.heads = PerClassHead(tree.num_classes, c)
+        else:
+            self.fc = nn.Linear(c, tree.num_classes)
+        self._init_trunk()
+
+    def _init_trunk(self) -> None:
+        for m in self.trunk.modules():  # torchvision's ResNet init
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    # ----------------------------------------------------------------- running
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.trunk(x)
+        for level in self.levels:
+            h = level(h)
+        if self.heads is not None:
+            return self.heads(h)
+        assert self.fc is not None
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+
+    # ----------------------------------------------------------------- description
+    @property
+    def num_classes(self) -> int:
+        return self.tree.num_classes
+
+    @property
+    def class_ids(self) -> list[str]:
+        return self.tree.class_ids
+
+    @property
+    def per_class(self) -> bool:
+        return self.preset.head == "per_class"
+
+    def nodes_per_level(self) -> list[int]:
+        """Nodes of each level (per-class presets: the last entry is the number of classes)."""
+        return [len(ids) for ids in self.level_ids]
+
+    def num_params(self) -> int:
+        """Parameters (BN weight and bias included, running statistics not), as in the paper."""
+        return sum(p.numel() for p in self.parameters())
+
+    def config(self) -> dict[str, Any]:
+        """Everything needed to rebuild this network (JSON-able); weights excluded."""
+        att = None
+        if self.attention_level is not None:
+            att = {"level": self.attention_level, "scales": dict(self.attention)}
+        return {
+            "format": MODEL_FORMAT,
+            "arch": self.preset.name,
+            "preset": self.preset.to_dict(),
+            "tree": self.tree.to_dict(),
+            "img_size": self.img_size,
+            "nodes_per_level": self.nodes_per_level(),
+            "params": self.num_params(),
+            "attention": att,
+            "cut_from": self.cut_from,
+        }
+
+    @classmethod
+    def from_config(cls, config: Any, meta: bool = False, origin: str = "config") -> HierNet:
+        """Rebuild a network (uninitialised if meta=True) from `config()`; NhlError if unusable."""
+        if not isinstance(config, dict):
+            raise NhlError(f"{origin}: not an nhl model config (expected a JSON object)")
+        fmt = config.get("format")
+        if fmt != MODEL_FORMAT:
+            raise NhlError(
+                f"{origin}: unknown model format {fmt!r} (this nhl reads {MODEL_FORMAT!r})"
+            )
+        try:
+            preset = Preset.from_dict(config["preset"])
+            tree = Tree.from_dict(config["tree"], origin=f"{origin}: tree")
+            img_size = int(config.get("img_size", 224))
+        except NhlError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise NhlError(f"{origin}: invalid model config ({type(e).__name__}: {e})") from None
+        ctx = torch.device("meta") if meta else contextlib.nullcontext()
+        with ctx:
+            model = cls(preset, tree, img_size)
+        model.cut_from = config.get("cut_from")
+        att = config.get("attention")
+        if att:
+            from nhlcli.model.attention import set_attention
+
+            try:
+                set_attention(model, dict(att["scales"]), level=int(att["level"]))
+            except (KeyError, TypeError, ValueError) as e:
+                raise NhlError(f"{origin}: invalid attention settings ({e})") from None
+        return model
+
+    def extra_repr(self) -> str:
+        return f"arch={self.preset.name}, classes={self.num_classes}, img_size={self.img_size}"
+
+
+def build_model(
+    arch: str | Preset,
+    tree: Tree,
+    img_size: int = 224,
+    device: str | torch.device | None = None,
+    meta: bool = False,
+) -> HierNet:
+    """A randomly initialised network (meta=True: parameters on the meta device, for counting).
+
+    Raises NhlError when the tree's number of levels does not fit the preset.
+    """
+    preset = arch if isinstance(arch, Preset) else get_preset(arch)
+    dev = torch.device("meta") if meta else (torch.device(device) if device is not None else None)
+    with dev if dev is not None else contextlib.nullcontext():
+        return HierNet(preset, tree, img_size)

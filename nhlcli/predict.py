@@ -1,0 +1,335 @@
+"""`nhl predict`: the top classes of images for a checkpoint, an expert, or an exported file.
+
+Sources (`open_predictor`):
+
+* a model or expert folder (`config.json` + `model.safetensors`; a training run stands for its
+  best, else last, checkpoint), run with PyTorch; `--attend` sets top-down attention scales on it;
+* an exported ONNX file, run with onnxruntime on CPU, classes and preprocessing read from its
+  metadata;
+* an exported TorchScript file (`nhl export --format torchscript`), the same from its extra files.
+
+Images are decoded exactly as evaluation does (`nhlcli.data.dataset.ImageFileDataset` in eval mode:
+shorter side to img_size/0.875, centre crop, RGB; then `nhlcli.data.augment.Normalize`), so one
+decoding path serves training, evaluation and prediction. Probabilities are the softmax over all
+the model's classes (an expert's softmax runs over its own classes only). Unreadable files are
+skipped and listed, not fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import SequentialSampler
+
+from nhlcli.data.augment import Normalize
+from nhlcli.data.dataset import ImageFileDataset
+from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
+from nhlcli.data.loader import make_loader
+from nhlcli.errors import NhlError
+from nhlcli.fileio import write_text_atomic
+
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: tuple[tuple[str, str, float], ...]  # (class id, name, probability), best first
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "top": [{"class": c, "name": n, "probability": p} for c, n, p in self.top],
+        }
+
+
+@dataclass
+class PredictReport:
+    source: str
+    kind: str  # checkpoint | onnx | torchscript
+    classes: int
+    img_size: int
+    top_k: int
+    attention: dict[str, Any] | None
+    predictions: list[Prediction] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.source,
+            "kind": self.kind,
+            "classes": self.classes,
+            "img_size": self.img_size,
+            "top": self.top_k,
+            "attention": self.attention,
+            "images": len(self.predictions),
+            "predictions": [p.to_dict() for p in self.predictions],
+            "skipped": list(self.skipped),
+        }
+
+    def csv_text(self) -> str:
+        """One row per image and rank: path, rank, class, name, probability."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["path", "rank", "class", "name", "probability"])
+        for p in self.predictions:
+            for rank, (cid, name, prob) in enumerate(p.top, start=1):
+                writer.writerow([p.path, rank, cid, name, f"{prob:.6f}"])
+        return buf.getvalue()
+
+    def write_csv(self, path: str | Path) -> None:
+        try:
+            write_text_atomic(Path(path), self.csv_text())
+        except OSError as e:
+            raise NhlError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+# -------------------------------------------------------------------------------------- predictors
+class Predictor:
+    """Logits for normalised float batches, with the class list and the input size."""
+
+    kind = ""
+
+    def __init__(self, source: str, class_ids: list[str], names: list[str], img_size: int) -> None:
+        self.source = source
+        self.class_ids = class_ids
+        self.names = names
+        self.img_size = img_size
+        self.attention: dict[str, Any] | None = None
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TorchPredictor(Predictor):
+    kind = "checkpoint"
+
+    def __init__(self, source: str, model: Any, img_size: int, device: torch.device) -> None:
+        super().__init__(source, model.class_ids, [c.name for c in model.tree.classes], img_size)
+        self.model = model.to(device).eval()
+        self.device = device
+        if model.attention_level is not None:
+            self.attention = {"level": model.attention_level, "scales": dict(model.attention)}
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return self.model(x.to(self.device)).float().cpu().numpy()
+
+
+class OnnxPredictor(Predictor):
+    kind = "onnx"
+
+    def __init__(self, source: str, session: Any, info: Any) -> None:
+        super().__init__(source, info.class_ids, [c["name"] for c in info.classes], info.img_size)
+        self.session = session
+        inp = session.get_inputs()[0]
+        self.input_name = inp.name
+        batch = inp.shape[0]
+        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
+        if info.config:
+            self.attention = info.config.get("attention")
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:
+        arr = x.numpy().astype(np.float32, copy=False)
+        if self.fixed_batch is None:
+            return np.asarray(self.session.run(None, {self.input_name: arr})[0])
+        out = []
+        b = self.fixed_batch
+        for i in range(0, len(arr), b):  # a fixed-batch export: run in chunks, pad the last one
+            chunk = arr[i : i + b]
+            n = len(chunk)
+            if n < b:
+                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
+            out.append(np.asarray(self.session.run(None, {self.input_name: chunk})[0])[:n])
+        return np.concatenate(out)
+
+
+class TorchScriptPredictor(Predictor):
+    kind = "torchscript"
+
+    def __init__(self, source: str, module: Any, info: Any) -> None:
+        super().__init__(source, info.class_ids, [c["name"] for c in info.classes], info.img_size)
+        self.module = module
+        if info.config:
+            self.attention = info.config.get("attention")
+
+    def logits(self, x: torch.Tensor) -> np.ndarray:
+        with torch.no_grad(), torch.jit.optimized_execution(False):
+            return self.module(x).numpy()
+
+
+def open_predictor(
+    source: str | Path,
+    attend: str | None = None,
+    img_size: int | None = None,
+    device: str = "cpu",
+) -> Predictor:
+    """A predictor for a model/expert folder, an .onnx file or a TorchScript file."""
+    path = Path(source)
+    if path.is_dir():
+        return _torch_predictor(path, attend, img_size, device)
+    if not path.exists():
+        raise NhlError(f"model not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in ONNX_SUFFIXES + TORCHSCRIPT_SUFFIXES:
+        raise NhlError(
+            f"{path}: not a model folder, .onnx file or TorchScript file (.pt); "
+            "pass a checkpoint/expert folder or a file from `nhl export`"
+        )
+    if attend:
+        raise NhlError(
+            "--attend cannot change an exported file: its attention scales were baked in at "
+            "export; "
+            "export again with `nhl export ... --attend`, or predict with the model folder"
+        )
+    if device != "cpu":
+        raise NhlError(
+            "exported files are run on the CPU here (onnxruntime / TorchScript): drop --device"
+        )
+    if suffix in ONNX_SUFFIXES:
+        from nhlcli.export.metadata import read_onnx_info
+
+        info = read_onnx_info(path)
+        _check_size(path, info.img_size, img_size)
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise NhlError(
+                "predicting with ONNX files needs onnxruntime (pip install 'nhl[export]')"
+            ) from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+            raise NhlError(f"{path}: onnxruntime cannot load it ({first})") from None
+        return OnnxPredictor(str(path), session, info)
+    from nhlcli.export.metadata import read_torchscript_info
+
+    info, module = read_torchscript_info(path)
+    _check_size(path, info.img_size, img_size)
+    return TorchScriptPredictor(str(path), module, info)
+
+
+def _check_size(path: Path, exported: int, wanted: int | None) -> None:
+    if wanted is not None and wanted != exported:
+        raise NhlError(
+            f"{path} was exported for {exported} px images; --img-size {wanted} needs a new export "
+            f"(nhl export ... --img-size {wanted})"
+        )
+
+
+def _torch_predictor(
+    path: Path, attend: str | None, img_size: int | None, device: str
+) -> Predictor:
+    from nhlcli.checkpoint import load_model
+    from nhlcli.evaluate.runner import resolve_checkpoint_dir
+    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.network import MIN_IMG_SIZE
+
+    folder = resolve_checkpoint_dir(path)
+    model = load_model(folder)
+    if attend:
+        set_attention(model, parse_attend(attend, model.tree))
+    size = int(img_size or model.img_size)
+    if size < MIN_IMG_SIZE:
+        raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise NhlError(f"unknown device '{device}' (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NhlError("--device cuda: no CUDA GPU is available here")
+    return TorchPredictor(str(path), model, size, dev)
+
+
+# ------------------------------------------------------------------------------------------ images
+def list_images(inputs: Sequence[str | Path]) -> list[str]:
+    """Image files named directly or found in folders (recursively, sorted), duplicates dropped."""
+    if not inputs:
+        raise NhlError("no images given")
+    out: list[str] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = scan_images(p)
+            if not found:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise NhlError(f"no images in folder {p} (looked for {suffixes})")
+            out.extend(found)
+        elif p.is_file():
+            out.append(str(p))
+        else:
+            raise NhlError(f"image or folder not found: {p}")
+    return list(dict.fromkeys(out))
+
+
+def check_options(top: int, batch_size: int) -> None:
+    if top < 1:
+        raise NhlError("--top must be at least 1")
+    if batch_size < 1:
+        raise NhlError("--batch-size must be at least 1")
+
+
+def predict_images(
+    predictor: Predictor,
+    images: Sequence[str],
+    top: int = 5,
+    batch_size: int = 16,
+    workers: int | None = None,
+    progress: ProgressFn | None = None,
+) -> PredictReport:
+    """Top-`top` classes (softmax probabilities, best first) for every decodable image."""
+    check_options(top, batch_size)
+    k = min(top, len(predictor.class_ids))
+    report = PredictReport(
+        predictor.source,
+        predictor.kind,
+        len(predictor.class_ids),
+        predictor.img_size,
+        k,
+        predictor.attention,
+    )
+    samples = [(path, i) for i, path in enumerate(images)]  # the label carries the image's index
+    dataset = ImageFileDataset(samples, predictor.img_size, mode="eval")
+    if workers is None:
+        workers = 0 if len(samples) <= 4 * batch_size else 2
+    loader = make_loader(
+        dataset, batch_size, SequentialSampler(range(len(samples))), workers, False
+    )
+    normalize = Normalize()
+    done = 0
+    for batch in loader:
+        report.skipped.extend(batch.bad_paths)
+        done += len(batch.labels) + len(batch.bad_paths)
+        if len(batch.labels):
+            logits = predictor.logits(normalize(batch.images))
+            probs = _softmax(logits)
+            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            for row, idx in enumerate(batch.labels.tolist()):
+                ranked = tuple(
+                    (predictor.class_ids[j], predictor.names[j], float(probs[row, j]))
+                    for j in order[row]
+                )
+                report.predictions.append(Prediction(images[idx], ranked))
+        if progress is not None:
+            progress(done, len(samples))
+    if not report.predictions:
+        raise NhlError(f"none of the {len(images)} image file(s) could be decoded")
+    return report
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,141 @@
+"""Devices and distributed training: one process per GPU through torchrun, DDP, rank-0 writes.
+
+`torchrun --nproc-per-node N -m nhlcli train ...` sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR in each
+process's environment; `setup_distributed` reads them, joins the process group (NCCL on CUDA, gloo on
+CPU) and picks the process's device. Without those variables training runs in one process.
+`launch_torchrun` is what `nhl train --devices N` uses to start torchrun for one machine.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from nhlcli.errors import NhlError
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:1', 'mps' or None (cuda when available, else cpu); NhlError if unusable."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise NhlError(f"unknown device '{name}' (cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NhlError(f"device '{name}' requested but this torch sees no CUDA GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NhlError(f"device '{name}' does not exist ({torch.cuda.device_count()} GPU(s))")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise NhlError("device 'mps' requested but it is not available")
+    return dev
+
+
+def setup_distributed(device_name: str | None) -> DistContext:
+    """Join the torchrun process group when launched by torchrun; otherwise a one-process context."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext(0, 1, 0, resolve_device(device_name))
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    base = resolve_device(device_name)
+    if base.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        device = base
+        backend = "gloo"
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        torch.set_num_threads(max(1, (cores or 1) // max(1, local_world)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(rank, world, local_rank, device)
+
+
+def teardown_distributed() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
+    """Sum a few numbers over all ranks (identity in one process)."""
+    if not ctx.distributed:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_object(obj: object, ctx: DistContext) -> object:
+    if not ctx.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        dist.barrier()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def torchrun_command(nproc: int, args: list[str], port: int | None = None) -> list[str]:
+    """`python -m torch.distributed.run` for one machine with nproc processes running `nhl ARGS`."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        str(nproc),
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port or free_port()),
+        "-m",
+        "nhlcli",
+        *args,
+    ]
+
+
+def launch_torchrun(nproc: int, args: list[str]) -> int:
+    """Run `nhl ARGS` in nproc processes on this machine; returns torchrun's exit code."""
+    if nproc < 1:
+        raise NhlError("--devices must be at least 1")
+    if os.environ.get("WORLD_SIZE") not in (None, "1"):
+        raise NhlError("--devices cannot be used inside a torchrun process")
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return subprocess.call(torchrun_command(nproc, args), env=env)

@@ -1,0 +1,121 @@
+"""Progress reporting for training: a silent reporter and a rich one (bars, per-epoch summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+
+class TrainReporter:
+    """Callbacks of the training loop (rank 0 only). The base class ignores everything."""
+
+    def start(self, info: dict[str, Any]) -> None: ...
+    def message(self, text: str) -> None: ...
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None: ...
+    def step(self, step: int, loss: float, top1: float, images_per_s: float) -> None: ...
+    def val_start(self, steps: int) -> None: ...
+    def val_step(self, step: int) -> None: ...
+    def epoch_end(self, row: dict[str, Any], improved: bool) -> None: ...
+    def end(self) -> None: ...
+
+
+class SilentReporter(TrainReporter):
+    pass
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None else f"{v:.2f}%"
+
+
+def _num(v: Any, fmt: str = ".4f") -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+class RichReporter(TrainReporter):
+    """An overall bar over all steps (time left for the run) and one for the current epoch."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self.run_task: TaskID | None = None
+        self.epoch_task: TaskID | None = None
+        self.val_task: TaskID | None = None
+        self.epochs = 0
+
+    def start(self, info: dict[str, Any]) -> None:
+        self.epochs = int(info["epochs"])
+        c = self.console
+        start = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
+        c.print(
+            f"[bold]{info['arch']}[/] · {info['classes']} classes · {info['params']:,} parameters · "
+            f"{info['train_images']:,} train / {info['val_images']:,} val images{start}"
+        )
+        c.print(
+            f"device {info['device']} ×{info['world']} · {info['precision']} · "
+            f"batch {info['batch_size']} · lr {info['lr']:.4g} · {info['workers']} loader workers"
+        )
+        if info["run_dir"]:
+            c.print(f"run directory: [cyan]{info['run_dir']}[/]")
+        self.progress.start()
+        remaining = self.epochs - int(info["start_epoch"])
+        self.run_task = self.progress.add_task("run", total=remaining, stats="")
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
+
+    def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.epoch_task is not None:
+            self.progress.remove_task(self.epoch_task)
+        if self.val_task is not None:
+            self.progress.remove_task(self.val_task)
+            self.val_task = None
+        self.epoch_task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, stats="")
+
+    def step(self, step: int, loss: float, top1: float, images_per_s: float) -> None:
+        if self.epoch_task is not None:
+            stats = f"loss {loss:.4f} · top-1 {top1:5.1f}% · {images_per_s:,.0f} img/s"
+            self.progress.update(self.epoch_task, completed=step, stats=stats)
+
+    def val_start(self, steps: int) -> None:
+        self.val_task = self.progress.add_task("  val", total=steps, stats="")
+
+    def val_step(self, step: int) -> None:
+        if self.val_task is not None:
+            self.progress.update(self.val_task, completed=step)
+
+    def epoch_end(self, row: dict[str, Any], improved: bool) -> None:
+        if self.run_task is not None:
+            self.progress.advance(self.run_task)
+        mark = " [green]best[/]" if improved else ""
+        skipped = f" · [yellow]{row['skipped_images']} unreadable image(s) skipped[/]" if row[
+            "skipped_images"
+        ] else ""
+        self.progress.console.print(
+            f"epoch {row['epoch']}: train loss {_num(row['train_loss'])} top-1 "
+            f"{_pct(row['train_top1'])} · val loss {_num(row['val_loss'])} top-1 "
+            f"{_pct(row['val_top1'])} · {row['images_per_s']:,.1f} img/s "
+            f"(data wait {100 * row['data_wait_frac']:.0f}%){skipped}{mark}"
+        )
+
+    def end(self) -> None:
+        self.progress.stop()

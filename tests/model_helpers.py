@@ -1,0 +1,66 @@
+"""Small presets and helpers for the model tests (tiny widths keep the tests fast)."""
+
+from __future__ import annotations
+
+import torch
+
+from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.model.network import HierNet
+from nhlcli.model.presets import BlockSpec, Preset, StageSpec, TrunkSpec
+
+B = BlockSpec
+# stem (3->64) + one stage of 2 blocks 64->32, stride 2: output 32 channels at 1/8 of the input
+TINY_TRUNK = TrunkSpec("tiny", (StageSpec(2, 64, 8, 32, 2),))
+
+
+def tiny_preset(levels: int = 3, head: str = "per_class") -> Preset:
+    """Every block kind: projections, an identity-shortcut first block, 2-block nodes."""
+    specs: list[tuple[BlockSpec, ...]] = [
+        (B(32, 8, 16, 2),),  # projection (stride 2)
+        (B(16, 4, 16, 1), B(16, 4, 8, 2)),  # identity shortcut first (gather path), then projection
+        (B(8, 4, 8, 1),),  # identity shortcut
+        (B(8, 2, 4, 1),),  # projection (channels)
+    ][:levels]
+    return Preset(f"tiny{levels}", TINY_TRUNK, tuple(specs), head, "tiny test preset")
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Non-trivial BN statistics and affine parameters, so that node mix-ups change outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in [*model.named_parameters(), *model.named_buffers()]:
+            if t.is_floating_point() and ("bn" in name or "downsample.1" in name):
+                if name.endswith("running_var"):
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+                elif name.endswith(("running_mean", "bias")):
+                    t.copy_(torch.randn(t.shape, generator=g) * 0.2)
+                elif name.endswith("weight"):
+                    t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+
+
+def images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def logits(model: HierNet, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x)
+
+
+def named_tree() -> Tree:
+    """Two top groups, three sub-groups, five classes with real-looking names."""
+    nodes = [
+        TreeNode("animal", "animal", None),
+        TreeNode("thing", "thing", None),
+        TreeNode("cat", "domestic cat", "animal"),
+        TreeNode("dog", "dog", "animal"),
+        TreeNode("tool", "tool", "thing"),
+    ]
+    classes = [
+        TreeNode("c_saw", "chain saw", "tool"),
+        TreeNode("c_tabby", "tabby", "cat"),
+        TreeNode("c_beagle", "beagle", "dog"),
+        TreeNode("c_siamese", "Siamese cat", "cat"),
+        TreeNode("c_pug", "pug", "dog"),
+    ]
+    return Tree(classes, nodes)

@@ -1,0 +1,118 @@
+"""Top-down attention: identity at 1.0, effect on the named paths only, the rule, parsing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_helpers import images, logits, named_tree, randomize_bn, tiny_preset
+
+from nhlcli.errors import NhlError
+from nhlcli.model.attention import affected_nodes, clear_attention, parse_attend, set_attention
+from nhlcli.model.network import HierNet, build_model
+from nhlcli.model.reference import PerBranchNet, synthetic_tree
+
+# class order of named_tree(): saw, tabby, beagle, siamese, pug
+
+
+def model() -> HierNet:
+    torch.manual_seed(0)
+    m = HierNet(tiny_preset(3), named_tree(), img_size=32)
+    randomize_bn(m)
+    return m.eval()
+
+
+def test_scale_one_is_bit_identical() -> None:
+    m = model()
+    x = images(2, 32)
+    base = logits(m, x)
+    set_attention(m, {"tabby": 1.0, "dog": 1.0})
+    assert torch.equal(logits(m, x), base)
+    set_attention(m, {"tabby": 1.8})
+    assert not torch.allclose(logits(m, x), base)
+    clear_attention(m)
+    assert torch.equal(logits(m, x), base)
+    assert m.attention_level is None and m.attention == {}
+
+
+def test_leaf_attention_changes_only_that_class() -> None:
+    m = model()
+    x = images(2, 32)
+    base = logits(m, x)
+    set_attention(m, {"tabby": 1.8})
+    out = logits(m, x)
+    assert not torch.allclose(out[:, 1], base[:, 1])
+    others = [0, 2, 3, 4]
+    torch.testing.assert_close(out[:, others], base[:, others])
+
+
+def test_superclass_at_level_one_changes_all_its_classes() -> None:
+    m = model()
+    x = images(2, 32)
+    base = logits(m, x)
+    set_attention(m, {"thing": 1.8}, level=1)
+    out = logits(m, x)
+    assert not torch.allclose(out[:, 0], base[:, 0])  # chain saw is under "thing"
+    torch.testing.assert_close(out[:, 1:], base[:, 1:])
+
+
+def test_attention_equals_per_branch_reference() -> None:
+    m = model()
+    set_attention(m, {"domestic cat": 1.5, "beagle": 0.7}, level=2)
+    ref = PerBranchNet.from_model(m)
+    x = images(2, 32)
+    torch.testing.assert_close(logits(m, x), logits(ref, x), rtol=1e-4, atol=1e-4)
+
+
+def test_affected_nodes_rule() -> None:
+    t = named_tree()
+    assert affected_nodes(t, "c_tabby", 3) == ["c_tabby"]
+    assert affected_nodes(t, "c_tabby", 2) == ["cat"]
+    assert affected_nodes(t, "c_tabby", 1) == ["animal"]
+    assert affected_nodes(t, "animal", 3) == ["c_tabby", "c_beagle", "c_siamese", "c_pug"]
+    assert affected_nodes(t, "cat", 3) == ["c_tabby", "c_siamese"]
+    assert affected_nodes(t, "animal", 2) == ["cat", "dog"]
+
+
+def test_scales_on_the_same_node_multiply() -> None:
+    m = model()
+    set_attention(m, {"domestic cat": 1.5, "tabby": 1.2})
+    assert m.attention == pytest.approx({"c_tabby": 1.8, "c_siamese": 1.5})
+    level = m.levels[2]
+    assert level.scales == pytest.approx((1.0, 1.8, 1.0, 1.5, 1.0))
+    set_attention(m, {"pug": 2.0}, level=1)  # replaces the earlier settings
+    assert m.levels[2].scales is None and m.levels[0].scales == (1.0, 2.0)  # level 1: thing, animal
+
+
+def test_attention_errors() -> None:
+    m = model()
+    with pytest.raises(NhlError, match="not a class or node"):
+        set_attention(m, {"lion": 1.5})
+    with pytest.raises(NhlError, match="level 4 does not exist"):
+        set_attention(m, {"tabby": 1.5}, level=4)
+    with pytest.raises(NhlError, match="positive"):
+        set_attention(m, {"tabby": 0})
+    shared = build_model("phl-1branch", synthetic_tree([3]), meta=True)
+    with pytest.raises(NhlError, match="per-class branches"):
+        set_attention(shared, {"c0": 1.5})
+
+
+def test_parse_attend() -> None:
+    assert parse_attend("tabby=1.8,tiger_cat=1.5") == {"tabby": 1.8, "tiger_cat": 1.5}
+    assert parse_attend(" domestic cat = 2 , ") == {"domestic cat": 2.0}
+    t = named_tree()
+    assert parse_attend("domestic_cat=1.5", t) == {"domestic_cat": 1.5}
+    bad = {
+        "tabby": "NAME=SCALE",
+        "=1.5": "NAME=SCALE",
+        "tabby=abc": "not a number",
+        "tabby=0": "positive",
+        "tabby=-1": "positive",
+        "tabby=nan": "positive",
+        "tabby=1.5,tabby=2": "twice",
+        "": "no NAME=SCALE",
+    }
+    for text, msg in bad.items():
+        with pytest.raises(NhlError, match=msg):
+            parse_attend(text)
+    with pytest.raises(NhlError, match="'lion' is not a class or node"):
+        parse_attend("lion=1.5", t)

@@ -1,0 +1,172 @@
+"""The grouped network equals a plain per-branch implementation; layout, config and sizes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from model_helpers import images, logits, randomize_bn, tiny_preset
+
+from nhlcli.errors import NhlError
+from nhlcli.model.levels import Wiring
+from nhlcli.model.network import HierNet, build_model
+from nhlcli.model.reference import PerBranchNet, synthetic_tree
+
+SHAPES = [
+    [1, 1, 1],  # a chain: every level aligned
+    [2, 2, 2],  # aligned below level 1
+    [2, 5, 9],  # fanout > 1 with singletons, shuffled class order
+    [3, 3, 11],
+    [1, 4, 4],
+]
+
+
+def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+@pytest.mark.parametrize("counts", SHAPES)
+@pytest.mark.parametrize("train", [False, True])
+def test_grouped_equals_per_branch_on_tiny_preset(counts: list[int], train: bool) -> None:
+    torch.manual_seed(0)
+    tree = synthetic_tree(counts, seed=sum(counts))
+    model = HierNet(tiny_preset(3), tree, img_size=32)
+    randomize_bn(model)
+    model.train(train)
+    ref = PerBranchNet.from_model(model)
+    x = images(3, 32)
+    assert_close(logits(model, x), logits(ref, x))
+    if train:  # running statistics moved identically, node by node
+        level = model.levels[1].blocks[0]
+        for i in range(level.n):
+            node = ref.nodes[1][i][0]
+            torch.testing.assert_close(level.bn2.running_mean[i], node.bn2.running_mean)
+            torch.testing.assert_close(level.bn2.running_var[i], node.bn2.running_var)
+        assert int(level.bn2.num_batches_tracked) == 1
+
+
+@pytest.mark.parametrize(
+    ("arch", "counts"),
+    [("n3hl", [2, 3, 6]), ("phl-latesp", [5]), ("n2hl", [2, 5]), ("n4hl", [1, 2, 3, 4])],
+)
+def test_grouped_equals_per_branch_on_paper_presets(arch: str, counts: list[int]) -> None:
+    torch.manual_seed(1)
+    model = build_model(arch, synthetic_tree(counts, seed=2), img_size=64)
+    randomize_bn(model, seed=1)
+    model.eval()
+    ref = PerBranchNet.from_model(model)
+    x = images(2, 64)
+    assert_close(logits(model, x), logits(ref, x))
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "phl-1branch"])
+def test_shared_head_presets_equal_per_branch(arch: str) -> None:
+    torch.manual_seed(2)
+    model = build_model(arch, synthetic_tree([2, 7]), img_size=32).eval()
+    ref = PerBranchNet.from_model(model)
+    out = logits(model, images(2, 32))
+    assert out.shape == (2, 7)
+    assert_close(out, logits(ref, images(2, 32)))
+
+
+def test_gradients_match_per_branch() -> None:
+    torch.manual_seed(3)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 4, 7], seed=4), img_size=32)
+    ref = PerBranchNet.from_model(model)
+    x = images(2, 32)
+    model(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    g = model.levels[2].blocks[0].conv1.weight.grad
+    assert g is not None
+    for i in range(model.levels[2].n):
+        gi = ref.nodes[2][i][0].conv1.weight.grad
+        torch.testing.assert_close(g[i], gi, rtol=1e-3, atol=1e-3 * float(gi.abs().max()) + 1e-8)
+
+
+def test_wiring_buckets_by_fanout() -> None:
+    w = Wiring([1, 0, 1, 2, 1], 3)  # parent 1 has 3 children, parents 0 and 2 one each
+    assert not w.aligned
+    assert w.buckets == [((0, 2), (1, 3), 1), ((1,), (0, 2, 4), 3)]
+    assert not w.in_order
+    x = torch.arange(3 * 2, dtype=torch.float32).view(1, 6, 1, 1)  # 3 slices of 2 channels
+    assert w.gather(x).flatten().tolist() == [2, 3, 0, 1, 2, 3, 4, 5, 2, 3]
+    assert Wiring([0, 1, 2], 3).aligned
+    shared = Wiring([0, 0, 0, 0], 1)
+    assert shared.buckets == [((0,), (0, 1, 2, 3), 4)] and shared.in_order
+
+
+def test_parent_conv_reads_parents_without_replication() -> None:
+    from nhlcli.model.levels import GroupedConv
+
+    torch.manual_seed(0)
+    w = Wiring([2, 0, 2, 1, 2, 0], 3)
+    conv = GroupedConv(6, 4, 5, 1, stride=2)
+    x = torch.randn(2, 12, 6, 6)
+    y = conv.forward_from_parents(x, w)
+    assert y.shape == (2, 30, 3, 3)
+    for i, p in enumerate(w.parents):
+        xi = x[:, 4 * p : 4 * (p + 1)]
+        yi = torch.nn.functional.conv2d(xi, conv.weight[i], stride=2)
+        torch.testing.assert_close(y[:, 5 * i : 5 * (i + 1)], yi)
+
+
+def test_node_order_and_parameter_layout() -> None:
+    tree = synthetic_tree([2, 3, 5], seed=7)
+    model = build_model("n3hl", tree, meta=True)
+    assert model.level_ids == [tree.level(1), tree.level(2), tree.level(3)]
+    assert model.level_ids[2] == tree.class_ids
+    assert model.nodes_per_level() == [2, 3, 5]
+    sd = model.state_dict()
+    assert sd["levels.0.blocks.0.conv1.weight"].shape == (2, 128, 1024, 1, 1)
+    assert sd["levels.1.blocks.0.conv2.weight"].shape == (3, 64, 64, 3, 3)
+    assert sd["levels.2.blocks.0.downsample.0.weight"].shape == (5, 128, 256, 1, 1)
+    assert sd["levels.2.blocks.0.bn3.running_var"].shape == (5, 128)
+    assert sd["heads.weight"].shape == (5, 128) and sd["heads.bias"].shape == (5,)
+
+
+def test_resnet50_uses_torchvision_names() -> None:
+    model = build_model("resnet50", synthetic_tree([10]), meta=True)
+    sd = model.state_dict()
+    pat = re.compile(
+        r"^trunk\.(conv1|bn1|layer[1-4]\.\d+\.(conv[123]|bn[123]|downsample\.[01]))\."
+        r"(weight|bias|running_mean|running_var|num_batches_tracked)$"
+    )
+    trunk_keys = [k for k in sd if k.startswith("trunk.")]
+    assert all(pat.match(k) for k in trunk_keys)
+    assert len(trunk_keys) == 318  # torchvision resnet50 has 320 keys: these + fc.weight, fc.bias
+    assert set(sd) - set(trunk_keys) == {"fc.weight", "fc.bias"}
+    assert sd["fc.weight"].shape == (10, 2048)
+    assert sd["trunk.layer4.2.conv3.weight"].shape == (2048, 512, 1, 1)
+
+
+@pytest.mark.parametrize("size", [64, 96, 160])
+def test_other_input_sizes(size: int) -> None:
+    model = build_model("n3hl", synthetic_tree([1, 2, 3]), img_size=size).eval()
+    assert logits(model, images(1, size)).shape == (1, 3)
+
+
+def test_config_is_json_and_rebuilds_the_same_network() -> None:
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 3, 6], seed=2), img_size=48)
+    cfg = json.loads(json.dumps(model.config()))
+    assert cfg["format"] == "nhl-model/1" and cfg["arch"] == "tiny3"
+    assert cfg["img_size"] == 48 and cfg["cut_from"] is None and cfg["attention"] is None
+    assert cfg["nodes_per_level"] == [2, 3, 6] and cfg["params"] == model.num_params()
+    again = HierNet.from_config(cfg)
+    assert again.tree == model.tree and again.preset == model.preset
+    again.load_state_dict(model.state_dict())
+    model.eval()
+    again.eval()
+    assert torch.equal(logits(model, images(1, 48)), logits(again, images(1, 48)))
+
+
+def test_bad_configs_and_sizes_are_user_errors() -> None:
+    cfg = build_model("n3hl", synthetic_tree([1, 1, 2]), meta=True).config()
+    with pytest.raises(NhlError, match="unknown model format"):
+        HierNet.from_config({**cfg, "format": "nhl-model/9"})
+    with pytest.raises(NhlError, match="invalid model config"):
+        HierNet.from_config({**cfg, "preset": {"name": "x"}})
+    with pytest.raises(NhlError, match="too small"):
+        build_model("n3hl", synthetic_tree([1, 1, 2]), img_size=8, meta=True)

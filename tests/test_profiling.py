@@ -1,0 +1,315 @@
+"""Profiling by composition: equals whole-model fvcore, the paper's counts, reductions, the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from functools import cache
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from nhlcli.cli.app import main
+from nhlcli.errors import NhlError
+from nhlcli.hierarchy.classsets import builtin_set
+from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.model.blocks import Bottleneck
+from nhlcli.model.cutout import cutout
+from nhlcli.model.network import build_model
+from nhlcli.model.presets import BlockSpec, get_preset
+from nhlcli.profiling.compose import compose_profile, conv_out
+from nhlcli.profiling.fvcore_count import FVCORE_LOGGER, count_module
+from nhlcli.profiling.latency import measure_report_latency
+from nhlcli.profiling.report import profile_report, row, tree_nodes_per_level
+from nhlcli.profiling.targets import flat_tree, select_classes
+
+
+def random_tree(levels: int, k: int, seed: int) -> Tree:
+    """A levelled tree: every group has at least one child; classes spread at random."""
+    rng = random.Random(seed)
+    nodes: list[TreeNode] = []
+    prev: list[str | None] = [None]
+    for lv in range(1, levels):
+        width = rng.randint(len(prev), len(prev) + 2)
+        cur = []
+        for i in range(width):
+            parent = prev[i] if i < len(prev) else rng.choice(prev)
+            nodes.append(TreeNode(f"g{lv}_{i}", f"group {lv}.{i}", parent))
+            cur.append(f"g{lv}_{i}")
+        prev = list(cur)
+    classes = [
+        TreeNode(f"c{i}", f"class {i}", prev[i] if i < len(prev) else rng.choice(prev))
+        for i in range(k)
+    ]
+    return Tree(classes, nodes)
+
+
+def fvcore_whole(model: nn.Module, img: int) -> tuple[int, dict[str, int]]:
+    """fvcore on the whole model: total MACs and MACs per top-level module."""
+    from fvcore.nn import FlopCountAnalysis
+
+    model.eval()
+    fa = FlopCountAnalysis(model, torch.zeros(1, 3, img, img))
+    fa.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(fa.total()), dict(fa.by_module())
+
+
+CASES = [  # (arch, tree levels, classes, image size, seed)
+    ("n3hl", 3, 7, 64, 1),
+    ("n2hl", 2, 6, 80, 2),
+    ("phl-small", 1, 5, 64, 3),
+    ("resnet50", 1, 4, 64, 4),
+    ("phl-1branch", 1, 3, 64, 5),
+]
+
+
+@cache
+def _whole_case(arch: str, levels: int, k: int, img: int, seed: int) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    tree = random_tree(levels, k, seed)
+    model = build_model(arch, tree, img_size=img)
+    total, by_module = fvcore_whole(model, img)
+    params = sum(p.numel() for p in model.parameters())
+    return {"tree": tree, "model": model, "macs": total, "by_module": by_module, "params": params}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_composition_equals_whole_model_fvcore(case: tuple[str, int, int, int, int]) -> None:
+    arch, _, k, img, _ = case
+    whole = _whole_case(*case)
+    preset = get_preset(arch)
+    tree: Tree = whole["tree"]
+    prof = compose_profile(preset, tree_nodes_per_level(preset, tree), k, img)
+    assert prof.params == whole["params"] == preset.params(tree_nodes_per_level(preset, tree), k)
+    parts = {p.name: p for p in prof.parts}
+    by_module = whole["by_module"]
+    assert parts["trunk"].macs == by_module["trunk"]
+    for i in range(len(preset.levels)):
+        assert parts[f"level {i + 1}"].macs == by_module[f"levels.{i}"], f"level {i + 1}"
+    if preset.head == "shared":  # pooling + Linear(C, k): fvcore counts both, exactly as composed
+        assert prof.macs == whole["macs"]
+    else:
+        # the grouped per-class head may use ops fvcore has no handler for; it is k·(C·h·w + C)
+        # MACs at most, a tiny share of the total
+        assert abs(prof.macs - whole["macs"]) <= parts["heads"].macs
+        assert prof.macs == pytest.approx(whole["macs"], rel=1e-4)
+
+
+def test_cutout_row_and_reductions_match_real_networks() -> None:
+    case = CASES[0]
+    arch, _, _, img, _ = case
+    whole = _whole_case(*case)
+    tree: Tree = whole["tree"]
+    subset = [tree.class_ids[5], tree.class_ids[1], tree.class_ids[2]]
+    expert = cutout(whole["model"], subset, "given")
+    exp_macs, _ = fvcore_whole(expert, img)
+    exp_params = sum(p.numel() for p in expert.parameters())
+    base_params = 23_508_032 + 2049 * tree.num_classes  # ResNet50 (ARCHITECTURES.md)
+
+    report = profile_report(arch, tree, subset, img)
+    full, cut, base = row(report, "full"), row(report, "cutout"), row(report, "baseline")
+    assert report["cutout_classes"] == subset
+    assert cut["params"] == exp_params and cut["classes"] == 3
+    assert cut["nodes_per_level"] == expert.nodes_per_level()
+    assert base["params"] == base_params
+    assert cut["macs"] == pytest.approx(exp_macs, rel=1e-4)
+
+    want_params = 100 * (1 - exp_params / whole["params"])
+    want_macs = 100 * (1 - exp_macs / whole["macs"])
+    assert cut["reduction_vs_full_pct"]["params"] == pytest.approx(want_params, abs=1e-9)
+    assert cut["reduction_vs_full_pct"]["macs"] == pytest.approx(want_macs, abs=1e-3)
+    want_vs_base = 100 * (1 - whole["params"] / base_params)
+    assert full["reduction_vs_baseline_pct"]["params"] == pytest.approx(want_vs_base, abs=1e-9)
+    assert full["reduction_vs_full_pct"] == {"params": 0.0, "macs": 0.0}
+    assert base["reduction_vs_baseline_pct"] == {"params": 0.0, "macs": 0.0}
+
+
+def test_resnet50_at_224_reads_4109_gmacs_and_exact_params() -> None:
+    # fvcore gives 4.109 G on ResNet50 at 224 px (ARCHITECTURES.md, "Counting MACs")
+    assert round(compose_profile("resnet50", [], 10, 224).gmacs, 3) == 4.109
+    ten = compose_profile("resnet50", [], 10, 224)
+    for k in (5, 100, 1000):
+        prof = compose_profile("resnet50", [], k, 224)
+        assert prof.params == 23_508_032 + 2049 * k  # ARCHITECTURES.md / the paper's ResNet50 rows
+        assert prof.macs - ten.macs == 2048 * (k - 10)  # the FC: 2048 MACs per class
+
+
+def test_report_reproduces_paper_parameter_counts() -> None:
+    # Tables 2-4 of the paper (ARCHITECTURES.md): PHL_big at k = 1000, PHL_lateSP at k = 10 and its
+    # 5-class cutout (-28.63 % parameters), ResNet50 at k = 10
+    big = profile_report("phl-big", flat_tree(builtin_set("imagenet1k")), None, 224)
+    assert row(big, "full")["params"] == 2_603_429_928
+    assert row(big, "baseline")["params"] == 25_557_032
+    nette = flat_tree(builtin_set("imagenette"))
+    late = profile_report("phl-latesp", nette, nette.class_ids[5:], 224)
+    assert row(late, "full")["params"] == 19_986_506
+    assert row(late, "cutout")["params"] == 14_264_901
+    assert row(late, "baseline")["params"] == 23_528_522
+    assert round(row(late, "cutout")["reduction_vs_full_pct"]["params"], 2) == 28.63
+
+
+def test_part_input_sizes_follow_the_strides() -> None:
+    prof = compose_profile("phl-latesp", [2], 2, 224)
+    shapes = {p.name: p.input_shape for p in prof.parts}
+    assert shapes["level 1"] == (1024, 14, 14)
+    assert shapes["heads"] == (128, 4, 4)  # 14 -> 7 -> 4 (padded stride 2), then stride 1
+    assert [conv_out(s, 2) for s in (224, 7, 8, 1)] == [112, 4, 4, 1]
+
+
+def test_fvcore_output_is_collapsed(caplog: pytest.LogCaptureFixture) -> None:
+    # a fresh module (not cached): residual adds and max pooling have no fvcore handler
+    module = nn.Sequential(nn.MaxPool2d(3, 1, 1), Bottleneck(BlockSpec(16, 4, 16, 1)))
+    with caplog.at_level(logging.DEBUG):
+        count = count_module(module, (1, 16, 8, 8))
+    assert not [r for r in caplog.records if r.name.startswith("fvcore")]
+    assert dict(count.skipped.ops) == {"aten::max_pool2d": 1, "aten::add": 1}
+    line = count.skipped.line()
+    assert "\n" not in line and "max_pool2d ×1" in line and "add ×1" in line
+    assert logging.getLogger(FVCORE_LOGGER).propagate  # restored afterwards
+
+
+def test_select_classes_by_node_and_file(tmp_path: Any) -> None:
+    tree = random_tree(3, 9, seed=7)
+    group = tree.level(1)[0]
+    assert select_classes(tree, f"c3,{group}") == list(
+        dict.fromkeys(["c3", *tree.leaves_under(group)])
+    )
+    f = tmp_path / "sel.txt"
+    f.write_text("c2\n# comment\nc0\n", encoding="utf-8")
+    assert select_classes(tree, str(f)) == ["c2", "c0"]
+    with pytest.raises(NhlError, match="not a class or node"):
+        select_classes(tree, "c3,nope")
+    with pytest.raises(NhlError, match="class file not found"):
+        select_classes(tree, "missing.txt")
+
+
+def test_latency_rows_and_size_limit() -> None:
+    tree = random_tree(3, 6, seed=11)
+    preset = get_preset("n3hl")
+    full = preset.params(tree_nodes_per_level(preset, tree), 6)
+    cut = preset.params(tree_nodes_per_level(preset, tree.subtree(["c1"])), 1)
+    assert cut < full
+    # a limit between the cutout's and the full model's size: the full model is refused, the
+    # cutout is still timed (built from its sub-tree)
+    lat = measure_report_latency("n3hl", tree, ["c1"], img_size=32, batch_size=1, runs=1,
+                                 warmup=0, max_params=(cut + full) // 2)  # fmt: skip
+    assert lat["ms"]["full"] is None
+    assert lat["ms"]["baseline"] > 0 and lat["ms"]["cutout"] > 0
+    assert len(lat["skipped"]) == 1 and "smaller class set" in lat["skipped"][0]
+    assert (lat["batch_size"], lat["runs"], lat["device"]) == (1, 1, "cpu")
+
+
+# ----------------------------------------------------------------- the CLI
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(args)
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def tree3_file(tmp_path: Any) -> str:
+    path = tmp_path / "tree3.json"
+    random_tree(3, 8, seed=3).save(path)
+    return str(path)
+
+
+def test_cli_json_parses_with_three_rows(
+    tree3_file: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["profile", "--arch", "n3hl", "--tree", tree3_file, "--classes", "c1,c4",
+         "--img-size", "64", "--json"], capsys,
+    )  # fmt: skip
+    assert code == 0
+    data = json.loads(out)
+    assert [r["role"] for r in data["models"]] == ["baseline", "full", "cutout"]
+    tree = Tree.load(tree3_file)
+    preset = get_preset("n3hl")
+    assert data["models"][1]["params"] == preset.params(tree_nodes_per_level(preset, tree), 8)
+    sub = tree.subtree(["c1", "c4"])
+    assert data["models"][2]["params"] == preset.params(tree_nodes_per_level(preset, sub), 2)
+    assert data["cutout_classes"] == ["c1", "c4"]
+    assert "skipped" in data["fvcore_skipped"]
+
+
+def test_cli_table_and_one_fvcore_line(tree3_file: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(
+        ["profile", "--arch", "n3hl", "--tree", tree3_file, "--classes", "c2", "--img-size", "48"],
+        capsys,
+    )
+    assert code == 0
+    assert "cutout, k=1" in out and "level 3" in out and "heads" in out
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("note: fvcore skipped")
+
+
+def test_cli_flat_class_list_for_one_level_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(
+        ["profile", "--arch", "phl-1branch", "--classes", "imagenette", "--json"], capsys
+    )
+    assert code == 0
+    assert json.loads(out)["models"][1]["params"] == 9_688_778  # the paper, PHL_1branch k = 10
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--arch", "nope", "--classes", "imagenette"], "unknown architecture 'nope'"),
+        (["--arch", "n3hl", "--classes", "imagenette"], "needs a tree"),
+        (["--arch", "phl-small"], "give --tree"),
+        (["--arch", "resnet50", "--classes", "imagenette", "--img-size", "8"], "--img-size 8"),
+        (
+            ["--arch", "resnet50", "--classes", "imagenette", "--latency", "--device", "tpu"],
+            "device",
+        ),
+    ],
+)
+def test_cli_bad_input_exits_2_with_one_line(
+    args: list[str], needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["profile", *args], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_cli_tree_with_wrong_levels_exits_2(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tree2.json"
+    random_tree(2, 5, seed=9).save(path)
+    code, _, err = run_cli(["profile", "--arch", "n3hl", "--tree", str(path)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "--levels 3" in err
+    code, _, err = run_cli(
+        ["profile", "--arch", "n2hl", "--tree", str(path), "--classes", "nothing_here"], capsys
+    )
+    assert code == 2 and "nothing_here" in err
+
+
+def test_cutout_profile_reports_the_expert(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tree_path = tmp_path / "tree.json"
+    random_tree(3, 6, seed=21).save(tree_path)
+    ckpt = str(tmp_path / "model")
+    args = ["init", "--arch", "n3hl", "--tree", str(tree_path), "-o", ckpt, "--img-size", "48"]
+    assert run_cli(args, capsys)[0] == 0
+    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4,c1", "--profile", "--json"], capsys)
+    assert code == 0
+    summary = json.loads(out)
+    rows = {r["role"]: r for r in summary["profile"]["models"]}
+    assert rows["cutout"]["params"] == summary["params"]["expert"]
+    assert rows["full"]["params"] == summary["params"]["full"]
+    assert summary["profile"]["cutout_classes"] == ["c4", "c1"]
+    assert summary["profile"]["img_size"] == 48
+    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile"], capsys)
+    assert code == 0 and "cutout, k=1" in out and "per part" in out
