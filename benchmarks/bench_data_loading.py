@@ -11,7 +11,7 @@ Measures, on real Imagenette files, in this run:
 and prints the ratio (loading + augmentation) / training: above 1 the GPU/CPU never waits for data.
 Not run in CI. Example:
 
-    python benchmarks/bench_data_loading.py --img-size 64 --workers 1 --images 384
+    python benchmarks/bench_data_loading.py --img-size 64 --workers 1 --images 384 --threads 1
 """
 
 from __future__ import annotations
@@ -92,7 +92,10 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=384, help="images per loading measurement")
     ap.add_argument("--train-steps", type=int, default=3)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     workers = args.workers if args.workers is not None else default_workers()
@@ -100,7 +103,7 @@ def main() -> None:
     folder = index_image_folder(Path(args.data) / "train", tree)
     ds = ImageFileDataset(folder.samples, args.img_size, "train")
     n_batches = max(1, args.images // args.batch_size)
-    console = Console()
+    console = Console(width=130)
     console.print(
         f"{len(ds)} train images · {args.img_size} px · batch {args.batch_size} · "
         f"{workers} workers · device {device} · {torch.get_num_threads()} torch threads"

@@ -1,7 +1,7 @@
 """Where the shipped data (class sets, tables, trees) lives.
 
-In a source checkout or an editable install it is the top-level `hierarchies/` folder; in a wheel it is
-copied into the package as `nhlcli/_hierarchies` (see pyproject.toml).
+In a source checkout or an editable install it is the top-level `hierarchies/` folder; in a
+wheel it is copied into the package as `nhlcli/_hierarchies` (see pyproject.toml).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Helpers for the data/train/eval tests: a small copy of Imagenette and a hand-made 3-level tree."""
+"""Helpers for the data/train/eval tests: a small Imagenette copy and a hand-made 3-level tree."""
 
 from __future__ import annotations
 
@@ -67,3 +67,17 @@ def copy_sample(
             for f in sorted((src / split / cid).iterdir())[:n]:
                 shutil.copyfile(f, out / f.name)
     return dst
+
+
+def one_thread():
+    """Fixture body: torch on one thread during a test module (restored afterwards).
+
+    The suite runs with `pytest -n 2` on two cores; a second intra-op thread per worker only
+    oversubscribes the CPU, and oversubscribed OpenMP threads make small convolutions ~10x slower.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 from llm_server import LLMServer, Reply
 
+from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.experts.cues import LlmCueSettings, resolve_cues, similar_nodes
 from nhlcli.hierarchy.classsets import imagenet
@@ -137,3 +141,71 @@ def test_llm_cue_with_no_classes_is_an_error(
     assert "according to model 'test-model'" in str(err.value)
     with pytest.raises(NhlError, match="--llm-model"):
         resolve_cues(["meow"], tree1k, source="llm")
+
+
+# --------------------------------------------------------------------------------------------- CLI
+@pytest.fixture(scope="module")
+def checkpoint(tree1k: Tree, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny-width model over 5 cats, 2 dogs and a tench of the ImageNet-1k WordNet tree."""
+    from model_helpers import tiny_preset
+
+    from nhlcli.checkpoint import save_model
+    from nhlcli.model.network import build_model
+
+    classes = ["n01440764", *DOMESTIC_CATS, "n02085620", "n02099601"]
+    model = build_model(tiny_preset(3), tree1k.subtree(classes, order="tree"), img_size=64)
+    return save_model(model, tmp_path_factory.mktemp("cue-cli") / "model")
+
+
+def run_cli(
+    args: list[object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    stdin: str = "",
+) -> tuple[int, str, str]:  # fmt: skip
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cutout_with_a_cue(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    base = ["cutout", checkpoint, "--cue", "meow"]
+    code, out, err = run_cli([*base, "--dry-run", "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["cues"]["classes"] == DOMESTIC_CATS
+    assert "meow.n.01" in err  # the table shows what each class matched
+    code, _, err = run_cli([*base, "-o", tmp_path / "no"], capsys, monkeypatch, stdin="n\n")
+    assert code == 1 and "cancelled" in err
+    code, _, err = run_cli([*base, "-o", tmp_path / "no"], capsys, monkeypatch, stdin="")
+    assert code == 2 and "pass --yes" in err.strip().splitlines()[-1]
+    assert not (tmp_path / "no").exists()
+    code, out, _ = run_cli(
+        [*base, "-c", "Chihuahua", "-o", tmp_path / "cats", "--picture", tmp_path / "cats.svg",
+         "--json"],
+        capsys, monkeypatch, stdin="y\n",
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads(out)
+    assert [c["id"] for c in summary["classes"]] == ["n02085620", *DOMESTIC_CATS]  # union
+    assert (tmp_path / "cats" / "config.json").is_file()
+    assert "Egyptian cat" in (tmp_path / "cats.svg").read_text(encoding="utf-8")
+    code, out, _ = run_cli([*base, "--yes", "--json"], capsys, monkeypatch)
+    assert code == 0 and len(json.loads(out)["classes"]) == 5
+
+
+def test_cutout_cue_errors_are_one_line(
+    checkpoint: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for args, text in (
+        (["cutout", checkpoint, "--cue", "persan", "--yes"], "similar tree nodes: 'Persian cat'"),
+        (["cutout", checkpoint], "--cue"),
+        (["cutout", checkpoint, "--cue", "meow", "--cue-source", "oracle"], "--cue-source"),
+    ):
+        code, _, err = run_cli(args, capsys, monkeypatch)
+        assert code == 2 and text in err, err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err

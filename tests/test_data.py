@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from imagenette_sample import IMAGENETTE, copy_sample, small_tree
+from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 from PIL import Image
 
 from nhlcli.data.augment import IMAGENET_MEAN, IMAGENET_STD, Normalize, TrainAugment
@@ -17,6 +17,9 @@ from nhlcli.data.loader import ShardSampler, make_loader, train_sampler
 from nhlcli.errors import NhlError
 
 GRAY = "train/n03028079/ILSVRC2012_val_00049943.JPEG"  # a mode "L" file of Imagenette
+
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +129,10 @@ def test_corrupt_files_are_skipped_and_counted(sample: Path, tmp_path: Path) -> 
     ev = ImageFileDataset(folder.samples, 48, "eval")
     batch = collate_decoded([ev[i] for i in range(4)])
     assert batch.images.shape[0] == 2 and len(batch.bad_paths) == 2
-    assert sorted(Path(p).name for p in batch.bad_paths) == ["aaa_garbage.JPEG", "aab_truncated.JPEG"]
+    assert sorted(Path(p).name for p in batch.bad_paths) == [
+        "aaa_garbage.JPEG",
+        "aab_truncated.JPEG",
+    ]
     # train mode keeps the batch size: readable neighbours stand in for the broken files
     tr = ImageFileDataset(folder.samples, 48, "train")
     tb = collate_decoded([tr[i] for i in range(4)])

@@ -1,4 +1,4 @@
-"""ONNX (through onnxruntime on CPU) and TorchScript exports of a small random N3HL expert, 64 px."""
+"""ONNX (onnxruntime on CPU) and TorchScript exports of a small random N3HL expert at 64 px."""
 
 from __future__ import annotations
 

@@ -58,7 +58,14 @@ def test_grouped_equals_per_branch_on_paper_presets(arch: str, counts: list[int]
     model.eval()
     ref = PerBranchNet.from_model(model)
     x = images(2, 64)
-    assert_close(logits(model, x), logits(ref, x))
+    out = logits(model, x)
+    assert_close(out, logits(ref, x))
+    shared = PerBranchNet.from_model(model, share=True)  # views: the benchmark's baseline
+    assert (
+        shared.nodes[-1][0][0].conv1.weight.data_ptr()
+        == model.levels[-1].blocks[0].conv1.weight.data_ptr()
+    )
+    assert_close(out, logits(shared, x))
 
 
 @pytest.mark.parametrize("arch", ["resnet50", "phl-1branch"])
@@ -170,3 +177,18 @@ def test_bad_configs_and_sizes_are_user_errors() -> None:
         HierNet.from_config({**cfg, "preset": {"name": "x"}})
     with pytest.raises(NhlError, match="too small"):
         build_model("n3hl", synthetic_tree([1, 1, 2]), img_size=8, meta=True)
+
+
+def test_channels_last_and_dtype_conversions() -> None:
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 3, 6], seed=2), img_size=32).eval()
+    x = images(2, 32)
+    base = logits(model, x)
+    weight = model.levels[1].blocks[0].conv2.weight
+    model.to(memory_format=torch.channels_last)  # 5-D grouped weights are converted as 4-D ones
+    assert model.levels[1].blocks[0].conv2.weight is weight and weight.dim() == 5
+    assert weight.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    assert_close(logits(model, x.contiguous(memory_format=torch.channels_last)), base)
+    model.double()
+    assert weight.dtype == torch.float64
+    assert_close(logits(model, x.double()).float(), base)

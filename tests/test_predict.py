@@ -54,7 +54,8 @@ def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int
 def test_checkpoint_predictions_are_sorted_probabilities(trained: Path, data: Path) -> None:
     files = list_images([data / "val"])
     assert len(files) == 6
-    report = predict_images(open_predictor(trained), files, top=2, batch_size=4)
+    predictor = open_predictor(trained)
+    report = predict_images(predictor, files, top=2, batch_size=4)
     assert report.kind == "checkpoint" and report.classes == 3 and report.img_size == 32
     assert [p.path for p in report.predictions] == files
     names = dict(IMAGENETTE)
@@ -63,7 +64,7 @@ def test_checkpoint_predictions_are_sorted_probabilities(trained: Path, data: Pa
         assert len(p.top) == 2 and probs == sorted(probs, reverse=True)
         assert 0 < sum(probs) <= 1 + 1e-9
         assert all(cid in CLASSES and name == names[cid] for cid, name, _ in p.top)
-    full = predict_images(open_predictor(trained), files, top=10)
+    full = predict_images(predictor, files, top=10)
     assert full.top_k == 3  # --top larger than the model: all its classes
     for p in full.predictions:
         assert abs(sum(q for _, _, q in p.top) - 1.0) < 1e-6

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from imagenette_sample import IMAGENETTE, copy_sample, small_tree
+from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
@@ -28,6 +28,9 @@ from nhlcli.train.trunk_weights import load_trunk_weights, read_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--img-size", "32", "--workers", "0", "--max-val-batches", "1"]
+
+
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,22 @@ def test_train_writes_run_dir_and_resume_is_exact(
     nette: Path, tree_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     common = [
-        "train", "--arch", "n3hl", "--tree", tree_file, "--data", nette, "--batch-size", "8",
-        "--max-train-batches", "2", "--deterministic", "--project", tmp_path, *FAST,
-    ]  # fmt: skip
+        "train",
+        "--arch",
+        "n3hl",
+        "--tree",
+        tree_file,
+        "--data",
+        nette,
+        "--batch-size",
+        "8",
+        "--max-train-batches",
+        "2",
+        "--deterministic",
+        "--project",
+        tmp_path,
+        *FAST,
+    ]
     code, out, _ = run_cli([*common, "--epochs", "2", "--name", "straight", "--json"], capsys)
     assert code == 0
     result = json.loads(out)
@@ -94,20 +110,45 @@ def test_train_writes_run_dir_and_resume_is_exact(
     for key in ("train_loss", "val_loss", "train_top1", "val_top1", "lr"):
         assert [r[key] for r in ra] == [r[key] for r in rb]
     # auto-numbering: the same name again gets -2
-    assert run_cli([*common, "--epochs", "1", "--name", "part", "--max-train-batches", "1"], capsys)[0] == 0
+    assert (
+        run_cli([*common, "--epochs", "1", "--name", "part", "--max-train-batches", "1"], capsys)[0]
+        == 0
+    )
     assert (tmp_path / "part-2" / "last" / "config.json").is_file()
 
 
-def test_loss_falls(imagenette_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_loss_falls(
+    imagenette_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Twelve images of three classes, one batch per epoch: the training loss falls."""
     classes = [c for c, _ in IMAGENETTE[:3]]
     data = copy_sample(imagenette_dir, tmp_path / "three", 4, 1, classes)
     code, out, _ = run_cli(
         [
-            "train", "--arch", "phl-small", "--data", data, "--epochs", "4", "--batch-size", "12",
-            "--optimizer", "adamw", "--lr", "0.003", "--warmup-epochs", "0", "--randaugment-n", "0",
-            "--min-crop-scale", "1", "--project", tmp_path, "--json", *FAST,
-        ],  # fmt: skip
+            "train",
+            "--arch",
+            "phl-small",
+            "--data",
+            data,
+            "--epochs",
+            "4",
+            "--batch-size",
+            "12",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "0.003",
+            "--warmup-epochs",
+            "0",
+            "--randaugment-n",
+            "0",
+            "--min-crop-scale",
+            "1",
+            "--project",
+            tmp_path,
+            "--json",
+            *FAST,
+        ],
         capsys,
     )
     assert code == 0
@@ -123,10 +164,24 @@ def test_baseline_and_phl_without_tree(
     """No --tree: one class per train folder (a 1-level tree), enough for ResNet50 and PHL."""
     code, out, _ = run_cli(
         [
-            "train", "--arch", arch, "--data", nette, "--epochs", "1", "--batch-size", "4",
-            "--max-train-batches", "1", "--optimizer", "adamw", "--project", tmp_path, "--json",
+            "train",
+            "--arch",
+            arch,
+            "--data",
+            nette,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-train-batches",
+            "1",
+            "--optimizer",
+            "adamw",
+            "--project",
+            tmp_path,
+            "--json",
             *FAST,
-        ],  # fmt: skip
+        ],
         capsys,
     )
     assert code == 0
@@ -166,7 +221,9 @@ def test_trunk_weights_report(tmp_path: Path) -> None:
     # .safetensors and a DDP "module." prefix read the same
     from safetensors.torch import save_file
 
-    save_file({f"module.{k}": v.contiguous() for k, v in state.items()}, str(tmp_path / "r.safetensors"))
+    save_file(
+        {f"module.{k}": v.contiguous() for k, v in state.items()}, str(tmp_path / "r.safetensors")
+    )
     assert read_state_dict(tmp_path / "r.safetensors").keys() == state.keys()
     (tmp_path / "junk.pth").write_bytes(b"not a pickle")
     with pytest.raises(NhlError, match="not a readable state dict"):
@@ -179,24 +236,48 @@ def test_train_with_frozen_pretrained_trunk(
     state = _torchvision_style_resnet50(tmp_path / "r50.pth")
     code, out, _ = run_cli(
         [
-            "train", "--arch", "n3hl", "--tree", tree_file, "--data", nette, "--epochs", "1",
-            "--batch-size", "4", "--max-train-batches", "2", "--trunk-weights", tmp_path / "r50.pth",
-            "--freeze-trunk", "--project", tmp_path, "--json", *FAST,
-        ],  # fmt: skip
+            "train",
+            "--arch",
+            "n3hl",
+            "--tree",
+            tree_file,
+            "--data",
+            nette,
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--max-train-batches",
+            "2",
+            "--trunk-weights",
+            tmp_path / "r50.pth",
+            "--freeze-trunk",
+            "--project",
+            tmp_path,
+            "--json",
+            *FAST,
+        ],
         capsys,
     )
     assert code == 0
     result = json.loads(out)
-    assert result["trunk_weights"]["loaded"] == len(build_model("n3hl", small_tree(), meta=True).trunk.state_dict())
+    assert result["trunk_weights"]["loaded"] == len(
+        build_model("n3hl", small_tree(), meta=True).trunk.state_dict()
+    )
     run = Path(result["run_dir"])
-    assert json.loads((run / "trunk_weights.json").read_text())["unused"][-2:] == ["fc.weight", "fc.bias"]
+    assert json.loads((run / "trunk_weights.json").read_text())["unused"][-2:] == [
+        "fc.weight",
+        "fc.bias",
+    ]
     after = weights(run)
     # frozen: trunk weights AND batch-norm statistics are still the file's; the branches trained
     for key in ("conv1.weight", "layer3.5.conv2.weight", "layer2.0.bn1.running_mean"):
         assert torch.equal(after[f"trunk.{key}"], state[key]), key
     fresh = build_model("n3hl", small_tree(), img_size=32)
     assert any(
-        not torch.equal(after[k], v) for k, v in fresh.state_dict().items() if k.startswith("levels.")
+        not torch.equal(after[k], v)
+        for k, v in fresh.state_dict().items()
+        if k.startswith("levels.")
     )
 
 
@@ -205,12 +286,33 @@ def test_kill_9_leaves_last_checkpoint_loadable(
 ) -> None:
     run = tmp_path / "killed"
     cmd = [
-        sys.executable, "-m", "nhlcli", "train", "--arch", "phl-small",
-        "--data", str(nette), "--epochs", "40", "--batch-size", "4", "--max-train-batches", "1",
-        "--randaugment-n", "0", "--project", str(tmp_path), "--name", "killed", *FAST,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "nhlcli",
+        "train",
+        "--arch",
+        "phl-small",
+        "--data",
+        str(nette),
+        "--epochs",
+        "40",
+        "--batch-size",
+        "4",
+        "--max-train-batches",
+        "1",
+        "--randaugment-n",
+        "0",
+        "--project",
+        str(tmp_path),
+        "--name",
+        "killed",
+        *FAST,
+    ]
     started = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     store = run / ".checkpoints"
     killed_mid_save = False
     deadline = time.monotonic() + 240
@@ -239,14 +341,17 @@ def test_kill_9_leaves_last_checkpoint_loadable(
     assert done >= 1
     model = load_model(run / "last")
     assert model.num_classes == 10
-    print(f"killed {'during' if killed_mid_save else 'between'} saves after epoch {done}, "
-          f"{time.monotonic() - started:.1f} s after the start")
+    note = (
+        f"killed {'during' if killed_mid_save else 'between'} saves after epoch {done}, "
+        f"{time.monotonic() - started:.1f} s after the start"
+    )
     # resume finishes the run and cleans up what the kill left behind
     code, _, _ = run_cli(["train", "--resume", run, "--epochs", str(done + 1), "--json"], capsys)
     assert code == 0
     assert load_train_state(run / "last")["epoch"] == done + 1
     assert len(read_results(run)) == done + 1
     assert not [n for n in os.listdir(store) if n.startswith(".tmp-")]
+    print(note)
 
 
 # ----------------------------------------------------------------------------- settings and errors
@@ -291,9 +396,13 @@ def test_bad_inputs_exit_2_with_one_line(
     msg = one_line_error([*base, "--data", nette, "-c", bad], capsys)
     assert "unknown key 'bach_size' (did you mean 'batch_size'?)" in msg
     bad.write_text("epochs: two\n")
-    assert "'epochs' must be an integer" in one_line_error([*base, "--data", nette, "-c", bad], capsys)
+    assert "'epochs' must be an integer" in one_line_error(
+        [*base, "--data", nette, "-c", bad], capsys
+    )
     # --resume: missing directory, a directory that is not a run
-    assert "is not a run directory" in one_line_error(["train", "--resume", tmp_path / "nope"], capsys)
+    assert "is not a run directory" in one_line_error(
+        ["train", "--resume", tmp_path / "nope"], capsys
+    )
     assert "no args.yaml" in one_line_error(["train", "--resume", nette], capsys)
     # an unknown preset, fp16 on a CPU
     msg = one_line_error([*base, "--data", nette, "--arch", "n9hl"], capsys)

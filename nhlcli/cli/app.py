@@ -7,12 +7,19 @@ import sys
 import typer
 
 from nhlcli import __version__
-from nhlcli.cli import checks_cmd, classes_cmd
-from nhlcli.cli import build_tree_cmd, tree_cmd
-from nhlcli.cli import profile_cmd
-from nhlcli.cli import model_cmds
-from nhlcli.cli import eval_cmd, train_cmd
-from nhlcli.cli import export_cmd, predict_cmd
+from nhlcli.cli import (
+    build_tree_cmd,
+    checks_cmd,
+    classes_cmd,
+    demo_cmd,
+    eval_cmd,
+    export_cmd,
+    model_cmds,
+    predict_cmd,
+    profile_cmd,
+    train_cmd,
+    tree_cmd,
+)
 from nhlcli.cli.common import err_console, examples
 from nhlcli.errors import NhlError
 
@@ -47,6 +54,7 @@ def _root(
 
 
 checks_cmd.register(app)
+demo_cmd.register(app)
 classes_cmd.register(app)
 build_tree_cmd.register(app)
 tree_cmd.register(app)

@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
 def _version(module: str) -> str | None:
     try:
         mod = importlib.import_module(module)
-    except Exception:  # noqa: BLE001 - any import failure means "not usable"
+    except Exception:
         return None
     return str(getattr(mod, "__version__", "installed"))
 

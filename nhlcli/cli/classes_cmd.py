@@ -13,12 +13,14 @@ def register(app: typer.Typer) -> None:
     classes = typer.Typer(
         help="Built-in class sets and class files.",
         no_args_is_help=True,
-        epilog=examples("nhl classes list", "nhl classes show imagenette", "nhl classes show my-cats.txt --json"),
+        epilog=examples(
+            "nhl classes list", "nhl classes show imagenette", "nhl classes show my-cats.txt --json"
+        ),
     )
     classes.command("list", epilog=examples("nhl classes list --json"))(list_sets)
-    classes.command("show", epilog=examples("nhl classes show imagewoof", "nhl classes show cats.txt"))(
-        show_set
-    )
+    classes.command(
+        "show", epilog=examples("nhl classes show imagewoof", "nhl classes show cats.txt")
+    )(show_set)
     app.add_typer(classes, name="classes")
 
 

@@ -93,7 +93,10 @@ def show_and_confirm(
     err_console.print(
         f"Cut out an expert for these {_classes(len(res.class_ids))}{also}? \\[y/N] ", end=""
     )
-    answer = sys.stdin.readline() if sys.stdin is not None else ""
+    try:
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+    except (OSError, ValueError):  # stdin closed or not readable
+        answer = ""
     if not answer:
         err_console.print()
         raise NhlError(

@@ -1,4 +1,4 @@
-"""`nhl eval`: top-1 and per-class accuracy of a checkpoint or an expert, with top-down attention."""
+"""`nhl eval`: top-1 and per-class accuracy of a checkpoint or expert, with top-down attention."""
 
 from __future__ import annotations
 
@@ -25,34 +25,49 @@ def register(app: typer.Typer) -> None:
 
 def eval_command(
     checkpoint: Path = typer.Argument(
-        ..., help="Model directory (a checkpoint, an expert) or a training run directory (its best)."
+        ...,
+        help="Model directory (a checkpoint, an expert) or a training run directory (its best).",
     ),
-    data: Path = typer.Option(..., "--data", help="Folder of class folders (DIR/val is used if present)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Folder of class folders (DIR/val is used if present)."
+    ),
     classes: str | None = typer.Option(
-        None, "--classes", help="Evaluate on a subset, softmax restricted to it (paper eq. 3): "
+        None,
+        "--classes",
+        help="Evaluate on a subset, softmax restricted to it (paper eq. 3): "
         "class set name, class file, or comma-separated classes/tree nodes.",
     ),
     attend: str | None = typer.Option(
-        None, "--attend", help="Top-down attention for all images: CLASS=SCALE,... (e.g. tench=1.8)."
+        None,
+        "--attend",
+        help="Top-down attention for all images: CLASS=SCALE,... (e.g. tench=1.8).",
     ),
     attend_oracle: float | None = typer.Option(
-        None, "--attend-oracle", help="Amplify each image's own (true) class path by SCALE (Sec. 4.4)."
+        None,
+        "--attend-oracle",
+        help="Amplify each image's own (true) class path by SCALE (Sec. 4.4).",
     ),
     attend_sweep: str | None = typer.Option(
-        None, "--attend-sweep", help="Oracle attention for each scale START:STOP:STEP, e.g. 1.0:2.0:0.1."
+        None,
+        "--attend-sweep",
+        help="Oracle attention for each scale START:STOP:STEP, e.g. 1.0:2.0:0.1.",
     ),
     attend_level: int | None = typer.Option(
         None, "--attend-level", help="Level whose first block is amplified [the leaf level]."
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
     workers: int | None = typer.Option(None, "--workers", min=0, help="Loader workers [cores-1]."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:N [cuda if available]."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N [cuda if available]."
+    ),
     img_size: int | None = typer.Option(None, "--img-size", help="Resolution [the model's]."),
     amp: str = typer.Option("none", "--amp", help="auto, bf16, fp16 or none."),
     allow_extra: bool = typer.Option(
         False, "--allow-extra", help="Ignore class folders that are not classes of the model."
     ),
-    max_batches: int | None = typer.Option(None, "--max-batches", min=1, help="Stop after N batches."),
+    max_batches: int | None = typer.Option(
+        None, "--max-batches", min=1, help="Stop after N batches."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top-1 over the model's classes (or a subset) and a per-class accuracy table."""
@@ -72,18 +87,34 @@ def eval_command(
         scales = parse_sweep(attend_sweep)
 
     progress = Progress(
-        TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-        TimeRemainingColumn(), console=err_console, transient=True, disable=json_out,
+        TextColumn("[bold]evaluating"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_out,
     )
     task = progress.add_task("eval", total=None)
     with progress:
         report = evaluate(
-            checkpoint, data, classes=classes, attend=attend, oracle_scales=scales,
-            attend_level=attend_level, batch_size=batch_size, workers=workers, device=device,
-            img_size=img_size, allow_extra=allow_extra, amp=amp, max_batches=max_batches,
+            checkpoint,
+            data,
+            classes=classes,
+            attend=attend,
+            oracle_scales=scales,
+            attend_level=attend_level,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            img_size=img_size,
+            allow_extra=allow_extra,
+            amp=amp,
+            max_batches=max_batches,
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
-        )  # fmt: skip
+        )
     if json_out:
         print_json(report.to_dict())
         return
@@ -106,7 +137,9 @@ def eval_command(
     console.print(f"top-1: [bold]{report.top1:.2f}%[/] on {report.images} images")
     if report.oracle:
         console.print(f"[bold yellow]note:[/] {report.oracle_note}")
-        ot = Table("scale", "top-1", "change", title=f"oracle attention at level {report.attention_level}")
+        ot = Table(
+            "scale", "top-1", "change", title=f"oracle attention at level {report.attention_level}"
+        )
         base = report.top1 or 0.0
         for row in report.oracle:
             ot.add_row(f"{row['scale']:g}", f"{row['top1']:.2f}%", f"{row['top1'] - base:+.2f}")

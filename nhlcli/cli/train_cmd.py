@@ -37,11 +37,15 @@ def train_command(
     tree: str | None = _opt(
         None, "--tree", help="Tree file or shipped tree name (default: one class per train folder)."
     ),
-    data: str | None = _opt(None, "--data", help="Folder with train/<class>/... and val/<class>/..."),
+    data: str | None = _opt(
+        None, "--data", help="Folder with train/<class>/... and val/<class>/..."
+    ),
     config: Path | None = _opt(None, "-c", "--config", help="YAML file of settings (options win)."),
     epochs: int | None = _opt(None, "--epochs", help="Epochs [10]."),
     batch_size: int | None = _opt(None, "--batch-size", help="Global batch size [32]."),
-    lr: float | None = _opt(None, "--lr", help="Peak learning rate [0.1·batch/256 sgd, 1e-3·batch/256 adamw]."),
+    lr: float | None = _opt(
+        None, "--lr", help="Peak learning rate [0.1·batch/256 sgd, 1e-3·batch/256 adamw]."
+    ),
     optimizer: str | None = _opt(None, "--optimizer", help="sgd (Nesterov) or adamw [sgd]."),
     weight_decay: float | None = _opt(None, "--weight-decay", help="[1e-4 sgd, 0.05 adamw]."),
     label_smoothing: float | None = _opt(None, "--label-smoothing", help="[0.1]."),
@@ -67,7 +71,9 @@ def train_command(
     ),
     name: str | None = _opt(None, "--name", help="Run name [exp]."),
     project: str | None = _opt(None, "--project", help="Parent folder of runs [runs/train]."),
-    exist_ok: bool | None = _opt(None, "--exist-ok", help="Reuse runs/train/NAME instead of NAME-2."),
+    exist_ok: bool | None = _opt(
+        None, "--exist-ok", help="Reuse runs/train/NAME instead of NAME-2."
+    ),
     resume: Path | None = _opt(None, "--resume", help="Continue the run in this run directory."),
     trunk_weights: str | None = _opt(
         None, "--trunk-weights", help="ResNet state dict (.pth/.safetensors, torchvision names)."
@@ -82,24 +88,45 @@ def train_command(
     max_val_batches: int | None = _opt(None, "--max-val-batches", help="Validate on N batches."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Train on DIR/train, validate on DIR/val; writes runs/train/NAME (args.yaml, results.csv,
-    results.png, last/ and best/ checkpoints)."""
+    """Train a network on DIR/train, validating on DIR/val; results go to runs/train/NAME.
+
+    The run directory holds args.yaml, results.csv, results.png and the last/ and best/ checkpoints
+    (loadable by nhl eval, nhl cutout, nhl profile).
+    """
     from nhlcli.errors import NhlError
     from nhlcli.train.config import build_config, read_config_file, resume_config
     from nhlcli.train.rundir import read_args
 
     overrides = {
-        "arch": arch, "tree": tree, "data": data, "epochs": epochs, "batch_size": batch_size,
-        "lr": lr, "optimizer": optimizer, "weight_decay": weight_decay,
-        "label_smoothing": label_smoothing, "warmup_epochs": warmup_epochs, "amp": amp,
-        "channels_last": channels_last, "seed": seed, "deterministic": deterministic,
-        "workers": workers, "device": device, "img_size": img_size,
-        "randaugment_n": randaugment_n, "randaugment_m": randaugment_m,
-        "min_crop_scale": min_crop_scale, "name": name, "project": project,
-        "exist_ok": exist_ok, "trunk_weights": trunk_weights, "freeze_trunk": freeze_trunk,
-        "allow_extra": allow_extra, "max_train_batches": max_train_batches,
+        "arch": arch,
+        "tree": tree,
+        "data": data,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "weight_decay": weight_decay,
+        "label_smoothing": label_smoothing,
+        "warmup_epochs": warmup_epochs,
+        "amp": amp,
+        "channels_last": channels_last,
+        "seed": seed,
+        "deterministic": deterministic,
+        "workers": workers,
+        "device": device,
+        "img_size": img_size,
+        "randaugment_n": randaugment_n,
+        "randaugment_m": randaugment_m,
+        "min_crop_scale": min_crop_scale,
+        "name": name,
+        "project": project,
+        "exist_ok": exist_ok,
+        "trunk_weights": trunk_weights,
+        "freeze_trunk": freeze_trunk,
+        "allow_extra": allow_extra,
+        "max_train_batches": max_train_batches,
         "max_val_batches": max_val_batches,
-    }  # fmt: skip
+    }
     file_settings = read_config_file(config) if config else {}
     if resume is not None:
         if not resume.is_dir():

@@ -34,11 +34,11 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def train_load_size(img_size: int) -> int:
-    return int(math.ceil(img_size * TRAIN_LOAD_FACTOR))
+    return math.ceil(img_size * TRAIN_LOAD_FACTOR)
 
 
 def eval_resize_size(img_size: int) -> int:
-    return int(math.ceil(img_size / EVAL_CROP_FRACTION))
+    return math.ceil(img_size / EVAL_CROP_FRACTION)
 
 
 def decode_square(path: str, shorter: int, crop: int) -> torch.Tensor:

@@ -157,8 +157,8 @@ def index_image_folder(
 def tree_from_folders(root: str | Path) -> Tree:
     """A one-level tree (no groups) with one class per folder, for presets that need no hierarchy.
 
-    Folder names that resolve to an ImageNet class (wnids, names) become that class (its wnid as id);
-    other folder names are used as they are. Folder order (sorted) is the logit order.
+    Folder names that resolve to an ImageNet class (wnids, names) become that class (its wnid as
+    id); other folder names are used as they are. Folder order (sorted) is the logit order.
     """
     from nhlcli.hierarchy.tree import TreeNode
 

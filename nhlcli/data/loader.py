@@ -1,4 +1,4 @@
-"""DataLoaders over decoded image folders: workers, pinned memory, epoch-seeded shuffling, shards."""
+"""DataLoaders over decoded image folders: workers, pinned memory, epoch-seeded order, shards."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def make_loader(
 
 
 def default_workers() -> int:
-    """Workers for decoding: the CPU cores this process may use, minus one for the main loop, ≤ 8."""
+    """Decoding workers: the CPU cores this process may use, minus one for the main loop, ≤ 8."""
     try:
         import os
 

@@ -27,8 +27,12 @@ def resolve_eval_classes(tree: Tree, spec: str) -> list[str]:
         wnids = load_classes(spec, extra=from_tree).wnids
         outside = [w for w in wnids if not tree.is_class(w)]
         if outside:
-            shown = ", ".join(outside[:8]) + (f" and {len(outside) - 8} more" if len(outside) > 8 else "")
-            raise NhlError(f"{len(outside)} class(es) of '{spec}' are not classes of the model: {shown}")
+            shown = ", ".join(outside[:8]) + (
+                f" and {len(outside) - 8} more" if len(outside) > 8 else ""
+            )
+            raise NhlError(
+                f"{len(outside)} class(es) of '{spec}' are not classes of the model: {shown}"
+            )
         return list(dict.fromkeys(wnids))
     tokens = [t.strip() for t in spec.split(",") if t.strip()]
     if not tokens:

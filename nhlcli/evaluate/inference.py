@@ -3,10 +3,10 @@
 Restriction (paper eq. 3): the softmax is taken over the subset's logits only, so the prediction is
 the arg-max over those logits. Predictions are returned as indices of the model's classes.
 
-Oracle attention (paper Sec. 4.4): every image's OWN class path is amplified by a scale, i.e. the true
-label guides the network. This is an upper-bound experiment, not a deployable classifier. For speed,
-the trunk and the levels above the attention level run once per batch, for all scales of a sweep; only
-the levels from the attention level on run once per (scale, class present in the batch).
+Oracle attention (paper Sec. 4.4): every image's OWN class path is amplified by a scale, i.e. the
+true label guides the network. This is an upper-bound experiment, not a deployable classifier. For
+speed, the trunk and the levels above the attention level run once per batch, for all scales of a
+sweep; only the levels from the attention level on run once per (scale, class in the batch).
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def run_inference(
     autocast_dtype: torch.dtype | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> InferenceResult:
-    """Predictions over batches of `nhlcli.data.dataset.Batch`; with oracle scales, one per scale."""
+    """Predictions over `nhlcli.data.dataset.Batch` batches; with oracle scales, one per scale."""
     model.eval()
     normalize = Normalize().to(device)
     sub = torch.tensor(list(subset), device=device) if subset is not None else None
@@ -106,12 +106,14 @@ def run_inference(
             x = normalize(batch.images.to(device, non_blocking=True))
             y = batch.labels.to(device, non_blocking=True)
             with torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None
+                device.type,
+                dtype=autocast_dtype or torch.float32,
+                enabled=autocast_dtype is not None,
             ):
                 if oracle_scales:
-                    outs: dict[float | None, torch.Tensor] = dict(
-                        oracle_logits(model, x, y, oracle_scales, level)
-                    )
+                    outs: dict[float | None, torch.Tensor] = {
+                        s: v for s, v in oracle_logits(model, x, y, oracle_scales, level).items()
+                    }
                 else:
                     outs = {None: model(x)}
             for k in keys:

@@ -20,8 +20,13 @@ class ClassAccuracy:
         return 100.0 * self.correct / self.images if self.images else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "images": self.images, "correct": self.correct,
-                "top1": self.top1}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "images": self.images,
+            "correct": self.correct,
+            "top1": self.top1,
+        }
 
 
 def top1(preds: torch.Tensor, labels: torch.Tensor) -> float:
@@ -32,7 +37,11 @@ def top1(preds: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def per_class_accuracy(
-    preds: torch.Tensor, labels: torch.Tensor, class_index: list[int], ids: list[str], names: list[str]
+    preds: torch.Tensor,
+    labels: torch.Tensor,
+    class_index: list[int],
+    ids: list[str],
+    names: list[str],
 ) -> list[ClassAccuracy]:
     """Accuracy of each evaluated class (class_index[i] is class i's index in the model)."""
     out = []

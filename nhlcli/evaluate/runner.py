@@ -1,4 +1,4 @@
-"""`nhl eval`: a checkpoint or expert on an image folder; one function, `evaluate`, and its report."""
+"""`nhl eval`: a checkpoint or expert on an image folder: `evaluate` and its report."""
 
 from __future__ import annotations
 
@@ -27,15 +27,17 @@ ORACLE_NOTE = (
 
 
 def parse_sweep(text: str) -> list[float]:
-    """'1.0:2.0:0.1' -> [1.0, 1.1, ..., 2.0] (inclusive, rounded to 6 digits); NhlError if malformed."""
+    """'1.0:2.0:0.1' -> [1.0, 1.1, ..., 2.0] (inclusive, 6 digits); NhlError if malformed."""
     parts = text.split(":")
     try:
         start, stop, step = (float(p) for p in parts)
     except ValueError:
-        raise NhlError(f"--attend-sweep '{text}' is not START:STOP:STEP (e.g. 1.0:2.0:0.1)") from None
+        raise NhlError(
+            f"--attend-sweep '{text}' is not START:STOP:STEP (e.g. 1.0:2.0:0.1)"
+        ) from None
     if step <= 0 or stop < start or start <= 0:
         raise NhlError(f"--attend-sweep '{text}': need 0 < START <= STOP and STEP > 0")
-    n = int(round((stop - start) / step))
+    n = round((stop - start) / step)
     if n > 1000:
         raise NhlError(f"--attend-sweep '{text}' has more than 1000 scales")
     return [round(start + i * step, 6) for i in range(n + 1)]
@@ -108,12 +110,12 @@ def evaluate(
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """Top-1 and per-class accuracy of a model directory (or an already loaded `model`)."""
-    from nhlcli.checkpoint import load_model
+    from nhlcli.train.checkpointing import load_checkpoint_model
     from nhlcli.train.distributed import resolve_device
 
     dev = resolve_device(device)
     ckpt = resolve_checkpoint_dir(checkpoint) if model is None else Path(str(checkpoint))
-    net = load_model(ckpt, device="cpu") if model is None else model
+    net = load_checkpoint_model(ckpt) if model is None else model
     net = net.to(dev)
     if attend is not None and oracle_scales:
         raise NhlError("--attend and --attend-oracle/--attend-sweep exclude each other")

@@ -143,7 +143,7 @@ STOP_WORDS = frozenset(
         "found",
     ]
 )
-GLOSS_CHARS = 70
+GLOSS_CHARS = 60
 # Gloss words lead somewhere only through specific senses: WordNet depth 7 keeps vehicle, tool,
 # dog, cat, horse, ship; it drops object (2), person (3), artifact (4), organism (5), animal and
 # device (6).
@@ -359,10 +359,11 @@ class WordNetCues:
         used = [s for s in senses if _lemma_count(s, base) > 0]
         out: list[CueMatch] = []
         for sense in used or senses:
-            head = f"'{cue}' ({sense.name()}: {_gloss(sense)})"
+            head = f"{sense.name()} ({_gloss(sense)})"
             for noun in _related_nouns(sense):
                 for cid in self.hits(noun):
-                    out.append(self._match(cid, cue, f"{head} → {self._chain_text(noun, cid)}"))
+                    chain = self._chain_text(noun, cid, gloss=False)
+                    out.append(self._match(cid, cue, f"{head} → {chain}"))
             ancestors = set(sense.closure(_hypernyms))
             for word in self._gloss_words(sense, cue):
                 for word_sense, class_ids in self.direct_senses(word):
@@ -370,7 +371,7 @@ class WordNetCues:
                         continue  # generalises the cue ("objects"), or too general ("animal")
                     called = [c for c in class_ids if self._called(c, word_sense, word)]
                     for cid in called or class_ids:
-                        chain = self._chain_text(word_sense, cid)
+                        chain = self._chain_text(word_sense, cid, gloss=False)
                         out.append(self._match(cid, cue, f"{head} → '{word}' → {chain}"))
         return out
 
@@ -426,14 +427,19 @@ class WordNetCues:
                     best = rest
         return best or []
 
-    def _chain_text(self, sense: Any, class_id: str) -> str:
+    def _chain_text(self, sense: Any, class_id: str, gloss: bool = True) -> str:
+        """`a kind of cat.n.01 (gloss): domestic cat > tabby`, or without the gloss
+        `cat.n.01 > domestic cat > tabby`."""
         below = self._below(sense, class_id)
+        about = f" ({_gloss(sense)})" if gloss else ""
         if not below:
-            return f"is {sense.name()} ({_gloss(sense)})"
+            return f"is {sense.name()}{about}"
         from nhlcli.hierarchy.wordnet_data import display_name
 
         steps = [display_name(s) for s in below[:-1]] + [self.tree.node(class_id).name]
-        return f"a kind of {sense.name()} ({_gloss(sense)}): " + " > ".join(steps)
+        if not gloss:
+            return " > ".join([sense.name(), *steps])
+        return f"a kind of {sense.name()}{about}: " + " > ".join(steps)
 
     def _match(self, class_id: str, cue: str, why: str) -> CueMatch:
         return CueMatch(class_id, self.tree.node(class_id).name, cue, why)

@@ -298,10 +298,10 @@ def _torchscript_bytes(
     strings = metadata_strings(classes, preprocess_spec(img_size), config, export_info)
     extra = {TORCHSCRIPT_FILES[k]: v for k, v in strings.items()}
     try:
+        buf = io.BytesIO()
         with _quiet(), torch.no_grad():
             traced = torch.jit.trace(model, example, check_trace=False)
-        buf = io.BytesIO()
-        torch.jit.save(traced, buf, _extra_files=extra)
+            torch.jit.save(traced, buf, _extra_files=extra)
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise NhlError(f"TorchScript export failed: {first}") from None
@@ -309,7 +309,9 @@ def _torchscript_bytes(
 
 
 def _run_torchscript(data: bytes, x: torch.Tensor) -> np.ndarray:
-    module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates torch.jit
+        module = torch.jit.load(io.BytesIO(data), map_location="cpu")
     module.eval()
     with torch.no_grad(), torch.jit.optimized_execution(False):
         return module(x).numpy()

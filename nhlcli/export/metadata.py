@@ -17,6 +17,7 @@ in the archive (`classes.json`, `preprocess.json`, `nhl_config.json`, `nhl_expor
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,9 @@ def read_torchscript_info(path: str | Path) -> tuple[ExportedInfo, Any]:
     p = Path(path)
     extra = {name: "" for name in TORCHSCRIPT_FILES.values()}
     try:
-        module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates torch.jit
+            module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     except FileNotFoundError:
         raise NhlError(f"TorchScript file not found: {p}") from None
     except (RuntimeError, ValueError) as e:

@@ -1,9 +1,9 @@
 """Class sets: the ImageNet-1k catalogue, the built-in subsets, and class files.
 
-A class is identified by its WordNet noun id in ImageNet style (`n02123045`). A class file has one class
-per line: a wnid, a WordNet synset name (`tabby.n.01`) or a name that resolves to exactly one ImageNet
-class (`tabby`, `tabby cat`; case-insensitive, synonyms count). Blank lines and `#` comments are ignored.
-Every problem of a file is reported at once, with line numbers.
+A class is identified by its WordNet noun id in ImageNet style (`n02123045`). A class file has one
+class per line: a wnid, a WordNet synset name (`tabby.n.01`) or a name that resolves to exactly one
+ImageNet class (`tabby`, `tabby cat`; case-insensitive, synonyms count). Blank lines and `#`
+comments are ignored. Every problem of a file is reported at once, with line numbers.
 """
 
 from __future__ import annotations
@@ -134,11 +134,15 @@ class BuiltinSet:
 BUILTIN_SETS: dict[str, BuiltinSet] = {
     s.name: s
     for s in (
-        BuiltinSet("imagenet1k", "imagenet1k.tsv", "ImageNet-1k (ILSVRC-2012), standard index order"),
+        BuiltinSet(
+            "imagenet1k", "imagenet1k.tsv", "ImageNet-1k (ILSVRC-2012), standard index order"
+        ),
         BuiltinSet("imagenette", "imagenette.txt", "fastai Imagenette (imagenette2), wnid order"),
         BuiltinSet("imagewoof", "imagewoof.txt", "fastai Imagewoof (imagewoof2), wnid order"),
         BuiltinSet(
-            "imagenet100", "imagenet100.txt", "Kaggle ambityga/imagenet100 (the paper's ImageNet100)"
+            "imagenet100",
+            "imagenet100.txt",
+            "Kaggle ambityga/imagenet100 (the paper's ImageNet100)",
         ),
         BuiltinSet("imagenet100-cmc", "imagenet100-cmc.txt", "CMC ImageNet-100 (HobbitLong/CMC)"),
     )
@@ -153,7 +157,8 @@ def builtin_names() -> list[str]:
 def builtin_set(name: str) -> ClassSet:
     spec = BUILTIN_SETS.get(name)
     if spec is None:
-        raise NhlError(f"unknown class set '{name}' (built-in: {', '.join(BUILTIN_SETS)})")
+        known = ", ".join(BUILTIN_SETS)
+        raise NhlError(f"unknown class set '{name}' (built-in: {known})")
     if name == "imagenet1k":
         refs = tuple(c.ref for c in imagenet().classes)
     else:

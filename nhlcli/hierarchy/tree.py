@@ -10,10 +10,10 @@ File format `nhl-tree/1` (JSON)::
       "provenance": {"source": "wordnet", "params": {...}, "tool": "nhl 0.1.0", "date": "..."}
     }
 
-`parent: null` means a child of the (implicit) root. Level 1 holds the nodes whose parent is null; the
-classes sit at level `levels`. A node may carry extra JSON fields in `attrs` (e.g. which source placed a
-class). Internal nodes are kept in a canonical order: by level, then by the position of their first class.
-That order is the order of a level's nodes in the network.
+`parent: null` means a child of the (implicit) root. Level 1 holds the nodes whose parent is null;
+the classes sit at level `levels`. A node may carry extra JSON fields in `attrs` (e.g. which source
+placed a class). Internal nodes are kept in a canonical order: by level, then by the position of
+their first class. That order is the order of a level's nodes in the network.
 """
 
 from __future__ import annotations
@@ -135,9 +135,7 @@ class Tree:
             more = f" and {len(off) - 5} more" if len(off) > 5 else ""
             depth = self.levels
             what = f"has {depth} levels" if depth is not None else "is not levelled"
-            raise TreeError(
-                f"the tree {what} but {n} are required: {shown}{more}{hint}"
-            )
+            raise TreeError(f"the tree {what} but {n} are required: {shown}{more}{hint}")
 
     def level(self, n: int) -> list[str]:
         """Ids of the nodes at depth n, in network order (classes: logit order)."""
@@ -170,8 +168,8 @@ class Tree:
     def subtree(self, class_ids: Iterable[str], order: str = "given") -> Tree:
         """The tree restricted to some classes and their ancestors.
 
-        order="given" keeps the order of class_ids (it becomes the logit order); order="tree" keeps the
-        full tree's class order.
+        order="given" keeps the order of class_ids (it becomes the logit order); order="tree"
+        keeps the full tree's class order.
         """
         wanted = list(dict.fromkeys(class_ids))
         unknown = [c for c in wanted if not self.is_class(c)]
@@ -252,8 +250,10 @@ class Tree:
         if declared is not None and declared != tree.levels:
             raise TreeError(
                 f"{origin}: invalid tree",
-                [f"'levels' says {declared} but the classes sit at depth(s) "
-                 f"{sorted({tree.depth(c) for c in tree.class_ids})}"],
+                [
+                    f"'levels' says {declared} but the classes sit at depth(s) "
+                    f"{sorted({tree.depth(c) for c in tree.class_ids})}"
+                ],
             )
         return tree
 
@@ -306,8 +306,14 @@ def _read_nodes(raw: Any, key: str, problems: list[str]) -> list[TreeNode]:
             problems.append(f"{key}[{i}] ({item['id']}): 'parent' must be a string or null")
             continue
         attrs = item.get("attrs", {})
-        out.append(TreeNode(item["id"], str(item.get("name", item["id"])), parent,
-                            attrs if isinstance(attrs, dict) else {}))
+        out.append(
+            TreeNode(
+                item["id"],
+                str(item.get("name", item["id"])),
+                parent,
+                attrs if isinstance(attrs, dict) else {},
+            )
+        )
     return out
 
 
@@ -342,7 +348,7 @@ def _structural_problems(classes: tuple[TreeNode, ...], nodes: tuple[TreeNode, .
             seen_path.append(cur)
             cur = parent[cur]
         if cur is not None:
-            cycle = seen_path[seen_path.index(cur):]
+            cycle = seen_path[seen_path.index(cur) :]
             msg = "cycle: " + " -> ".join([*cycle, cur])
             if msg not in problems and not any(set(cycle) <= set(p.split(" ")) for p in problems):
                 problems.append(msg)

@@ -68,17 +68,12 @@ class Wiring:
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
 
     def index(self, key: str, device: torch.device) -> torch.Tensor:
-        """A cached index tensor: 'parents', 'restore', 'bucket_parents:i', 'bucket_kids:i'."""
+        """A cached index tensor: 'parents', 'bucket_parents:i' or 'bucket_kids:i'."""
         ck = (key, str(device))
         t = self._cache.get(ck)
         if t is None:
             if key == "parents":
                 values: Sequence[int] = self.parents
-            elif key == "restore":  # position of node j in the concatenated bucket outputs
-                pos = [0] * self.n
-                for k, node in enumerate(self._order):
-                    pos[node] = k
-                values = pos
             else:
                 what, i = key.split(":")
                 ps, kids, _ = self.buckets[int(i)]
@@ -93,7 +88,7 @@ class Wiring:
             return x
         n_, ch, h, w = x.shape
         c = ch // self.n_inputs
-        v = x.view(n_, self.n_inputs, c, h, w)
+        v = x.reshape(n_, self.n_inputs, c, h, w)
         out = v.index_select(1, self.index("parents", x.device))
         return out.reshape(n_, self.n * c, h, w)
 
@@ -122,6 +117,31 @@ class GroupedConv(nn.Module):
         std = math.sqrt(2.0 / (self.cout * self.kernel * self.kernel))
         nn.init.normal_(self.weight, 0.0, std)
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """Apply `fn` (`Module.to`, `.cuda()`, ...) to the weight seen as one 4-D conv weight.
+
+        `Module.to(memory_format=torch.channels_last)` only accepts 4-D conv weights; this converts
+        (n·out, in, kh, kw) and views the result back as (n, out, in, kh, kw), keeping the Parameter
+        object (optimizers keep their references).
+        """
+        p = self._parameters["weight"]
+        assert p is not None
+        flat_shape = (self.n * self.cout, self.cin, self.kernel, self.kernel)
+        flat = nn.Parameter(p.data.reshape(flat_shape), requires_grad=p.requires_grad)
+        if p.grad is not None:
+            flat.grad = p.grad.reshape(flat_shape)
+        self._parameters["weight"] = flat
+        try:
+            super()._apply(fn, recurse)
+            new = self._parameters["weight"]
+            assert new is not None
+            p.data = new.data.view(p.shape)
+            if new.grad is not None:
+                p.grad = new.grad.view(p.shape)
+        finally:
+            self._parameters["weight"] = p
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x holds the n nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W')."""
         w = self.weight.reshape(self.n * self.cout, self.cin, self.kernel, self.kernel)
@@ -129,36 +149,60 @@ class GroupedConv(nn.Module):
 
     def forward_from_parents(self, x: torch.Tensor, wiring: Wiring) -> torch.Tensor:
         """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
-        if wiring.aligned:
-            return self.forward(x)
-        assert self.kernel == 1, "parent reads are 1x1 convolutions"
-        n_, _, h, w = x.shape
-        outs = []
-        for b, (ps, kids, f) in enumerate(wiring.buckets):
-            m = len(ps)
-            if m == wiring.n_inputs:  # every input slice, in order
-                xb = x
-            else:
-                v = x.view(n_, wiring.n_inputs, self.cin, h, w)
-                idx = wiring.index(f"bucket_parents:{b}", x.device)
-                xb = v.index_select(1, idx).reshape(n_, m * self.cin, h, w)
-            if kids == tuple(range(kids[0], kids[0] + len(kids))):
-                wb = self.weight[kids[0] : kids[0] + len(kids)]
-            else:
-                wb = self.weight.index_select(0, wiring.index(f"bucket_kids:{b}", x.device))
-            wb = wb.reshape(m * f * self.cout, self.cin, 1, 1)
-            outs.append(F.conv2d(xb, wb, None, self.stride, 0, 1, m))
-        y = outs[0] if len(outs) == 1 else torch.cat(outs, 1)
-        if not wiring.in_order:
-            hh, ww = y.shape[-2:]
-            y = y.view(n_, self.n, self.cout, hh, ww)
-            y = y.index_select(1, wiring.index("restore", x.device))
-            y = y.reshape(n_, self.n * self.cout, hh, ww)
-        return y
+        return read_parents(x, wiring, [self])[0]
+
+    def bucket_weight(self, wiring: Wiring, b: int, device: torch.device) -> torch.Tensor:
+        """The weights of bucket b's nodes side by side, as a conv weight (m·f·out, in, 1, 1)."""
+        kids = wiring.buckets[b][1]
+        if kids == tuple(range(kids[0], kids[0] + len(kids))):
+            wb = self.weight[kids[0] : kids[0] + len(kids)]
+        else:
+            wb = self.weight.index_select(0, wiring.index(f"bucket_kids:{b}", device))
+        return wb.reshape(len(kids) * self.cout, self.cin, 1, 1)
 
     def extra_repr(self) -> str:
         k = self.kernel
         return f"nodes={self.n}, {self.cin}->{self.cout}, kernel={k}x{k}, stride={self.stride}"
+
+
+def read_parents(
+    x: torch.Tensor, wiring: Wiring, convs: Sequence[GroupedConv]
+) -> list[torch.Tensor]:
+    """Several 1x1 convs (same input, e.g. conv1 and the projection) of each node's parent slice.
+
+    Per fanout bucket, the parent slices are gathered once (not at all when the bucket holds every
+    input slice) and each conv runs with groups = #parents; the outputs are written to their nodes'
+    positions (no copy when there is one bucket in node order).
+    """
+    if wiring.aligned:
+        return [conv(x) for conv in convs]
+    assert all(conv.kernel == 1 for conv in convs), "parent reads are 1x1 convolutions"
+    n_, _, h, w = x.shape
+    cin = convs[0].cin
+    single = len(wiring.buckets) == 1 and wiring.in_order
+    outs: list[torch.Tensor] = []
+    if not single:
+        for conv in convs:
+            ho, wo = (h - 1) // conv.stride + 1, (w - 1) // conv.stride + 1
+            outs.append(x.new_empty(n_, conv.n, conv.cout, ho, wo))
+    for b, (ps, kids, _) in enumerate(wiring.buckets):
+        m = len(ps)
+        if m == wiring.n_inputs:  # every input slice, in order
+            xb = x
+        else:
+            v = x.reshape(n_, wiring.n_inputs, cin, h, w)
+            idx = wiring.index(f"bucket_parents:{b}", x.device)
+            xb = v.index_select(1, idx).reshape(n_, m * cin, h, w)
+        for j, conv in enumerate(convs):
+            yb = F.conv2d(xb, conv.bucket_weight(wiring, b, x.device), None, conv.stride, 0, 1, m)
+            if single:
+                outs.append(yb)
+            else:
+                yb = yb.reshape(n_, len(kids), conv.cout, *yb.shape[-2:])
+                outs[j].index_copy_(1, wiring.index(f"bucket_kids:{b}", x.device), yb)
+    if single:
+        return outs
+    return [o.view(n_, -1, *o.shape[-2:]) for o in outs]
 
 
 class GroupedBatchNorm(nn.Module):
@@ -215,22 +259,26 @@ class GroupedBottleneck(nn.Module):
             )
 
     def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W'); scale: (n,) attention or None."""
+        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
+
+        scale: top-down attention, one factor per channel of the 3x3 conv's output (n·mid,) or
+        None.
+        """
         wiring = self.wiring
         if self.downsample is not None:
-            conv = cast(GroupedConv, self.downsample[0])
-            bn = self.downsample[1]
-            proj = conv(x) if wiring is None else conv.forward_from_parents(x, wiring)
-            identity = bn(proj)
+            proj_conv = cast(GroupedConv, self.downsample[0])
+            if wiring is None:
+                out, proj = self.conv1(x), proj_conv(x)
+            else:  # both 1x1 convs read the parents: gather each bucket once
+                out, proj = read_parents(x, wiring, [self.conv1, proj_conv])
+            identity = self.downsample[1](proj)
         else:
             identity = x if wiring is None else wiring.gather(x)
-        out = self.conv1(x) if wiring is None else self.conv1.forward_from_parents(x, wiring)
+            out = self.conv1(x) if wiring is None else self.conv1.forward_from_parents(x, wiring)
         out = F.relu(self.bn1(out), inplace=True)
         out = F.relu(self.bn2(self.conv2(out)), inplace=True)
         if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
-            n_, _, h, w = out.shape
-            s = scale.to(out.dtype).view(1, self.n, 1, 1, 1)
-            out = (out.view(n_, self.n, self.spec.mid, h, w) * s).view(n_, -1, h, w)
+            out = out * scale.to(out.dtype).view(1, -1, 1, 1)
         out = self.bn3(self.conv3(out))
         return F.relu(out + identity, inplace=True)
 
@@ -275,7 +323,9 @@ class GroupedLevel(nn.Module):
         key = str(device)
         t = self._scale_cache.get(key)
         if t is None:
-            t = torch.tensor(self._scales, dtype=torch.float32, device=device)
+            mid = self.specs[0].mid  # node i's mid channels all get scale[i]
+            per_channel = [s for s in self._scales for _ in range(mid)]
+            t = torch.tensor(per_channel, dtype=torch.float32, device=device)
             self._scale_cache[key] = t
         return t
 

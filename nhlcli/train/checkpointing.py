@@ -3,19 +3,19 @@
 Layout of a run directory::
 
     runs/train/exp/
-      last -> .checkpoints/epoch-0007      (symlink; a plain directory where symlinks are unavailable)
+      last -> .checkpoints/epoch-0007    (a symlink; a plain directory without symlink support)
       best -> .checkpoints/epoch-0005
       .checkpoints/epoch-0007/{model.safetensors, config.json, train_state.pt}
 
-Each checkpoint is a model directory in the format of `nhlcli.checkpoint` (so `nhl eval`, `nhl cutout`,
-`nhl profile` read `runs/train/exp/best` directly) plus `train_state.pt`: optimizer, scheduler,
-gradient scaler, RNG states and epoch, saved with `torch.save` and read with `weights_only=True`
-(tensors, numbers, strings and containers only).
+Each checkpoint is a model directory in the format of `nhlcli.checkpoint` (so `nhl eval`,
+`nhl cutout`, `nhl profile` read `runs/train/exp/best` directly) plus `train_state.pt`: optimizer,
+scheduler, gradient scaler, RNG states and epoch, saved with `torch.save` and read with
+`weights_only=True` (tensors, numbers, strings and containers only).
 
 Atomicity: a checkpoint is written into a temporary directory, fsynced, renamed to its final name
-(`rename` is atomic), and only then is the `last`/`best` link swapped, by renaming a new symlink over
-the old one (atomic too). A kill at any moment leaves `last` pointing at a complete checkpoint; stray
-temporary or unreferenced directories are removed by the next save.
+(`rename` is atomic), and only then is the `last`/`best` link swapped, by renaming a new symlink
+over the old one (atomic too). A kill at any moment leaves `last` pointing at a complete
+checkpoint; stray temporary or unreferenced directories are removed by the next save.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ TAGS = ("last", "best")
 # ----------------------------------------------------------------------------- RNG state
 def capture_rng_state() -> dict[str, Any]:
     """torch (CPU and every CUDA device), numpy and Python RNG states as tensors and ints."""
-    np_state = np.random.get_state()
+    np_state: Any = np.random.get_state()
     py_version, py_internal, py_gauss = random.getstate()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
@@ -62,7 +62,13 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(
-        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
     )
     p = state["python"]
     random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
@@ -101,7 +107,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _point(run_dir: Path, tag: str, target: Path) -> None:
-    """Make run_dir/tag refer to target atomically (symlink swap; copy fallback without symlinks)."""
+    """Make run_dir/tag refer to target atomically (symlink swap; a copy without symlinks)."""
     link = run_dir / tag
     rel = os.path.relpath(target, run_dir)
     tmp_link = run_dir / f".{tag}.link-{os.getpid()}"
@@ -195,6 +201,20 @@ def save_training_checkpoint(
 
 
 # ----------------------------------------------------------------------------- reading
+def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """`nhlcli.checkpoint.load_model`, then every tensor copied into freshly allocated memory.
+
+    Tensors loaded from safetensors sit at file offsets (8-byte, not 64-byte aligned), and CPU
+    kernels then take other code paths: results differ in the last bits from the same weights in
+    ordinary memory. Fresh copies make a resumed run repeat an uninterrupted one bit for bit.
+    """
+    import copy
+
+    from nhlcli.checkpoint import load_model
+
+    return copy.deepcopy(load_model(path, device="cpu")).to(device)
+
+
 def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
     """The training state of a checkpoint directory (NhlError when missing or unreadable)."""
     path = Path(checkpoint_dir) / TRAIN_STATE

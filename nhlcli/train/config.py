@@ -1,7 +1,7 @@
 """Training settings: defaults < `-c config.yaml` < command-line options, all validated at once.
 
-Every setting has one name (`batch_size`); a config file may spell it `batch-size` too. An unknown key,
-a value of the wrong type or outside its choices is an NhlError naming the key and the file.
+Every setting has one name (`batch_size`); a config file may spell it `batch-size` too. An unknown
+key, a value of the wrong type or outside its choices is an NhlError naming the key and the file.
 """
 
 from __future__ import annotations
@@ -206,6 +206,15 @@ def build_config(
     return cfg
 
 
+def _same(saved: Any, given: Any) -> bool:
+    """Equal settings; paths count as equal when they name the same file."""
+    if saved == given:
+        return True
+    if isinstance(saved, str) and isinstance(given, str | Path):
+        return Path(saved).resolve() == Path(given).resolve()
+    return False
+
+
 def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
     """The saved run's settings with the few that may change on resume applied."""
     given = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
@@ -213,10 +222,12 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Pat
     changed = [
         k
         for k, v in given.items()
-        if k not in RESUME_OVERRIDABLE and k in _FIELDS and getattr(cfg_saved, k) != v
+        if k not in RESUME_OVERRIDABLE and k in _FIELDS and not _same(getattr(cfg_saved, k), v)
     ]
     if changed:
-        shown = ", ".join(f"{k} (run: {getattr(cfg_saved, k)!r}, given: {given[k]!r})" for k in changed)
+        shown = ", ".join(
+            f"{k} (run: {getattr(cfg_saved, k)!r}, given: {given[k]!r})" for k in changed
+        )
         raise NhlError(
             f"cannot change settings when resuming {run_dir}: {shown}; only "
             f"{', '.join(sorted(RESUME_OVERRIDABLE))} may differ"

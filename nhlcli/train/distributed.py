@@ -1,8 +1,8 @@
 """Devices and distributed training: one process per GPU through torchrun, DDP, rank-0 writes.
 
-`torchrun --nproc-per-node N -m nhlcli train ...` sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR in each
-process's environment; `setup_distributed` reads them, joins the process group (NCCL on CUDA, gloo on
-CPU) and picks the process's device. Without those variables training runs in one process.
+`torchrun --nproc-per-node N -m nhlcli train ...` sets RANK/WORLD_SIZE/LOCAL_RANK/MASTER_ADDR in
+each process's environment; `setup_distributed` reads them, joins the process group (NCCL on CUDA,
+gloo on CPU) and picks the process's device. Without those variables training runs in one process.
 `launch_torchrun` is what `nhl train --devices N` uses to start torchrun for one machine.
 """
 
@@ -37,7 +37,7 @@ class DistContext:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """'cpu', 'cuda', 'cuda:1', 'mps' or None (cuda when available, else cpu); NhlError if unusable."""
+    """'cpu', 'cuda', 'cuda:1', 'mps' or None (cuda if available, else cpu); NhlError if not."""
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -55,7 +55,7 @@ def resolve_device(name: str | None) -> torch.device:
 
 
 def setup_distributed(device_name: str | None) -> DistContext:
-    """Join the torchrun process group when launched by torchrun; otherwise a one-process context."""
+    """Join the process group when launched by torchrun; otherwise a one-process context."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistContext(0, 1, 0, resolve_device(device_name))

@@ -29,6 +29,7 @@ from nhlcli.errors import NhlError
 from nhlcli.fileio import write_text_atomic
 from nhlcli.train.checkpointing import (
     capture_rng_state,
+    load_checkpoint_model,
     load_train_state,
     restore_rng_state,
     save_training_checkpoint,
@@ -40,7 +41,7 @@ from nhlcli.train.distributed import (
     setup_distributed,
     teardown_distributed,
 )
-from nhlcli.train.inputs import TrainingData, load_training_data
+from nhlcli.train.inputs import load_training_data
 from nhlcli.train.progress import SilentReporter, TrainReporter
 from nhlcli.train.rundir import new_run_dir, plot_results, write_args, write_results
 from nhlcli.train.schedule import warmup_cosine
@@ -111,7 +112,8 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """Weight decay on conv/linear weights only (not on BN parameters or biases)."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim > 1 else no_decay).append(p)
@@ -128,7 +130,7 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def _absolute_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings as saved in args.yaml: file paths made absolute, so resume works from anywhere."""
+    """The settings saved in args.yaml: file paths made absolute, so resume works from anywhere."""
     d = cfg.to_dict()
     for key in ("data", "trunk_weights", "project"):
         if d.get(key):
@@ -175,15 +177,13 @@ def _train(
     trunk_report = None
     torch.manual_seed(cfg.seed)
     if resume_dir is not None:
-        from nhlcli.checkpoint import load_model
-
         last = resume_dir / "last"
         if not (last / "config.json").is_file():
             raise NhlError(
                 f"{resume_dir} has no complete checkpoint yet (no last/): start a new run instead"
             )
         state = load_train_state(last)
-        model = load_model(last, device="cpu")
+        model = load_checkpoint_model(last)
         if state["epoch"] >= cfg.epochs:
             raise NhlError(
                 f"{resume_dir} already finished {state['epoch']} of {cfg.epochs} epochs; "
@@ -252,8 +252,10 @@ def _train(
         if len(rngs) == ctx.world:
             restore_rng_state(rngs[ctx.rank])
         else:
-            rep.message(f"warning: resumed with {ctx.world} process(es) instead of {len(rngs)}: "
-                        "augmentation will not repeat exactly")
+            rep.message(
+                f"warning: resumed with {ctx.world} process(es) instead of {len(rngs)}: "
+                "augmentation will not repeat exactly"
+            )
             torch.manual_seed(cfg.seed + 1000 * state["epoch"] + ctx.rank)
         start_epoch = int(state["epoch"])
         best_epoch, best_top1 = int(state["best_epoch"]), float(state["best_top1"])
@@ -270,7 +272,9 @@ def _train(
             run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
             write_args(run_dir, _absolute_settings(cfg))
             if trunk_report:
-                write_text_atomic(run_dir / "trunk_weights.json", json.dumps(trunk_report, indent=1))
+                write_text_atomic(
+                    run_dir / "trunk_weights.json", json.dumps(trunk_report, indent=1)
+                )
     rep.start(
         {
             "run_dir": str(run_dir) if run_dir else None,
@@ -291,8 +295,9 @@ def _train(
     )
 
     skipped_files: list[str] = []
-    autocast = torch.autocast(device.type, dtype=precision.dtype or torch.float32,
-                              enabled=precision.dtype is not None)
+    autocast = torch.autocast(
+        device.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None
+    )
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
         net.train()
@@ -336,7 +341,9 @@ def _train(
                         "lower --lr or use --amp bf16/none"
                     )
                 elapsed = time.perf_counter() - t0
-                rep.step(i + 1, avg, 100.0 * correct.item() / max(seen, 1), seen * ctx.world / elapsed)
+                rep.step(
+                    i + 1, avg, 100.0 * correct.item() / max(seen, 1), seen * ctx.world / elapsed
+                )
             t_fetch = time.perf_counter()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
@@ -355,7 +362,7 @@ def _train(
             "data_wait_frac": (tw / ctx.world) / max(train_time, 1e-9),
         }
         if val_loader is not None:
-            vl, vt, vn, vs = _validate(model, val_loader, normalize, precision, cfg, ctx, rep)
+            vl, vt, _, vs = _validate(model, val_loader, normalize, precision, cfg, ctx, rep)
             row.update(val_loss=vl, val_top1=vt)
             row["skipped_images"] += vs
         else:
@@ -388,15 +395,25 @@ def _train(
                 }
             }
             save_training_checkpoint(
-                run_dir, model, train_state, epoch + 1,
-                tags=("last", "best") if improved else ("last",), extra=extra,
+                run_dir,
+                model,
+                train_state,
+                epoch + 1,
+                tags=("last", "best") if improved else ("last",),
+                extra=extra,
             )
             write_results(run_dir, history)
             plot_results(run_dir, history)
         rep.epoch_end(row, improved)
     rep.end()
     return TrainResult(
-        run_dir, cfg.epochs, best_epoch, best_top1, history, trunk_report, skipped_files,
+        run_dir,
+        cfg.epochs,
+        best_epoch,
+        best_top1,
+        history,
+        trunk_report,
+        skipped_files,
         model.num_params(),
     )
 
@@ -427,8 +444,9 @@ def _validate(
         y = batch.labels.to(device, non_blocking=True)
         if precision.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=precision.dtype or torch.float32,
-                            enabled=precision.dtype is not None):
+        with torch.autocast(
+            device.type, dtype=precision.dtype or torch.float32, enabled=precision.dtype is not None
+        ):
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
         correct += int((logits.argmax(1) == y).sum().item())

@@ -1,4 +1,4 @@
-"""What a training run reads: the tree (file, shipped name, or the data folders) and the image splits."""
+"""What a training run reads: the tree (file, shipped name, or the folders) and the image splits."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ def train_val_dirs(data: str | Path) -> tuple[Path, Path | None]:
     train = root / "train"
     if not train.is_dir():
         raise NhlError(
-            f"{root} has no train/ folder (expected {root}/train/<class>/... and {root}/val/<class>/...)"
+            f"{root} has no train/ folder "
+            f"(expected {root}/train/<class>/... and {root}/val/<class>/...)"
         )
     val = root / "val"
     return train, (val if val.is_dir() else None)

@@ -67,7 +67,8 @@ class RichReporter(TrainReporter):
         c = self.console
         start = f", resuming after epoch {info['start_epoch']}" if info["start_epoch"] else ""
         c.print(
-            f"[bold]{info['arch']}[/] · {info['classes']} classes · {info['params']:,} parameters · "
+            f"[bold]{info['arch']}[/] · {info['classes']} classes · "
+            f"{info['params']:,} parameters · "
             f"{info['train_images']:,} train / {info['val_images']:,} val images{start}"
         )
         c.print(
@@ -107,9 +108,11 @@ class RichReporter(TrainReporter):
         if self.run_task is not None:
             self.progress.advance(self.run_task)
         mark = " [green]best[/]" if improved else ""
-        skipped = f" · [yellow]{row['skipped_images']} unreadable image(s) skipped[/]" if row[
-            "skipped_images"
-        ] else ""
+        skipped = (
+            f" · [yellow]{row['skipped_images']} unreadable image(s) skipped[/]"
+            if row["skipped_images"]
+            else ""
+        )
         self.progress.console.print(
             f"epoch {row['epoch']}: train loss {_num(row['train_loss'])} top-1 "
             f"{_pct(row['train_top1'])} · val loss {_num(row['val_loss'])} top-1 "

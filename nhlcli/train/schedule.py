@@ -25,6 +25,4 @@ def warmup_cosine(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int
 ) -> LambdaLR:
     """A per-step LambdaLR; its state_dict (last_epoch = steps taken) makes resume exact."""
-    return LambdaLR(
-        optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps)
-    )
+    return LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup_steps, total_steps))

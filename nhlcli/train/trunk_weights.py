@@ -1,11 +1,12 @@
 """Initialising a network's trunk from a ResNet state dict in the torchvision layout.
 
 The file is a `.safetensors` file, or a `.pth`/`.pt` file read with `torch.load(weights_only=True)`
-(no code runs). Keys may carry a `module.` (DDP), `model.` or `state_dict` wrapper, which are removed.
-A key such as `layer3.5.conv2.weight` goes to `trunk.layer3.5.conv2.weight`; `fc.*` goes to the model's
-own `fc` (the ResNet50 baseline) when the shapes agree. The report lists what was loaded, what in the
-file was not used (e.g. `layer4.*` for a network that splits after conv4, or a 1000-way `fc`), what had
-the wrong shape, and which trunk tensors the file did not provide.
+(no code runs). Keys may carry a `module.` (DDP), `model.` or `backbone.` prefix, or sit under a
+`state_dict`/`model` entry; those wrappers are removed. A key such as `layer3.5.conv2.weight` goes
+to `trunk.layer3.5.conv2.weight`; `fc.*` goes to the model's own `fc` (the ResNet50 baseline) when
+the shapes agree. The report lists what was loaded, what in the file was not used (e.g. `layer4.*`
+for a network that splits after conv4), what had another shape (e.g. a 1000-way `fc`), and which
+trunk tensors the file did not provide.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ class TrunkLoadReport:
         if self.unused:
             parts.append(f"{len(self.unused)} unused ({_groups(self.unused)})")
         if self.shape_mismatch:
-            parts.append(f"{len(self.shape_mismatch)} with another shape ({_groups(self.shape_mismatch)})")
+            parts.append(
+                f"{len(self.shape_mismatch)} with another shape ({_groups(self.shape_mismatch)})"
+            )
         if self.missing:
-            parts.append(f"{len(self.missing)} trunk tensors not in the file ({_groups(self.missing)})")
+            parts.append(
+                f"{len(self.missing)} trunk tensors not in the file ({_groups(self.missing)})"
+            )
         return "; ".join(parts)
 
 
@@ -98,9 +103,7 @@ def load_trunk_weights(model: nn.Module, path: str | Path) -> TrunkLoadReport:
     source = read_state_dict(path)
     report = TrunkLoadReport(str(path))
     trunk: nn.Module = model.trunk  # type: ignore[assignment]
-    targets: dict[str, torch.Tensor] = {
-        k: v for k, v in trunk.state_dict(keep_vars=True).items()
-    }
+    targets: dict[str, torch.Tensor] = {k: v for k, v in trunk.state_dict(keep_vars=True).items()}
     fc = getattr(model, "fc", None)
     fc_targets = dict(fc.state_dict(keep_vars=True)) if isinstance(fc, nn.Module) else {}
     used_trunk: set[str] = set()
