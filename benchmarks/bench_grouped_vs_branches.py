@@ -66,19 +66,26 @@ def per_branch_branches(ref: PerBranchNet, h: torch.Tensor) -> torch.Tensor:
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
+    sync()
     t0 = time.perf_counter()
     out = fn()
+    sync()
     return time.perf_counter() - t0, out
 
 
-def bench(arch: str, k: int, batch: int, size: int, runs: int) -> dict:
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def bench(arch: str, k: int, batch: int, size: int, runs: int, device: str) -> dict:
     tree, tree_name = tree_for(arch, k)
     torch.manual_seed(0)
     t0 = time.perf_counter()
-    model = build_model(arch, tree, img_size=size).eval()
+    model = build_model(arch, tree, img_size=size, device=device).eval()
     ref = PerBranchNet.from_model(model, share=True).eval()
     build_s = time.perf_counter() - t0
-    x = torch.randn(batch, 3, size, size)
+    x = torch.randn(batch, 3, size, size, device=device)
     times: dict[str, list[float]] = {"trunk": [], "grouped": [], "branches": []}
     diff = 0.0
     with torch.no_grad():
@@ -111,9 +118,16 @@ def main() -> None:
     ap.add_argument("--classes", type=int, nargs="+", default=[100, 1000])
     ap.add_argument("--archs", nargs="+", default=["phl-latesp", "n3hl"])
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's)"
+    )
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+        f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} CPU threads, "
+        f"batch {args.batch_size}, "
         f"{args.img_size} px, median of {args.runs} runs (after 1 warm-up)\n"
     )
     head = (
@@ -126,7 +140,7 @@ def main() -> None:
     print("-" * len(head))
     for arch in args.archs:
         for k in args.classes:
-            r = bench(arch, k, args.batch_size, args.img_size, args.runs)
+            r = bench(arch, k, args.batch_size, args.img_size, args.runs, args.device)
             whole_g, whole_b = r["trunk"] + r["grouped"], r["trunk"] + r["branches"]
             print(
                 f"{r['arch']:<11} {r['k']:>5} {r['nodes']!s:<15} {r['params']:>14,} | "

@@ -55,9 +55,13 @@ def test_superclass_at_level_one_changes_all_its_classes() -> None:
     torch.testing.assert_close(out[:, 1:], base[:, 1:])
 
 
-def test_attention_equals_per_branch_reference() -> None:
+@pytest.mark.parametrize("chunk_bytes", [None, 1])  # whole levels / node by node (CPU chunks)
+@pytest.mark.parametrize("level", [2, 3])
+def test_attention_equals_per_branch_reference(chunk_bytes: int | None, level: int) -> None:
     m = model()
-    set_attention(m, {"domestic cat": 1.5, "beagle": 0.7}, level=2)
+    for lv in m.levels:
+        lv.cpu_chunk_bytes = chunk_bytes
+    set_attention(m, {"domestic cat": 1.5, "beagle": 0.7}, level=level)
     ref = PerBranchNet.from_model(m)
     x = images(2, 32)
     torch.testing.assert_close(logits(m, x), logits(ref, x), rtol=1e-4, atol=1e-4)

@@ -27,7 +27,7 @@ def tiny_model(counts: list[int], seed: int = 0) -> HierNet:
 
 
 @st.composite
-def tree_and_subset(draw: st.DrawFn) -> tuple[list[int], int, list[int], str]:
+def tree_and_subset(draw: st.DrawFn) -> tuple[list[int], int, list[int], str, int | None]:
     levels = draw(st.integers(1, 3))
     counts = [draw(st.integers(1, 3))]
     for _ in range(levels - 1):
@@ -36,14 +36,19 @@ def tree_and_subset(draw: st.DrawFn) -> tuple[list[int], int, list[int], str]:
     k = counts[-1]
     subset = draw(st.lists(st.integers(0, k - 1), min_size=1, max_size=k, unique=True))
     order = draw(st.sampled_from(["given", "tree"]))
-    return counts, seed, subset, order
+    chunk_bytes = draw(st.sampled_from([None, 1]))  # the full model whole, or node by node
+    return counts, seed, subset, order, chunk_bytes
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree_and_subset())
-def test_cutout_logits_equal_full_logits(case: tuple[list[int], int, list[int], str]) -> None:
-    counts, seed, subset, order = case
+def test_cutout_logits_equal_full_logits(
+    case: tuple[list[int], int, list[int], str, int | None],
+) -> None:
+    counts, seed, subset, order, chunk_bytes = case
     model = tiny_model(counts, seed)
+    for level in model.levels:
+        level.cpu_chunk_bytes = chunk_bytes
     ids = [model.class_ids[i] for i in subset]
     expert = cutout(model, ids, order=order)
     expected_ids = ids if order == "given" else sorted(ids, key=model.tree.class_index)

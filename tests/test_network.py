@@ -27,13 +27,24 @@ def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
+def set_chunks(model: HierNet, chunk_bytes: int | None) -> None:
+    for level in model.levels:
+        level.cpu_chunk_bytes = chunk_bytes
+
+
 @pytest.mark.parametrize("counts", SHAPES)
 @pytest.mark.parametrize("train", [False, True])
-def test_grouped_equals_per_branch_on_tiny_preset(counts: list[int], train: bool) -> None:
+@pytest.mark.parametrize("chunk_bytes", [None, 1, 3000])  # whole levels, one node, a few nodes
+def test_grouped_equals_per_branch_on_tiny_preset(
+    counts: list[int], train: bool, chunk_bytes: int | None
+) -> None:
     torch.manual_seed(0)
     tree = synthetic_tree(counts, seed=sum(counts))
     model = HierNet(tiny_preset(3), tree, img_size=32)
     randomize_bn(model)
+    set_chunks(model, chunk_bytes)
+    if chunk_bytes == 1:
+        assert len(model.levels[2].chunks(torch.zeros(3, 8, 4, 4))) == counts[2]
     model.train(train)
     ref = PerBranchNet.from_model(model)
     x = images(3, 32)
@@ -78,9 +89,11 @@ def test_shared_head_presets_equal_per_branch(arch: str) -> None:
     assert_close(out, logits(ref, images(2, 32)))
 
 
-def test_gradients_match_per_branch() -> None:
+@pytest.mark.parametrize("chunk_bytes", [None, 2000])
+def test_gradients_match_per_branch(chunk_bytes: int | None) -> None:
     torch.manual_seed(3)
     model = HierNet(tiny_preset(3), synthetic_tree([2, 4, 7], seed=4), img_size=32)
+    set_chunks(model, chunk_bytes)
     ref = PerBranchNet.from_model(model)
     x = images(2, 32)
     model(x).square().sum().backward()

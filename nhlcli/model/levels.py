@@ -33,6 +33,10 @@ from torch import nn
 
 from nhlcli.model.presets import BlockSpec
 
+# On the CPU, a level runs in chunks of nodes whose largest intermediate is about this size (see
+# `GroupedLevel.chunks`); None runs every level at once everywhere.
+CPU_CHUNK_BYTES: int | None = 8 << 20
+
 
 class Wiring:
     """Which slice of the input feeds each node of a level.
@@ -142,22 +146,37 @@ class GroupedConv(nn.Module):
             self._parameters["weight"] = p
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x holds the n nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W')."""
-        w = self.weight.reshape(self.n * self.cout, self.cin, self.kernel, self.kernel)
-        return F.conv2d(x, w, None, self.stride, self.padding, 1, self.n)
+    def node_weight(self, span: tuple[int, int] | None = None) -> torch.Tensor:
+        """The weights of nodes [a, b) (all nodes when span is None): a view."""
+        return self.weight if span is None else self.weight[span[0] : span[1]]
+
+    def forward(self, x: torch.Tensor, span: tuple[int, int] | None = None) -> torch.Tensor:
+        """x holds the nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W').
+
+        span=(a, b): only nodes a..b-1 (x then holds their b-a inputs).
+        """
+        w = self.node_weight(span)
+        nodes = w.shape[0]
+        w = w.reshape(nodes * self.cout, self.cin, self.kernel, self.kernel)
+        return F.conv2d(x, w, None, self.stride, self.padding, 1, nodes)
 
     def forward_from_parents(self, x: torch.Tensor, wiring: Wiring) -> torch.Tensor:
         """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
         return read_parents(x, wiring, [self])[0]
 
-    def bucket_weight(self, wiring: Wiring, b: int, device: torch.device) -> torch.Tensor:
-        """The weights of bucket b's nodes side by side, as a conv weight (m·f·out, in, 1, 1)."""
+    def bucket_weight(
+        self, wiring: Wiring, b: int, device: torch.device, span: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """The weights of bucket b's nodes side by side, as a conv weight (m·f·out, in, 1, 1).
+
+        With a span, the wiring describes nodes a..b-1 and its node indices are relative to a.
+        """
+        base = self.node_weight(span)
         kids = wiring.buckets[b][1]
         if kids == tuple(range(kids[0], kids[0] + len(kids))):
-            wb = self.weight[kids[0] : kids[0] + len(kids)]
+            wb = base[kids[0] : kids[0] + len(kids)]
         else:
-            wb = self.weight.index_select(0, wiring.index(f"bucket_kids:{b}", device))
+            wb = base.index_select(0, wiring.index(f"bucket_kids:{b}", device))
         return wb.reshape(len(kids) * self.cout, self.cin, 1, 1)
 
     def extra_repr(self) -> str:
@@ -166,16 +185,20 @@ class GroupedConv(nn.Module):
 
 
 def read_parents(
-    x: torch.Tensor, wiring: Wiring, convs: Sequence[GroupedConv]
+    x: torch.Tensor,
+    wiring: Wiring,
+    convs: Sequence[GroupedConv],
+    span: tuple[int, int] | None = None,
 ) -> list[torch.Tensor]:
     """Several 1x1 convs (same input, e.g. conv1 and the projection) of each node's parent slice.
 
     Per fanout bucket, the parent slices are gathered once (not at all when the bucket holds every
     input slice) and each conv runs with groups = #parents; the outputs are written to their nodes'
-    positions (no copy when there is one bucket in node order).
+    positions (no copy when there is one bucket in node order). With span=(a, b) the wiring
+    describes nodes a..b-1 only (see `GroupedLevel`'s chunks).
     """
     if wiring.aligned:
-        return [conv(x) for conv in convs]
+        return [conv(x, span) for conv in convs]
     assert all(conv.kernel == 1 for conv in convs), "parent reads are 1x1 convolutions"
     n_, _, h, w = x.shape
     cin = convs[0].cin
@@ -184,17 +207,20 @@ def read_parents(
     if not single:
         for conv in convs:
             ho, wo = (h - 1) // conv.stride + 1, (w - 1) // conv.stride + 1
-            outs.append(x.new_empty(n_, conv.n, conv.cout, ho, wo))
+            outs.append(x.new_empty(n_, wiring.n, conv.cout, ho, wo))
     for b, (ps, kids, _) in enumerate(wiring.buckets):
         m = len(ps)
         if m == wiring.n_inputs:  # every input slice, in order
             xb = x
+        elif ps == tuple(range(ps[0], ps[0] + m)):  # a run of consecutive input slices
+            xb = x.narrow(1, ps[0] * cin, m * cin)
         else:
             v = x.reshape(n_, wiring.n_inputs, cin, h, w)
             idx = wiring.index(f"bucket_parents:{b}", x.device)
             xb = v.index_select(1, idx).reshape(n_, m * cin, h, w)
         for j, conv in enumerate(convs):
-            yb = F.conv2d(xb, conv.bucket_weight(wiring, b, x.device), None, conv.stride, 0, 1, m)
+            wb = conv.bucket_weight(wiring, b, x.device, span)
+            yb = F.conv2d(xb, wb, None, conv.stride, 0, 1, m)
             if single:
                 outs.append(yb)
             else:
@@ -221,15 +247,17 @@ class GroupedBatchNorm(nn.Module):
     running_var: torch.Tensor
     num_batches_tracked: torch.Tensor
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training:
+    def forward(self, x: torch.Tensor, span: tuple[int, int] | None = None) -> torch.Tensor:
+        """Batch norm of all nodes, or of nodes [a, b) (their statistics are updated in place)."""
+        a, b = span if span is not None else (0, self.n)
+        if self.training and a == 0:  # once per forward of the level, also when run in chunks
             self.num_batches_tracked.add_(1)
         return F.batch_norm(
             x,
-            self.running_mean.view(-1),
-            self.running_var.view(-1),
-            self.weight.reshape(-1),
-            self.bias.reshape(-1),
+            self.running_mean[a:b].view(-1),
+            self.running_var[a:b].view(-1),
+            self.weight[a:b].reshape(-1),
+            self.bias[a:b].reshape(-1),
             self.training,
             self.momentum,
             self.eps,
@@ -258,28 +286,42 @@ class GroupedBottleneck(nn.Module):
                 GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
             )
 
-    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        span: tuple[int, int] | None = None,
+        wiring: Wiring | None = None,
+    ) -> torch.Tensor:
         """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
 
         scale: top-down attention, one factor per channel of the 3x3 conv's output (n·mid,) or
-        None.
+        None. span=(a, b): only nodes a..b-1, read through `wiring` (None: x holds exactly their
+        inputs, in order); without a span the block's own wiring is used.
         """
-        wiring = self.wiring
+        if span is None:
+            wiring = self.wiring
+        elif wiring is not None and wiring.aligned:
+            wiring = None
         if self.downsample is not None:
             proj_conv = cast(GroupedConv, self.downsample[0])
+            proj_bn = cast(GroupedBatchNorm, self.downsample[1])
             if wiring is None:
-                out, proj = self.conv1(x), proj_conv(x)
+                out, proj = self.conv1(x, span), proj_conv(x, span)
             else:  # both 1x1 convs read the parents: gather each bucket once
-                out, proj = read_parents(x, wiring, [self.conv1, proj_conv])
-            identity = self.downsample[1](proj)
+                out, proj = read_parents(x, wiring, [self.conv1, proj_conv], span)
+            identity = proj_bn(proj, span)
         else:
             identity = x if wiring is None else wiring.gather(x)
-            out = self.conv1(x) if wiring is None else self.conv1.forward_from_parents(x, wiring)
-        out = F.relu(self.bn1(out), inplace=True)
-        out = F.relu(self.bn2(self.conv2(out)), inplace=True)
+            if wiring is None:
+                out = self.conv1(x, span)
+            else:
+                out = read_parents(x, wiring, [self.conv1], span)[0]
+        out = F.relu(self.bn1(out, span), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out, span), span), inplace=True)
         if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
             out = out * scale.to(out.dtype).view(1, -1, 1, 1)
-        out = self.bn3(self.conv3(out))
+        out = self.bn3(self.conv3(out, span), span)
         return F.relu(out + identity, inplace=True)
 
 
@@ -297,6 +339,8 @@ class GroupedLevel(nn.Module):
         )
         self._scales: tuple[float, ...] | None = None
         self._scale_cache: dict[str, torch.Tensor] = {}
+        self._wiring_cache: dict[tuple[int, int], Wiring] = {}
+        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     @property
     def out_channels(self) -> int:
@@ -329,10 +373,52 @@ class GroupedLevel(nn.Module):
             self._scale_cache[key] = t
         return t
 
+    def chunks(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        """Node ranges run one after the other: the whole level at once except on the CPU.
+
+        On the CPU a level is memory-bound when its n·c-channel tensors are far larger than the
+        caches, so nodes run in chunks whose largest intermediate tensor is about
+        `CPU_CHUNK_BYTES` (still one grouped computation per chunk of nodes).
+        """
+        if x.device.type != "cpu" or self.cpu_chunk_bytes is None:
+            return [(0, self.n)]
+        n_, _, h, w = x.shape
+        per_node = 0
+        for spec in self.specs:
+            ho, wo = (h - 1) // spec.stride + 1, (w - 1) // spec.stride + 1
+            per_node = max(per_node, spec.mid * h * w, max(spec.mid, spec.cout) * ho * wo)
+            h, w = ho, wo
+        per_node *= n_ * x.element_size()
+        size = max(1, self.cpu_chunk_bytes // max(per_node, 1))
+        return [(a, min(a + size, self.n)) for a in range(0, self.n, size)]
+
+    def _chunk_wiring(self, a: int, b: int) -> Wiring:
+        key = (a, b)
+        w = self._wiring_cache.get(key)
+        if w is None:
+            w = Wiring(self.wiring.parents[a:b], self.wiring.n_inputs)
+            self._wiring_cache[key] = w
+        return w
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for i, block in enumerate(self.blocks):
-            x = block(x, self._scale_tensor(x.device) if i == 0 else None)
-        return x
+        scale = self._scale_tensor(x.device)
+        spans = self.chunks(x)
+        if len(spans) == 1:
+            for i, block in enumerate(self.blocks):
+                x = block(x, scale if i == 0 else None)
+            return x
+        mid = self.specs[0].mid
+        outs = []
+        for a, b in spans:
+            h = x
+            for i, block in enumerate(self.blocks):
+                if i == 0:
+                    s = None if scale is None else scale[a * mid : b * mid]
+                    h = block(h, s, span=(a, b), wiring=self._chunk_wiring(a, b))
+                else:
+                    h = block(h, None, span=(a, b))
+            outs.append(h)
+        return torch.cat(outs, 1)
 
     def extra_repr(self) -> str:
         return f"nodes={self.n}, inputs={self.wiring.n_inputs}"
