@@ -124,7 +124,8 @@ def cutout_cmd(
         "names select every class under them.",
     ),
     cue: list[str] | None = typer.Option(
-        None, "--cue",
+        None,
+        "--cue",
         help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
     ),
     cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),

@@ -19,6 +19,9 @@ children's weights side by side). When all nodes share one input (level 1), that
 convolution ``cin -> n·out``; when every node has its own parent slice in order (a chain level), it
 is a plain grouped convolution. Only an identity shortcut (a first block without projection, which
 no preset uses) gathers the parent slices.
+
+On the CPU a level runs in chunks of nodes (`GroupedLevel.chunks`, `CPU_CHUNK_BYTES`): the same
+grouped computation per chunk, with cache-sized tensors; elsewhere the whole level runs at once.
 """
 
 from __future__ import annotations
