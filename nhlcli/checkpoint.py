@@ -140,6 +140,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:
     if problems:
         shown = problems[:3] + ([f"{len(problems) - 3} more"] if len(problems) > 3 else [])
         raise NhlError(f"{weights} does not match {CONFIG_FILE}", shown)
+    # Fresh, normally aligned memory: tensors viewing the file's buffer can give last-bit-different
+    # CPU results from the same weights (which broke exact resume).
+    state = {k: v.clone() for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     for p in model.parameters():
         p.requires_grad_(True)

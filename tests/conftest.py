@@ -13,7 +13,8 @@ SHARED_DATA = (REPO.parent / "shared" / "data").resolve()
 os.environ.setdefault("NLTK_DATA", str(SHARED_DATA / "nltk_data"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One pytest worker per core: torch's own thread pool on top oversubscribes the CPU (4-10x slower).
+    # One pytest worker per core: torch's own thread pool on top oversubscribes the CPU
+    # (4-10x slower).
     import torch
 
     torch.set_num_threads(1)

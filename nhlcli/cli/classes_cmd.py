@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from rich.table import Table
 
@@ -26,7 +28,7 @@ def register(app: typer.Typer) -> None:
 
 def list_sets(json_out: bool = JSON_OPTION) -> None:
     """List the built-in class sets (name, size, source)."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": s.name, "size": len(builtin_set(s.name)), "source": s.source}
         for s in BUILTIN_SETS.values()
     ]
@@ -46,7 +48,7 @@ def show_set(
     """Show the classes of a built-in set or a class file (index, wnid, name, synonyms)."""
     cs = load_classes(name)
     cat = imagenet()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, c in enumerate(cs.classes):
         info = cat.by_wnid.get(c.wnid)
         rows.append(

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 import typer
 from rich.table import Table
 
-from nhlcli.checkpoint import load_model, save_model
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
 from nhlcli.errors import NhlError
-from nhlcli.model.attention import parse_attend, set_attention
-from nhlcli.model.cutout import cutout, cutout_summary
-from nhlcli.model.network import MIN_IMG_SIZE, HierNet, build_model
 from nhlcli.model.presets import PRESETS, get_preset
+
+if TYPE_CHECKING:  # torch is imported only when a command runs (fast `nhl --help`)
+    from nhlcli.model.network import HierNet
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +45,9 @@ def init_model(
     arch: str, tree_spec: str | None, classes_spec: str | None, img_size: int, seed: int
 ) -> HierNet:
     """A random model for a tree (file or shipped name) or, for one-level presets, a class set."""
+    import torch
+
+    from nhlcli.model.network import MIN_IMG_SIZE, build_model
     from nhlcli.profiling.targets import model_tree
 
     preset = get_preset(arch)
@@ -71,6 +72,8 @@ def init(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
+    from nhlcli.checkpoint import save_model
+
     with err_console.status(f"building {arch}", spinner="dots"):
         model = init_model(arch, tree, classes, img_size, seed)
         save_model(model, output, extra={"init": {"seed": seed}})
@@ -103,7 +106,10 @@ def make_expert(
 ) -> tuple[HierNet, HierNet, dict[str, Any]]:
     """Load a checkpoint, cut out the classes of SPEC (plus `also`, e.g. from cues), set attention:
     (full, expert, summary)."""
+    from nhlcli.checkpoint import load_model
     from nhlcli.experts.selection import expert_classes
+    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.cutout import cutout, cutout_summary
 
     model = load_model(checkpoint)
     ids = expert_classes(model.tree, classes) if classes else []
@@ -165,6 +171,8 @@ def cutout_cmd(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
+    from nhlcli.checkpoint import save_model
+
     if order not in ("given", "tree"):
         raise NhlError(f"--order must be 'given' or 'tree', not '{order}'")
     if not classes and not cue:

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
-from nhlcli.predict import (
-    Predictor,
-    PredictReport,
-    check_options,
-    list_images,
-    open_predictor,
-    predict_images,
-)
+
+if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
+    from nhlcli.predict import Predictor, PredictReport
 
 
 def register(app: typer.Typer) -> None:
@@ -54,6 +50,8 @@ def predict(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
+    from nhlcli.predict import check_options, list_images, open_predictor, predict_images
+
     check_options(top, batch_size)
     predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
     files = list_images(images)
@@ -84,6 +82,8 @@ def _with_progress(
     columns = (
         TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
     )  # fmt: skip
+    from nhlcli.predict import predict_images
+
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task("predict", total=len(files))
 

@@ -13,9 +13,6 @@ from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print
 from nhlcli.experts.selection import expert_classes
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.compose import check_img_size
-from nhlcli.profiling.report import attach_latency, profile_report
-from nhlcli.profiling.targets import model_tree
 
 
 def register(app: typer.Typer) -> None:
@@ -57,6 +54,9 @@ def profile(
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
+    from nhlcli.profiling.compose import check_img_size
+    from nhlcli.profiling.targets import model_tree
+
     preset = get_preset(arch)
     check_img_size(img_size)
     model = model_tree(preset, tree, classes)
@@ -89,6 +89,8 @@ def build_profile(
     `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
     expert; the others are built for timing.
     """
+    from nhlcli.profiling.report import attach_latency, profile_report
+
     report = profile_report(preset, tree, subset, img_size)
     if latency:
         from nhlcli.profiling.latency import measure_report_latency

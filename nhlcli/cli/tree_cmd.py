@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -200,6 +201,8 @@ def export(
     """Export a tree as GraphML, DOT, node-link JSON or a picture (PNG/SVG; big ones summarised)."""
     if fmt is not None and fmt not in FORMATS:
         raise NhlError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if Path(tree_spec).exists() and Path(output).resolve() == Path(tree_spec).resolve():
+        raise NhlError(f"-o {output} is the tree being exported; choose another output file")
     tree = resolve_tree(tree_spec)
     used = export_tree(tree, output, fmt)
     if json_out:

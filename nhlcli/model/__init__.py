@@ -1,24 +1,34 @@
 """The networks: presets as data, grouped levels, HierNet, cutouts (experts), top-down attention.
 
-Torch only: no file I/O, no printing (checkpoints on disk: `nhlcli.checkpoint`).
+Torch only: no file I/O, no printing (checkpoints on disk: `nhlcli.checkpoint`). The names below are
+imported lazily, so `nhlcli.model.presets` (pure data) can be used without loading torch.
 """
 
-from nhlcli.model.attention import clear_attention, parse_attend, set_attention
-from nhlcli.model.cutout import cutout, cutout_summary, resolve_selection
-from nhlcli.model.network import MODEL_FORMAT, HierNet, build_model
-from nhlcli.model.presets import PRESETS, Preset, get_preset
+from __future__ import annotations
 
-__all__ = [
-    "MODEL_FORMAT",
-    "PRESETS",
-    "HierNet",
-    "Preset",
-    "build_model",
-    "clear_attention",
-    "cutout",
-    "cutout_summary",
-    "get_preset",
-    "parse_attend",
-    "resolve_selection",
-    "set_attention",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "clear_attention": "attention",
+    "parse_attend": "attention",
+    "set_attention": "attention",
+    "cutout": "cutout",
+    "cutout_summary": "cutout",
+    "resolve_selection": "cutout",
+    "MODEL_FORMAT": "network",
+    "HierNet": "network",
+    "build_model": "network",
+    "PRESETS": "presets",
+    "Preset": "presets",
+    "get_preset": "presets",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nhlcli.model' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"nhlcli.model.{module}"), name)

@@ -202,17 +202,11 @@ def save_training_checkpoint(
 
 # ----------------------------------------------------------------------------- reading
 def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """`nhlcli.checkpoint.load_model`, then every tensor copied into freshly allocated memory.
-
-    Tensors loaded from safetensors sit at file offsets (8-byte, not 64-byte aligned), and CPU
-    kernels then take other code paths: results differ in the last bits from the same weights in
-    ordinary memory. Fresh copies make a resumed run repeat an uninterrupted one bit for bit.
-    """
-    import copy
-
+    """`nhlcli.checkpoint.load_model` (which copies the file's tensors into fresh memory, so a
+    resumed run repeats an uninterrupted one bit for bit)."""
     from nhlcli.checkpoint import load_model
 
-    return copy.deepcopy(load_model(path, device="cpu")).to(device)
+    return load_model(path, device=device)
 
 
 def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
