@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -167,9 +167,22 @@ def build_llm_tree(
     progress(done, total, what) is called as answers arrive; `report` receives the request counts
     and notes for the user.
     """
+    return run_build(_build_llm_tree, classes, levels, groups, options, progress, report)
+
+
+def run_build(
+    build: Callable[..., Tree],
+    classes: ClassSet,
+    levels: int,
+    groups: list[int] | None,
+    options: LLMOptions | Mapping[str, Any],
+    progress: ProgressFn | None,
+    report: BuildReport | None,
+) -> Tree:
+    """Resolve the call's options, run `build`, and hand its notes to the caller's list."""
     call = resolve_call(options, progress, report)
     try:
-        return _build_llm_tree(classes, levels, groups, call.options, call.progress, call.report)
+        return build(classes, levels, groups, call.options, call.progress, call.report)
     finally:
         if call.notes_out is not None:
             call.notes_out.extend(call.report.notes)

@@ -32,7 +32,7 @@ from nhlcli.hierarchy.llm.builder import (
     llm_provenance,
     new_session,
     requested_group_counts,
-    resolve_call,
+    run_build,
 )
 from nhlcli.hierarchy.llm.labels import make_labels
 from nhlcli.hierarchy.llm.prompts import placement_prompt
@@ -90,12 +90,7 @@ def build_hybrid_tree(
 
     Arguments as for `build_llm_tree`.
     """
-    call = resolve_call(options, progress, report)
-    try:
-        return _build_hybrid_tree(classes, levels, groups, call.options, call.progress, call.report)
-    finally:
-        if call.notes_out is not None:
-            call.notes_out.extend(call.report.notes)
+    return run_build(_build_hybrid_tree, classes, levels, groups, options, progress, report)
 
 
 def _build_hybrid_tree(
