@@ -71,5 +71,5 @@ def demo(
     print_profile(report)
     console.print(
         f"\nnext: [bold]nhl train --arch {arch} --tree {DEMO_TREE} --data path/to/imagenette[/] "
-        f"then [bold]nhl cutout runs/train/exp/best --classes cats.txt --profile[/]"
+        f"then [bold]nhl cutout runs/train/exp/best --classes tench,church --profile[/]"
     )
