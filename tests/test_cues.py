@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli
 from llm_server import LLMServer, Reply
 
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.experts.cues import LlmCueSettings, resolve_cues, similar_nodes
 from nhlcli.hierarchy.classsets import imagenet
@@ -155,20 +153,6 @@ def checkpoint(tree1k: Tree, tmp_path_factory: pytest.TempPathFactory) -> Path:
     classes = ["n01440764", *DOMESTIC_CATS, "n02085620", "n02099601"]
     model = build_model(tiny_preset(3), tree1k.subtree(classes, order="tree"), img_size=64)
     return save_model(model, tmp_path_factory.mktemp("cue-cli") / "model")
-
-
-def run_cli(
-    args: list[object], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
-    stdin: str = "",
-) -> tuple[int, str, str]:  # fmt: skip
-    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cutout_with_a_cue(

@@ -10,11 +10,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from cli_helpers import run_cli
 from imagenette_sample import small_tree
 from model_helpers import randomize_bn, tiny_preset
 
 from nhlcli.checkpoint import save_model
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.export import export_model, read_onnx_info, read_torchscript_info
 from nhlcli.model.attention import set_attention
@@ -96,16 +96,6 @@ def test_torchscript_export_and_a_failed_check_writes_nothing(
     with pytest.raises(NhlError, match=r"does not match PyTorch.*nothing was written"):
         export_model(tiny_expert, tmp_path / "never.pt", "torchscript", atol=-1.0, rtol=0.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.pt"]
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_export_cli_static_batch_and_bad_inputs(

@@ -7,22 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli as run
 from model_helpers import images, logits, named_tree
 
 from nhlcli.checkpoint import load_model
 from nhlcli.cli.app import main
 from nhlcli.model.attention import clear_attention
 from nhlcli.model.presets import PRESETS
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

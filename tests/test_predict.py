@@ -8,9 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, small_tree
 
-from nhlcli.cli.app import main
 from nhlcli.predict import list_images, open_predictor, predict_images
 from nhlcli.train.config import build_config
 from nhlcli.train.engine import train
@@ -39,16 +39,6 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train(cfg)
     assert result.run_dir is not None
     return result.run_dir
-
-
-def run_cli(args: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_checkpoint_predictions_are_sorted_probabilities(trained: Path, data: Path) -> None:
