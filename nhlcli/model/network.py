@@ -51,8 +51,10 @@ class PerClassHead(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = x.mean(dim=(2, 3)).view(x.shape[0], self.k, self.c)  # global average pooling per leaf
-        return (z * self.weight).sum(-1) + self.bias
+        # global average pooling per leaf, then each leaf's Linear(C, 1); written with ops fvcore
+        # counts (adaptive pooling, einsum), so whole-model profiles equal the composed ones
+        z = F.adaptive_avg_pool2d(x, 1).view(x.shape[0], self.k, self.c)
+        return torch.einsum("nkc,kc->nk", z, self.weight) + self.bias
 
     def extra_repr(self) -> str:
         return f"classes={self.k}, in_features={self.c}"
