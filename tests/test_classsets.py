@@ -7,17 +7,10 @@ import csv
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import builtin_set, imagenet, load_classes, parse_class_lines
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
 @pytest.mark.parametrize(

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 
 from nhlcli.checkpoint import save_model
-from nhlcli.cli.app import main
 from nhlcli.data.augment import Normalize
 from nhlcli.data.dataset import ImageFileDataset, collate_decoded, decode_square, eval_resize_size
 from nhlcli.data.folders import index_image_folder
@@ -57,13 +57,6 @@ def run(nette: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train(cfg)
     assert result.run_dir is not None
     return result.run_dir
-
-
-def run_cli(args: list, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
 
 
 def reference_predictions(model, files: list[tuple[str, int]], subset: list[int] | None = None):

@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 from PIL import Image
 
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.drawing import MAX_ROWS, draw_tree, layout_tree, render_tree
 from nhlcli.hierarchy.shipped_trees import resolve_tree
@@ -71,16 +71,6 @@ def test_png_svg_html_files(tmp_path: Path) -> None:
     assert render_tree(tree, "svg", chosen) == render_tree(tree, "svg", chosen)  # reproducible
     with pytest.raises(NhlError, match="not in the tree"):
         layout_tree(tree, ["n02123045"])
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_tree_show_highlight_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
