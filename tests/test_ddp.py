@@ -16,6 +16,9 @@ from nhlcli.train.checkpointing import load_checkpoint_model, load_train_state
 from nhlcli.train.rundir import read_results
 
 REPO = Path(__file__).resolve().parents[1]
+# `nhl train --devices 2` on the CPU, as a user starts it
+PY = sys.executable
+LAUNCH = [PY, "-m", "nhlcli", "train", "--devices", "2", "--device", "cpu", "--arch", "n3hl"]
 
 
 def test_two_process_gloo_run(imagenette_dir: Path, tmp_path: Path) -> None:
@@ -23,16 +26,7 @@ def test_two_process_gloo_run(imagenette_dir: Path, tmp_path: Path) -> None:
     tree = tmp_path / "tree.json"
     small_tree().save(tree)
     cmd = [
-        sys.executable,
-        "-m",
-        "nhlcli",
-        "train",
-        "--devices",
-        "2",
-        "--device",
-        "cpu",
-        "--arch",
-        "n3hl",
+        *LAUNCH,
         "--tree",
         str(tree),
         "--data",
@@ -69,16 +63,7 @@ def test_two_process_gloo_run(imagenette_dir: Path, tmp_path: Path) -> None:
 
 def test_devices_rejects_bad_input_before_launch(tmp_path: Path) -> None:
     cmd = [
-        sys.executable,
-        "-m",
-        "nhlcli",
-        "train",
-        "--devices",
-        "2",
-        "--device",
-        "cpu",
-        "--arch",
-        "n3hl",
+        *LAUNCH,
         "--data",
         str(tmp_path / "missing"),
     ]
