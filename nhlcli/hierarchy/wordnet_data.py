@@ -41,6 +41,13 @@ def get_wordnet() -> Any:
         return _open_reader()
     except LookupError:
         raise MissingWordNetError(INSTALL_HINT) from None
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        # The fast loader overrides NLTK internals; if a future NLTK changes them, use its own
+        # (slower) reader rather than fail.
+        from nltk.corpus import wordnet
+
+        wordnet.ensure_loaded()
+        return wordnet
 
 
 def _open_reader() -> Any:
