@@ -244,13 +244,9 @@ def _torch_predictor(
     size = int(img_size or model.img_size)
     if size < MIN_IMG_SIZE:
         raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise NhlError(f"unknown device '{device}' (cpu, cuda, cuda:N)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NhlError("--device cuda: no CUDA GPU is available here")
-    return TorchPredictor(str(path), model, size, dev)
+    from nhlcli.devices import resolve_device
+
+    return TorchPredictor(str(path), model, size, resolve_device(device))
 
 
 # ------------------------------------------------------------------------------------------ images

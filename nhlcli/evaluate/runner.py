@@ -110,8 +110,8 @@ def evaluate(
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
     """Top-1 and per-class accuracy of a model directory (or an already loaded `model`)."""
+    from nhlcli.devices import resolve_device
     from nhlcli.train.checkpointing import load_checkpoint_model
-    from nhlcli.train.distributed import resolve_device
 
     dev = resolve_device(device)
     ckpt = resolve_checkpoint_dir(checkpoint) if model is None else Path(str(checkpoint))

@@ -16,31 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.report import BASELINE_ARCH, tree_nodes_per_level
 
 MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
-
-
-def resolve_device(spec: str) -> torch.device:
-    """`cpu`, `cuda`, `cuda:N` (or `mps`), checked to exist."""
-    try:
-        device = torch.device(spec)
-    except (RuntimeError, ValueError):
-        raise NhlError(f"unknown device '{spec}' (use cpu, cuda or cuda:N)") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NhlError(f"--device {spec}: CUDA is not available here (use --device cpu)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise NhlError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif device.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise NhlError(f"--device {spec}: MPS is not available here (use --device cpu)")
-    elif device.type != "cpu":
-        raise NhlError(f"unsupported device '{spec}' (use cpu, cuda or cuda:N)")
-    return device
 
 
 def _check_counts(batch_size: int, runs: int, warmup: int) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
 
 
@@ -34,24 +35,6 @@ class DistContext:
     @property
     def distributed(self) -> bool:
         return self.world > 1
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """'cpu', 'cuda', 'cuda:1', 'mps' or None (cuda if available, else cpu); NhlError if not."""
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise NhlError(f"unknown device '{name}' (cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise NhlError(f"device '{name}' requested but this torch sees no CUDA GPU")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise NhlError(f"device '{name}' does not exist ({torch.cuda.device_count()} GPU(s))")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise NhlError("device 'mps' requested but it is not available")
-    return dev
 
 
 def setup_distributed(device_name: str | None) -> DistContext:

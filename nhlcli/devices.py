@@ -1,0 +1,28 @@
+"""Turn a `--device` option into a torch device, checked to exist (one-line errors otherwise)."""
+
+from __future__ import annotations
+
+import torch
+
+from nhlcli.errors import NhlError
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N', 'mps', or None/'auto' (CUDA when available, else the CPU)."""
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise NhlError(f"unknown device '{name}' (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NhlError(f"--device {name}: this torch sees no CUDA GPU (use --device cpu)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NhlError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise NhlError(f"--device {name}: MPS is not available here (use --device cpu)")
+    elif dev.type != "cpu":
+        raise NhlError(f"unsupported device '{name}' (use cpu, cuda, cuda:N or mps)")
+    return dev
