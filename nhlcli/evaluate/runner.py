@@ -13,9 +13,9 @@ from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import index_image_folder, split_dir
 from nhlcli.data.loader import ShardSampler, default_workers, make_loader
 from nhlcli.errors import NhlError
-from nhlcli.evaluate.classes import resolve_eval_classes
 from nhlcli.evaluate.inference import run_inference
 from nhlcli.evaluate.metrics import per_class_accuracy, top1
+from nhlcli.experts.selection import expert_classes
 from nhlcli.model.attention import parse_attend, set_attention
 from nhlcli.model.network import HierNet
 
@@ -133,7 +133,7 @@ def evaluate(
         if not 1 <= lv <= len(net.levels):
             raise NhlError(f"attention level {lv} does not exist (1..{len(net.levels)})")
 
-    eval_ids = resolve_eval_classes(tree, classes) if classes else tree.class_ids
+    eval_ids = expert_classes(tree, classes) if classes else tree.class_ids
     subset = classes is not None
     folder = index_image_folder(
         split_dir(data, "val"), tree, allow_extra=allow_extra, required=eval_ids
