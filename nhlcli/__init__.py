@@ -1,8 +1,9 @@
 """nhl: hierarchical image classifiers whose class branches can be cut out as experts.
 
 The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `build_tree`, `select_classes`,
-`build_model`, `load_model`, `save_model`, `cutout`, `profile`, `train`, `evaluate`, `predict`,
-`export`. They are loaded on first use, so `import nhlcli` (and `nhl --help`) stays fast.
+`collect_evidence`, `compare_trees`, `build_model`, `load_model`, `save_model`, `cutout`, `profile`,
+`train`, `evaluate`, `predict`, `export`. They are loaded on first use, so `import nhlcli` (and
+`nhl --help`) stays fast.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ __version__ = "0.1.0"
 _API = (
     "build_model",
     "build_tree",
+    "collect_evidence",
+    "compare_trees",
     "cutout",
     "evaluate",
     "export",
