@@ -299,7 +299,8 @@ def compare(
     if json_out:
         print_json({**result.to_dict(), "output": output})
         return
-    console.print(compare_table(result))
+    for table in compare_tables(result):
+        console.print(table)
     if result.ranking:
         console.print(
             f"ranking by fit (mean confusion gain): {' > '.join(result.ranking)}", markup=False
@@ -310,25 +311,28 @@ def compare(
         console.print(f"wrote {output}", markup=False)
 
 
-def compare_table(result: Any) -> Table:
+def compare_tables(result: Any) -> list[Table]:
+    """One table per tree: a row per level."""
     with_model = result.evidence is not None
-    cols = ["tree", "level", "nodes", "singletons", "balance", "wordnet"]
+    cols = ["level", "nodes", "single", "balance", "wordnet"]
     if with_model:
-        cols += ["confusion share", "chance", "gain", "silhouette",
-                 f"group top-1 ({result.group_score})"]  # fmt: skip
-    table = Table(*cols, title="tree compare")
+        cols += ["inside", "chance", "gain", "silhouette", f"group top-1 ({result.group_score})"]
 
     def num(v: float | None, pct: bool = False) -> str:
         if v is None:
             return "-"
         return f"{v:.2f}%" if pct else f"{v:.3f}"
 
+    tables = []
     for t in result.trees:
+        fit = f", fit {t.fit:.3f}" if t.fit is not None else ""
+        table = Table(*cols, title=f"{t.name} ({t.classes} classes{fit})", title_justify="left")
         for r in t.rows:
-            cells = [t.name, str(r.level), str(r.nodes), str(r.singletons), num(r.balance),
+            cells = [str(r.level), str(r.nodes), str(r.singletons), num(r.balance),
                      num(r.wordnet)]  # fmt: skip
             if with_model:
                 cells += [num(r.confusion_share), num(r.confusion_chance), num(r.confusion_gain),
                           num(r.silhouette), num(r.group_top1, pct=True)]  # fmt: skip
             table.add_row(*cells)
-    return table
+        tables.append(table)
+    return tables

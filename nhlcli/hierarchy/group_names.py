@@ -8,8 +8,8 @@ Rules:
   would call the smallest category holding all members. A member that is itself that ancestor
   names the group.
 - **Central members.** Members ordered by the distance of their class vector to the group's mean
-  vector (nearest first; ties: class order); the name lists the nearest two, and "…" when there are
-  more.
+  vector (nearest first; distances equal to 1e-9: class order); the name lists the nearest two,
+  and "…" when there are more.
 - **Unique per level.** Two groups of one level that get the same name are told apart by their
   most central member: "dog (beagle)", "dog (pug)".
 """
@@ -30,7 +30,7 @@ def central_order(vectors: np.ndarray, members: Sequence[int]) -> list[int]:
     """Members (row indices) nearest to their mean first; ties keep the given order."""
     sub = vectors[list(members)]
     dist = np.linalg.norm(sub - sub.mean(axis=0, keepdims=True), axis=1)
-    order = sorted(range(len(members)), key=lambda i: (float(dist[i]), i))
+    order = sorted(range(len(members)), key=lambda i: (round(float(dist[i]), 9), i))
     return [members[i] for i in order]
 
 
