@@ -271,7 +271,7 @@ def compare(
         None, "--img-size", help="Resolution (default: the model's)."
     ),
     max_batches: int | None = typer.Option(
-        None, "--max-batches", min=1, help="Read at most N batches of images."
+        None, "--max-val-batches", min=1, help="Read at most N batches of images."
     ),
     device: str | None = typer.Option(
         None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
