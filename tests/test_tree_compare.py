@@ -173,6 +173,31 @@ def test_induced_tree_from_the_model_cli(
     assert code == 0 and Tree.load(sub).class_ids == ["n03888257", "n01440764", "n02102040"]
 
 
+def test_induced_names_from_a_chat_model_cli(
+    r50: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    from llm_server import LLMServer, Reply, task_of
+
+    def namer(body: dict) -> Reply:
+        groups = task_of(body)["groups"]
+        return Reply.json({"names": [{"id": g["id"], "name": f"n {g['id']}"} for g in groups]})
+
+    monkeypatch.setenv("OPENAI_API_KEY", "test-key")
+    out = tmp_path / "named.json"
+    with LLMServer(fallback=namer) as server:
+        code, _, err = run_cli(
+            ["build-tree", "--source", "induced", "--model", r50, "--embedding", "weights",
+             "--names", "llm", "--llm-model", "namer", "--llm-base-url", server.url,
+             "--llm-no-cache", "-o", out],
+            capsys,
+        )  # fmt: skip
+        assert code == 0, err
+        assert len(server.requests) == 1 and server.requests[0]["model"] == "namer"
+    tree = Tree.load(out)
+    assert [n.name for n in tree.nodes] == [f"n {n.id}" for n in tree.nodes]
+    assert tree.provenance["naming"]["llm"]["model"] == "namer"
+
+
 def test_tree_compare_on_the_model(
     r50: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -241,6 +266,8 @@ def test_compare_and_induced_errors_are_one_line(
         ["build-tree", "--source", "induced", "--model", r50, "--embedding", "confusion", "-o", out]
     )
     assert "needs --model" in error(["build-tree", "--source", "induced", "-o", out])
+    msg = error(["build-tree", "--source", "induced", "--model", r50, "-c", "imagewoof", "-o", out])
+    assert "10 class(es) are not classes of" in msg and "n02086240" in msg
     assert "apply to --source induced" in error(
         ["build-tree", "-c", "imagenette", "--data", nette, "-o", out]
     )
