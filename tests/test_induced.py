@@ -135,8 +135,9 @@ def test_names_clashing_in_a_level_get_the_central_member() -> None:
 
 @pytest.fixture
 def no_wordnet(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("NLTK_DATA", "/nonexistent")
-    monkeypatch.setattr("nltk.data.path", ["/nonexistent"])
+    import nltk.data  # imported first with the real NLTK_DATA: its search path is built at import
+
+    monkeypatch.setattr(nltk.data, "path", ["/nonexistent"])
     wordnet_data.get_wordnet.cache_clear()
     yield
     wordnet_data.get_wordnet.cache_clear()
