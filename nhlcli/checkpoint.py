@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import check_output, register_input
 from nhlcli.model.network import MODEL_FORMAT, HierNet
+from nhlcli.textio import read_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -35,6 +37,7 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
     from safetensors.torch import save_file
 
     target = Path(path)
+    check_output(target, whole_dir=True)
     if target.exists() and not target.is_dir():
         raise NhlError(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
@@ -89,6 +92,7 @@ def checkpoint_dir(path: str | Path) -> Path:
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (p / f).is_file()]
     if missing:
         raise NhlError(f"{p} is not an nhl checkpoint: missing {' and '.join(missing)}")
+    register_input(p)
     return p
 
 
@@ -96,10 +100,7 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """The checkpoint's config.json (format checked), without loading weights."""
     d = checkpoint_dir(path)
     f = d / CONFIG_FILE
-    try:
-        config = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NhlError(f"{f}: not a readable JSON config ({e})") from None
+    config = read_json(f, "config")
     if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
         found = config.get("format") if isinstance(config, dict) else None
         raise NhlError(

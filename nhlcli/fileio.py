@@ -1,15 +1,93 @@
-"""Atomic file writes: a failure (or a kill) never leaves a half-written file behind."""
+"""Atomic file writes, and the rule that a command never writes onto or into its own inputs.
+
+* `write_bytes_atomic` / `write_text_atomic`: a failure (or a kill) never leaves a half-written
+  file behind (temporary file in the same folder, fsync, rename).
+* `guard_inputs` opens a scope (the CLI opens one per command); inside it, every reader registers
+  the files and folders it reads (`register_input`) and every writer asks `check_output` first,
+  which raises `NhlError` when the output is one of the inputs (the same file, also through a
+  symlink or hard link), lies inside an input folder, or (for outputs replaced as a whole folder)
+  contains an input. Outside a scope nothing is registered and nothing is refused.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+
+from nhlcli.errors import NhlError
+
+_INPUTS: ContextVar[tuple[Path, ...] | None] = ContextVar("nhl_inputs", default=None)
+
+
+@contextmanager
+def guard_inputs() -> Iterator[None]:
+    """A scope in which registered inputs are protected from every nhl writer."""
+    token = _INPUTS.set(())
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+
+
+def register_input(*paths: str | Path) -> None:
+    """Note files or folders a command reads (no-op outside `guard_inputs`)."""
+    current = _INPUTS.get()
+    if current is None:
+        return
+    new = tuple(_real(p) for p in paths if p is not None and os.path.exists(p))
+    if new:
+        _INPUTS.set(current + new)
+
+
+def registered_inputs() -> tuple[Path, ...]:
+    return _INPUTS.get() or ()
+
+
+def check_output(path: str | Path, whole_dir: bool = False) -> None:
+    """NhlError if writing `path` would overwrite, or write into, an input of this command.
+
+    `whole_dir`: the output is a folder replaced as a whole, so it must not contain an input either.
+    """
+    inputs = _INPUTS.get()
+    if not inputs:
+        return
+    out = _real(path)
+    for inp in inputs:
+        if out == inp or _same_file(out, inp):
+            raise NhlError(
+                f"refusing to write {path}: it is an input of this command (choose another output)"
+            )
+        if inp.is_dir() and out.is_relative_to(inp):
+            raise NhlError(
+                f"refusing to write {path}: it is inside the input folder {inp} "
+                "(choose an output outside it)"
+            )
+        if whole_dir and inp.is_relative_to(out):
+            raise NhlError(
+                f"refusing to write {path}: it would replace the folder holding the input {inp} "
+                "(choose another output)"
+            )
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -172,8 +172,14 @@ def open_predictor(
     attend: str | None = None,
     img_size: int | None = None,
     device: str = "cpu",
+    trust_torchscript: bool = False,
 ) -> Predictor:
-    """A predictor for a model/expert folder, an .onnx file or a TorchScript file."""
+    """A predictor for a model/expert folder, an .onnx file or a TorchScript file.
+
+    Model folders (safetensors + JSON) and ONNX files are data: loading them runs no code from the
+    file. A TorchScript file can run arbitrary code as it loads, so it is refused (NhlError, before
+    it is opened) unless `trust_torchscript` is set.
+    """
     path = Path(source)
     if path.is_dir():
         return _torch_predictor(path, attend, img_size, device)
@@ -216,7 +222,7 @@ def open_predictor(
         return OnnxPredictor(str(path), session, info)
     from nhlcli.export.metadata import read_torchscript_info
 
-    info, module = read_torchscript_info(path)
+    info, module = read_torchscript_info(path, trusted=trust_torchscript)
     _check_size(path, info.img_size, img_size)
     return TorchScriptPredictor(str(path), module, info)
 

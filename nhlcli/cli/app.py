@@ -6,6 +6,11 @@ import sys
 
 import typer
 
+try:  # typer >= 0.25 vendors click as typer._click; older versions use click itself
+    from typer._click import exceptions as click_errors  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_errors
+
 from nhlcli import __version__
 from nhlcli.cli import (
     build_tree_cmd,
@@ -20,8 +25,9 @@ from nhlcli.cli import (
     train_cmd,
     tree_cmd,
 )
-from nhlcli.cli.common import err_console, examples
+from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
+from nhlcli.fileio import guard_inputs
 
 app = typer.Typer(
     name="nhl",
@@ -67,11 +73,32 @@ predict_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run `nhl`: every failure is one `error:` line; user errors and usage errors exit with 2.
+
+    The command runs inside `guard_inputs`, so no output can overwrite one of its inputs.
+    """
     try:
-        app(args=argv, prog_name="nhl")
+        with guard_inputs():
+            code = app(args=argv, prog_name="nhl", standalone_mode=False)
     except NhlError as e:
-        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True, markup=True)
+        print_error(e)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("[red]interrupted[/]")
+    except click_errors.NoArgsIsHelpError as e:
+        sys.stdout.write(e.format_message() + "\n")  # `nhl` or `nhl tree` alone: the help
+        sys.exit(2)
+    except click_errors.ClickException as e:  # usage, type and range errors of the options
+        where = (
+            f"{e.ctx.command_path}: " if isinstance(e, click_errors.UsageError) and e.ctx else ""
+        )
+        hint = (
+            f" (see {e.ctx.command_path} --help)"
+            if isinstance(e, click_errors.UsageError) and e.ctx
+            else ""
+        )
+        print_error(f"{where}{e.format_message()}{hint}")
+        sys.exit(2 if isinstance(e, click_errors.UsageError) else e.exit_code)
+    except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
+        err_console.print("interrupted", style="red", markup=False)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -47,12 +47,13 @@ def init_model(
     """A random model for a tree (file or shipped name) or, for one-level presets, a class set."""
     import torch
 
-    from nhlcli.model.network import MIN_IMG_SIZE, build_model
+    from nhlcli.model.network import build_model, check_img_size
     from nhlcli.profiling.targets import model_tree
 
     preset = get_preset(arch)
-    if img_size < MIN_IMG_SIZE:
-        raise NhlError(f"--img-size {img_size} is too small (at least {MIN_IMG_SIZE})")
+    check_img_size(img_size, "--img-size")
+    if not 0 <= seed < 2**63:
+        raise NhlError(f"--seed must be in 0..{2**63 - 1}, not {seed}")
     tree = model_tree(preset, tree_spec, classes_spec)
     torch.manual_seed(seed)
     return build_model(preset, tree, img_size=img_size)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
             "nhl predict experts/cats photos/",
             "nhl predict experts/cats.onnx cat1.jpg cat2.jpg --top 3",
             "nhl predict runs/train/exp photos/ --attend tabby=1.8 --csv predictions.csv",
-            "nhl predict experts/cats.pt photos/ --json",
+            "nhl predict experts/cats.pt photos/ --trust-torchscript --json",
         ),
     )(predict)
 
@@ -47,13 +47,22 @@ def predict(
     csv_file: str | None = typer.Option(
         None, "--csv", help="Also write the results to this CSV file (path, rank, class, name, p)."
     ),
+    trust_torchscript: bool = typer.Option(
+        False,
+        "--trust-torchscript",
+        help="Allow loading a TorchScript .pt file. RISK: loading TorchScript runs code stored in "
+        "the file, which can do anything your account can; use it only for files you exported "
+        "yourself. Model folders and ONNX files never run code from the file.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
     from nhlcli.predict import check_options, list_images, open_predictor, predict_images
 
     check_options(top, batch_size)
-    predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
+    predictor = open_predictor(
+        model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
+    )
     files = list_images(images)
     folders = any(Path(i).is_dir() for i in images)
     if (folders or len(files) > batch_size) and not json_out:

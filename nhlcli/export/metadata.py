@@ -137,11 +137,29 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
     return _decode(entries, p, "onnx")
 
 
-def read_torchscript_info(path: str | Path) -> tuple[ExportedInfo, Any]:
-    """The nhl metadata of a TorchScript file and the loaded module (CPU, eval mode)."""
+TORCHSCRIPT_RISK = (
+    "loading a TorchScript file runs code stored in it (it can do anything your account can)"
+)
+
+
+def read_torchscript_info(path: str | Path, *, trusted: bool = False) -> tuple[ExportedInfo, Any]:
+    """The nhl metadata of a TorchScript file and the loaded module (CPU, eval mode).
+
+    TorchScript can execute arbitrary code while it loads (a scripted ``__setstate__``), so the
+    file is only opened when the caller says it is `trusted`; otherwise NhlError before anything
+    of it is read.
+    """
     import torch
 
     p = Path(path)
+    if not trusted:
+        raise NhlError(
+            f"{p}: refusing to load TorchScript without --trust-torchscript: {TORCHSCRIPT_RISK}; "
+            "pass it only for files you exported yourself, or predict with the ONNX export or "
+            "the model folder"
+        )
+    if not p.is_file():
+        raise NhlError(f"TorchScript file not found: {p}")
     extra = {name: "" for name in TORCHSCRIPT_FILES.values()}
     try:
         with warnings.catch_warnings():
@@ -149,7 +167,7 @@ def read_torchscript_info(path: str | Path) -> tuple[ExportedInfo, Any]:
             module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     except FileNotFoundError:
         raise NhlError(f"TorchScript file not found: {p}") from None
-    except (RuntimeError, ValueError) as e:
+    except Exception as e:  # torch raises many kinds for damaged archives
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise NhlError(f"{p}: not a readable TorchScript file ({first})") from None
     entries = {}

@@ -116,11 +116,19 @@ def parse_attend(text: str, tree: Tree | None = None) -> dict[str, float]:
     return out
 
 
+MIN_SCALE, MAX_SCALE = 1e-3, 1e3  # the paper's scales are about 1.5-2
+
+
 def _check_scale(name: str, raw: object) -> float:
     try:
+        if isinstance(raw, bool):
+            raise TypeError
         s = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NhlError(f"attention scale for '{name}' is not a number: {raw!r}") from None
-    if not math.isfinite(s) or s <= 0:
-        raise NhlError(f"attention scale for '{name}' must be a positive number, not {raw!r}")
+    if not math.isfinite(s) or not MIN_SCALE <= s <= MAX_SCALE:
+        raise NhlError(
+            f"attention scale for '{name}' must be a number in {MIN_SCALE:g}..{MAX_SCALE:g}, "
+            f"not {raw!r}"
+        )
     return s

@@ -7,6 +7,7 @@ key, a value of the wrong type or outside its choices is an NhlError naming the 
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError
+from nhlcli.textio import read_text
 
 OPTIMIZERS = ("sgd", "adamw")
 AMP_MODES = ("auto", "bf16", "fp16", "none")
@@ -76,6 +78,14 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
+MAX_LR = 10.0
+MAX_SEED = 2**63 - 1
+INT_RANGES = {  # bounds checked before anything is allocated
+    "epochs": (1, 100_000),
+    "batch_size": (1, 65_536),
+    "img_size": (32, 1024),  # nhlcli.model.network.MIN_IMG_SIZE / MAX_IMG_SIZE
+    "seed": (0, MAX_SEED),
+}
 _INT = {"epochs", "batch_size", "seed", "img_size", "randaugment_n", "randaugment_m"}
 _OPT_INT = {"workers", "max_train_batches", "max_val_batches"}
 _FLOAT = {"momentum", "label_smoothing", "warmup_epochs", "min_crop_scale"}
@@ -99,7 +109,13 @@ def _check_value(key: str, value: Any) -> tuple[Any, str | None]:
     if key in _FLOAT | _OPT_FLOAT:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None, f"'{key}' must be a number, not {value!r}"
-        return float(value), None
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            return None, f"'{key}' must be a finite number, not {value!r}"
+        return number, None
     if key in _BOOL | _OPT_BOOL:
         if not isinstance(value, bool):
             return None, f"'{key}' must be true or false, not {value!r}"
@@ -121,21 +137,23 @@ def _semantic_problems(cfg: TrainConfig) -> list[str]:
         p.append(f"optimizer '{cfg.optimizer}' is not one of {', '.join(OPTIMIZERS)}")
     if cfg.amp not in AMP_MODES:
         p.append(f"amp '{cfg.amp}' is not one of {', '.join(AMP_MODES)}")
-    for key in ("epochs", "batch_size", "img_size"):
-        if getattr(cfg, key) < 1:
-            p.append(f"'{key}' must be at least 1")
+    for key, (low, high) in INT_RANGES.items():
+        if not low <= getattr(cfg, key) <= high:
+            p.append(f"'{key}' must be in {low}..{high:,}, not {getattr(cfg, key)}")
     for key in ("workers", "max_train_batches", "max_val_batches"):
         v = getattr(cfg, key)
         if v is not None and v < (0 if key == "workers" else 1):
             p.append(f"'{key}' must be at least {0 if key == 'workers' else 1}")
-    if cfg.lr is not None and cfg.lr <= 0:
-        p.append("'lr' must be positive")
-    if cfg.weight_decay is not None and cfg.weight_decay < 0:
-        p.append("'weight_decay' must not be negative")
+    if cfg.lr is not None and not 0 < cfg.lr <= MAX_LR:
+        p.append(f"'lr' must be in (0, {MAX_LR:g}], not {cfg.lr:g}")
+    if cfg.weight_decay is not None and not 0 <= cfg.weight_decay <= 1:
+        p.append(f"'weight_decay' must be in [0, 1], not {cfg.weight_decay:g}")
+    if not 0 <= cfg.momentum < 1:
+        p.append(f"'momentum' must be in [0, 1), not {cfg.momentum:g}")
     if not 0 <= cfg.label_smoothing < 1:
         p.append("'label_smoothing' must be in [0, 1)")
-    if cfg.warmup_epochs < 0:
-        p.append("'warmup_epochs' must not be negative")
+    if not 0 <= cfg.warmup_epochs <= cfg.epochs:
+        p.append(f"'warmup_epochs' must be in [0, epochs={cfg.epochs}], not {cfg.warmup_epochs:g}")
     if not 0 < cfg.min_crop_scale <= 1:
         p.append("'min_crop_scale' must be in (0, 1]")
     if cfg.randaugment_n < 0 or not 0 < cfg.randaugment_m < 30:
@@ -165,13 +183,7 @@ def normalize_keys(raw: dict[str, Any], origin: str) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings of a YAML config file (keys checked, values not yet)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NhlError(f"config file not found: {p}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise NhlError(f"{p}: not a readable YAML file ({first})") from None
+    data = load_yaml(read_text(p, "config file"), str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -234,3 +246,36 @@ def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Pat
         )
     allowed = {k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}
     return build_config(saved, allowed, origin=f"{run_dir}/args.yaml")
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise NhlError(
+                f"duplicate key {key!r} (lines {seen[key] + 1} and {key_node.start_mark.line + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _mapping_without_duplicates,  # type: ignore[arg-type]
+)
+
+
+def load_yaml(text: str, origin: str) -> Any:
+    """YAML (safe types only) with duplicate keys refused; NhlError in one line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except NhlError as e:
+        raise NhlError(f"{origin}: {e}") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NhlError(f"{origin}: not a readable YAML file ({first})") from None

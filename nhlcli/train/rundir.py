@@ -18,6 +18,7 @@ import yaml
 
 from nhlcli.errors import NhlError
 from nhlcli.fileio import write_bytes_atomic, write_text_atomic
+from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
 RESULTS_CSV = "results.csv"
@@ -62,10 +63,9 @@ def read_args(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ARGS_FILE
     if not path.is_file():
         raise NhlError(f"{run_dir} is not a training run directory (no {ARGS_FILE})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise NhlError(f"{path}: unreadable ({type(e).__name__})") from None
+    from nhlcli.train.config import load_yaml
+
+    data = load_yaml(read_text(path, "run settings"), str(path))
     if not isinstance(data, dict):
         raise NhlError(f"{path}: expected a mapping of settings")
     return data
