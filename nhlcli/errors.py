@@ -36,3 +36,10 @@ def summarize(items: list[str], limit: int = MAX_SHOWN_PROBLEMS) -> list[str]:
 def shorten(text: str, limit: int = MAX_PROBLEM_CHARS) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def first_line(error: BaseException, limit: int = 160) -> str:
+    """`Kind: first line of the message` of a library's exception (torch's are many lines)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return shorten(text, limit)

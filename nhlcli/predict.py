@@ -33,7 +33,7 @@ from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
 from nhlcli.data.loader import make_loader
 from nhlcli.errors import NhlError
-from nhlcli.fileio import write_text_atomic
+from nhlcli.fileio import register_input, write_text_atomic
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -185,6 +185,7 @@ def open_predictor(
         return _torch_predictor(path, attend, img_size, device)
     if not path.exists():
         raise NhlError(f"model not found: {path}")
+    register_input(path)
     suffix = path.suffix.lower()
     if suffix not in ONNX_SUFFIXES + TORCHSCRIPT_SUFFIXES:
         raise NhlError(
@@ -270,6 +271,7 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
                 raise NhlError(f"no images in folder {p} (looked for {suffixes})")
             out.extend(found)
         elif p.is_file():
+            register_input(p)
             out.append(str(p))
         else:
             raise NhlError(f"image or folder not found: {p}")

@@ -101,7 +101,7 @@ def test_cutout_command(
     ("args", "message"),
     [
         (["-c", "lion"], "'lion' is not a class or node"),
-        (["-c", "tabby", "--attend", "tabby=0"], "must be a positive number"),
+        (["-c", "tabby", "--attend", "tabby=0"], "must be a number in 0.001..1000"),
         (["-c", "tabby", "--attend", "tabby"], "is not NAME=SCALE"),
         (["-c", "tabby", "--attend", "pug=2"], "'pug' is not a class or node"),
         (["-c", "tabby", "--order", "random"], "--order must be 'given' or 'tree'"),

@@ -87,14 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.write(e.format_message() + "\n")  # `nhl` or `nhl tree` alone: the help
         sys.exit(2)
     except click_errors.ClickException as e:  # usage, type and range errors of the options
-        where = (
-            f"{e.ctx.command_path}: " if isinstance(e, click_errors.UsageError) and e.ctx else ""
-        )
-        hint = (
-            f" (see {e.ctx.command_path} --help)"
-            if isinstance(e, click_errors.UsageError) and e.ctx
-            else ""
-        )
+        usage = isinstance(e, click_errors.UsageError)
+        command = e.ctx.command_path if usage and e.ctx else "nhl"
+        where = f"{command}: " if usage and e.ctx else ""
+        hint = f" (see {command} --help)" if usage else ""
         print_error(f"{where}{e.format_message()}{hint}")
         sys.exit(2 if isinstance(e, click_errors.UsageError) else e.exit_code)
     except (KeyboardInterrupt, click_errors.Abort, typer.Abort):

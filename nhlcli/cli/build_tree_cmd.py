@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 from nhlcli.cli.tree_cmd import stats_table
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.builders import SOURCES, BuildRequest, build_tree
@@ -164,7 +164,7 @@ def build_tree_command(
         with err_console.status(f"building the {source} tree of {len(request.classes)} classes"):
             tree = build_tree(request)
     for note in request.notes:
-        err_console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {safe(note)}", soft_wrap=True)
     if out_path is None:
         sys.stdout.write(tree.to_json())
         sys.stdout.flush()
@@ -199,7 +199,8 @@ def build_tree_command(
         )
         return
     console.print(
-        f"wrote [bold]{output}[/]: {source} tree, {tree.num_classes} classes, {tree.levels} levels"
+        f"wrote [bold]{safe(output)}[/]: {source} tree, {tree.num_classes} classes, "
+        f"{tree.levels} levels"
     )
     console.print(stats_table(tree, stats))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import err_console, print_json
+from nhlcli.cli.common import err_console, print_json, safe
 from nhlcli.errors import NhlError
 from nhlcli.experts.cues import CueResolution, LlmCueSettings, resolve_cues
 from nhlcli.hierarchy.tree import Tree
@@ -36,20 +36,21 @@ def resolve_cue_option(
     if source == "wordnet":
         with err_console.status("resolving cues with WordNet…"):
             return resolve_cues(cues, tree, "wordnet")
-    with err_console.status(f"asking {llm.model} about the cues…"):
+    with err_console.status(f"asking {safe(llm.model)} about the cues…"):
         return resolve_cues(cues, tree, "llm", llm)
 
 
 def cue_table(res: CueResolution) -> Table:
     table = Table(
         "#", "class", "name", "cue", "matched",
-        title=f"cue{'s' if len(res.cues) > 1 else ''} {', '.join(repr(c) for c in res.cues)} "
+        title=f"cue{'s' if len(res.cues) > 1 else ''} {safe(', '.join(repr(c) for c in res.cues))} "
         f"({res.source}): {_classes(len(res.class_ids))}",
         title_justify="left",
     )  # fmt: skip
     for i, (cid, matches) in enumerate(res.by_class().items()):
         first = matches[0]
-        table.add_row(str(i), cid, first.name, ", ".join(m.cue for m in matches), first.why)
+        cues = ", ".join(m.cue for m in matches)
+        table.add_row(str(i), safe(cid), safe(first.name), safe(cues), safe(first.why))
     return table
 
 
@@ -76,13 +77,13 @@ def show_and_confirm(
     """
     err_console.print(cue_table(res))
     for note in res.notes:
-        err_console.print(f"[dim]{note}[/]")
+        err_console.print(f"[dim]{safe(note)}[/]")
     if dry_run:
         if picture is not None:
             from nhlcli.hierarchy.drawing import draw_tree
 
             draw_tree(checkpoint_tree(checkpoint), picture, res.class_ids)
-            err_console.print(f"wrote {picture} (the selection's paths in red)")
+            err_console.print(f"wrote {safe(picture)} (the selection's paths in red)")
         if json_out:
             print_json({"dry_run": True, "cues": res.to_dict()})
         err_console.print("[yellow]dry run[/]: nothing cut out, nothing written")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 from nhlcli.errors import NhlError
 
 
@@ -79,7 +79,7 @@ def export(
     size = int(img_size or model.img_size)
     out = Path(output) if output else default_output(Path(model_dir), fmt)
     gmacs = _gmacs(model, size)
-    with err_console.status(f"exporting {model_dir} to {fmt} and checking it…"):
+    with err_console.status(f"exporting {safe(model_dir)} to {safe(fmt)} and checking it…"):
         result = export_model(
             model, out, fmt, img_size=size, dynamic_batch=dynamic_batch, batch=batch,
             opset=opset, exporter=exporter, gmacs=gmacs,
@@ -101,7 +101,7 @@ def _gmacs(model: Any, img_size: int) -> float | None:
 
 
 def _table(d: dict[str, Any]) -> Table:
-    t = Table(show_header=False, box=None, pad_edge=False, title=f"exported {d['path']}",
+    t = Table(show_header=False, box=None, pad_edge=False, title=f"exported {safe(d['path'])}",
               title_justify="left")  # fmt: skip
     t.add_column(style="bold")
     t.add_column()
@@ -123,6 +123,6 @@ def _table(d: dict[str, Any]) -> Table:
     )
     att = d.get("attention")
     if att:
-        scales = ", ".join(f"{k}={v:g}" for k, v in att["scales"].items())
+        scales = safe(", ".join(f"{k}={v:g}" for k, v in att["scales"].items()))
         t.add_row("attention", f"level {att['level']}: {scales} (baked in)")
     return t

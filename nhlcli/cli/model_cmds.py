@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 from nhlcli.errors import NhlError
+from nhlcli.fileio import check_output
 from nhlcli.model.presets import PRESETS, get_preset
 
 if TYPE_CHECKING:  # torch is imported only when a command runs (fast `nhl --help`)
@@ -91,7 +92,8 @@ def init(
         print_json(info)
         return
     console.print(
-        f"wrote [bold]{output}[/]: {info['arch']}, {info['classes']} classes, nodes per level "
+        f"wrote [bold]{safe(output)}[/]: {info['arch']}, {info['classes']} classes, "
+        "nodes per level "
         f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})"
     )
 
@@ -188,16 +190,15 @@ def cutout_cmd(
             return  # --dry-run: shown (and drawn), nothing cut
     cue_ids = resolution.class_ids if resolution is not None else []
     model, expert, summary = make_expert(checkpoint, classes, order, attend, attend_level, cue_ids)
+    # everything is checked and computed before the first file is written
     if output is not None:
-        save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
-    summary["path"] = str(output) if output is not None else None
-    if resolution is not None:
-        summary["cues"] = resolution.to_dict()
+        check_output(output, whole_dir=True)
+    picture_data = None
     if picture is not None:
-        from nhlcli.hierarchy.drawing import draw_tree
+        from nhlcli.hierarchy.drawing import picture_format, render_tree
 
-        draw_tree(model.tree, picture, expert.class_ids)
-        summary["picture"] = str(picture)
+        check_output(picture)
+        picture_data = render_tree(model.tree, picture_format(picture), expert.class_ids)
     report = None
     if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
         from nhlcli.cli.profile_cmd import build_profile
@@ -208,6 +209,16 @@ def cutout_cmd(
             models={"full": model, "cutout": expert},
         )  # fmt: skip
         summary["profile"] = report
+    if output is not None:
+        save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
+    summary["path"] = str(output) if output is not None else None
+    if resolution is not None:
+        summary["cues"] = resolution.to_dict()
+    if picture is not None and picture_data is not None:
+        from nhlcli.hierarchy.drawing import write_picture
+
+        write_picture(picture, picture_data)
+        summary["picture"] = str(picture)
     if json_out:
         print_json(summary)
         return
@@ -221,7 +232,7 @@ def cutout_cmd(
 def render_cutout(summary: dict[str, Any]) -> None:
     table = Table("#", "id", "name", title=f"expert: {len(summary['classes'])} classes")
     for i, c in enumerate(summary["classes"]):
-        table.add_row(str(i), c["id"], c["name"])
+        table.add_row(str(i), safe(c["id"]), safe(c["name"]))
     console.print(table)
     p = summary["params"]
     npl = summary["nodes_per_level"]
@@ -231,11 +242,11 @@ def render_cutout(summary: dict[str, Any]) -> None:
     )
     if summary["attention"]:
         att = summary["attention"]
-        console.print(f"attention at level {att['level']}: {att['scales']}")
+        console.print(f"attention at level {att['level']}: {safe(att['scales'])}")
     if summary.get("path"):
-        console.print(f"wrote [bold]{summary['path']}[/]")
+        console.print(f"wrote [bold]{safe(summary['path'])}[/]")
     if summary.get("picture"):
-        console.print(f"wrote {summary['picture']} (the expert's paths in red)")
+        console.print(f"wrote {safe(summary['picture'])} (the expert's paths in red)")
 
 
 # ----------------------------------------------------------------------------- archs

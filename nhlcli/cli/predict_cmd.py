@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 
 if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
     from nhlcli.predict import Predictor, PredictReport
@@ -78,11 +78,11 @@ def predict(
     if report.skipped:
         err_console.print(
             f"[yellow]skipped {len(report.skipped)} unreadable file(s)[/]: "
-            + ", ".join(report.skipped[:5])
+            + safe(", ".join(report.skipped[:5]))
             + (" …" if len(report.skipped) > 5 else "")
         )
     if csv_file:
-        console.print(f"wrote {csv_file}")
+        console.print(f"wrote {safe(csv_file)}")
 
 
 def _with_progress(
@@ -105,11 +105,12 @@ def _with_progress(
 def _table(report: PredictReport) -> Table:
     att = ""
     if report.attention:
-        att = ", attention " + ", ".join(
-            f"{k}={v:g}" for k, v in report.attention["scales"].items()
+        att = ", attention " + safe(
+            ", ".join(f"{k}={v:g}" for k, v in report.attention["scales"].items())
         )
     title = (
-        f"{report.source} ({report.kind}, {report.classes} classes, {report.img_size} px{att}): "
+        f"{safe(report.source)} ({report.kind}, {report.classes} classes, "
+        f"{report.img_size} px{att}): "
         f"{len(report.predictions)} image(s)"
     )
     t = Table(title=title, title_justify="left")
@@ -120,7 +121,7 @@ def _table(report: PredictReport) -> Table:
         t.add_column(f"next {report.top_k - 1}")
     for p in report.predictions:
         cid, name, prob = p.top[0]
-        rest = ", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:])
-        cells = [p.path, f"{name} [dim]{cid}[/]", f"{prob:.3f}"]
+        rest = safe(", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:]))
+        cells = [safe(p.path), f"{safe(name)} [dim]{safe(cid)}[/]", f"{prob:.3f}"]
         t.add_row(*cells, *([rest] if report.top_k > 1 else []))
     return t

@@ -9,7 +9,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 from nhlcli.experts.selection import expert_classes
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
@@ -107,9 +107,9 @@ def print_profile(report: dict[str, Any]) -> None:
     """The tables on stdout; the one fvcore line and latency warnings on stderr."""
     render_profile(report)
     if report["fvcore_skipped"]:
-        err_console.print(f"[dim]note: {report['fvcore_skipped']}[/]", soft_wrap=True)
+        err_console.print(f"[dim]note: {safe(report['fvcore_skipped'])}[/]", soft_wrap=True)
     for why in report.get("latency", {}).get("skipped", []):
-        err_console.print(f"[yellow]warning:[/] {why}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {safe(why)}", soft_wrap=True)
 
 
 def _delta(reduction: float) -> str:

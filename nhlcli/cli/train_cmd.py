@@ -11,7 +11,7 @@ from typing import Any
 import typer
 import yaml
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
 
 EPILOG = examples(
     "nhl train --arch n3hl --tree trees/imagenette-wn.json --data imagenette2 --epochs 30",
@@ -152,7 +152,8 @@ def train_command(
         return
     console.print(
         f"done: best val top-1 {result.best_top1:.2f}% (epoch {result.best_epoch}); "
-        f"checkpoints in [cyan]{result.run_dir}/best[/] and [cyan]{result.run_dir}/last[/]"
+        f"checkpoints in [cyan]{safe(result.run_dir)}/best[/] and "
+        f"[cyan]{safe(result.run_dir)}/last[/]"
     )
 
 

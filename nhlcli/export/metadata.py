@@ -25,6 +25,9 @@ from typing import Any
 from nhlcli.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from nhlcli.data.dataset import eval_resize_size
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
+from nhlcli.model.network import check_img_size
+from nhlcli.textio import parse_json
 
 EXPORT_FORMAT = "nhl-export/1"
 ONNX_KEYS = {
@@ -96,9 +99,9 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
             )
     for key, text in entries.items():
         try:
-            parsed[key] = json.loads(text)
-        except json.JSONDecodeError:
-            raise NhlError(f"{path}: damaged nhl metadata '{key}' (not JSON)") from None
+            parsed[key] = parse_json(text, f"{path}: nhl metadata '{key}'", "value")
+        except NhlError as e:
+            raise NhlError(f"{path}: damaged nhl metadata '{key}' ({e})") from None
     classes = parsed["classes"]
     if not isinstance(classes, list) or not all(
         isinstance(c, dict) and isinstance(c.get("id"), str) for c in classes
@@ -113,6 +116,10 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
     prep = parsed["preprocess"]
     if not isinstance(prep, dict) or not isinstance(prep.get("img_size"), int):
         raise NhlError(f"{path}: damaged nhl metadata 'preprocess'")
+    try:
+        check_img_size(prep["img_size"])
+    except NhlError as e:
+        raise NhlError(f"{path}: damaged nhl metadata 'preprocess' ({e})") from None
     classes = [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in classes]
     return ExportedInfo(path, fmt, classes, prep, parsed.get("config"), export)
 
@@ -126,6 +133,7 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
     import onnx
 
     p = Path(path)
+    register_input(p)
     try:
         model = onnx.load(str(p), load_external_data=False)
     except FileNotFoundError:
@@ -152,6 +160,7 @@ def read_torchscript_info(path: str | Path, *, trusted: bool = False) -> tuple[E
     import torch
 
     p = Path(path)
+    register_input(p)
     if not trusted:
         raise NhlError(
             f"{p}: refusing to load TorchScript without --trust-torchscript: {TORCHSCRIPT_RISK}; "

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, first_line
 
 STORE = ".checkpoints"
 TRAIN_STATE = "train_state.pt"
@@ -217,7 +217,7 @@ def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, refused globals
-        raise NhlError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
+        raise NhlError(f"{path}: unreadable training state ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise NhlError(f"{path}: not an nhl training state ({STATE_FORMAT})")
     return state

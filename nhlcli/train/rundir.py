@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError
-from nhlcli.fileio import write_bytes_atomic, write_text_atomic
+from nhlcli.fileio import check_output, write_bytes_atomic, write_text_atomic
 from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
@@ -46,6 +46,7 @@ def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
         while candidate.exists():
             candidate = base / f"{name}-{n}"
             n += 1
+    check_output(candidate, whole_dir=True)
     try:
         candidate.mkdir(parents=True, exist_ok=exist_ok)
     except OSError as e:

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, first_line
+from nhlcli.fileio import register_input
 
 WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 
@@ -69,6 +70,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise NhlError(f"trunk weights file not found: {p}")
+    register_input(p)
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -77,7 +79,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt files, refused pickled code, wrong format
-        raise NhlError(f"{p}: not a readable state dict ({type(e).__name__}: {e})") from None
+        raise NhlError(f"{p}: not a readable state dict ({first_line(e)})") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     elif isinstance(raw, dict) and isinstance(raw.get("model"), dict):
