@@ -16,8 +16,12 @@ from nhlcli.fileio import register_input
 MAX_TEXT_BYTES = 256 * 1024 * 1024  # class files, trees, tables, configs
 
 
-def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES) -> str:
-    """The UTF-8 text of a user's file (a leading BOM dropped); NhlError if unreadable or huge."""
+def read_text(
+    path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES, register: bool = True
+) -> str:
+    """The UTF-8 text of a user's file (a leading BOM dropped); NhlError if unreadable or huge.
+
+    `register=False` for a command's own state (a run's args.yaml), which it may rewrite."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -27,7 +31,8 @@ def read_text(path: str | Path, what: str = "file", limit: int = MAX_TEXT_BYTES)
         raise NhlError(f"cannot read {what} {p}: {e.strerror or e}") from None
     if size > limit:
         raise NhlError(f"{what} {p} is {size:,} bytes; nhl reads at most {limit:,}")
-    register_input(p)
+    if register:
+        register_input(p)
     try:
         data = p.read_bytes()
     except IsADirectoryError:

@@ -96,5 +96,4 @@ def main(argv: list[str] | None = None) -> None:
     except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
         err_console.print("interrupted", style="red", markup=False)
         sys.exit(130)
-    if isinstance(code, int) and code:
-        sys.exit(code)
+    sys.exit(code if isinstance(code, int) else 0)

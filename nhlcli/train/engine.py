@@ -10,6 +10,7 @@ scaler, RNG states and epoch, so it continues exactly like an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -43,7 +44,15 @@ from nhlcli.train.distributed import (
 )
 from nhlcli.train.inputs import load_training_data
 from nhlcli.train.progress import SilentReporter, TrainReporter
-from nhlcli.train.rundir import new_run_dir, plot_results, write_args, write_results
+from nhlcli.train.rundir import (
+    is_incomplete,
+    locked_run_dir,
+    mark_complete,
+    new_run_dir,
+    plot_results,
+    write_args,
+    write_results,
+)
 from nhlcli.train.schedule import warmup_cosine
 from nhlcli.train.trunk_weights import freeze_trunk, load_trunk_weights
 
@@ -159,13 +168,18 @@ def train(
     """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
     ctx = setup_distributed(cfg.device)
     try:
-        return _train(cfg, Path(resume_dir) if resume_dir else None, reporter, ctx)
+        with contextlib.ExitStack() as held:  # the run directory's lock, while training
+            return _train(cfg, Path(resume_dir) if resume_dir else None, reporter, ctx, held)
     finally:
         teardown_distributed()
 
 
 def _train(
-    cfg: TrainConfig, resume_dir: Path | None, reporter: TrainReporter | None, ctx: DistContext
+    cfg: TrainConfig,
+    resume_dir: Path | None,
+    reporter: TrainReporter | None,
+    ctx: DistContext,
+    held: contextlib.ExitStack,
 ) -> TrainResult:
     rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
     device = ctx.device
@@ -177,7 +191,15 @@ def _train(
     trunk_report = None
     torch.manual_seed(cfg.seed)
     if resume_dir is not None:
+        if ctx.is_main:
+            held.enter_context(locked_run_dir(resume_dir))
         last = resume_dir / "last"
+        if is_incomplete(resume_dir):
+            raise NhlError(
+                f"{resume_dir} is an incomplete run: it was stopped before its first checkpoint, "
+                "so there is nothing to resume; start a new run (a new run of that name takes "
+                "the folder over)"
+            )
         if not (last / "config.json").is_file():
             raise NhlError(
                 f"{resume_dir} has no complete checkpoint yet (no last/): start a new run instead"
@@ -270,6 +292,7 @@ def _train(
             write_args(run_dir, {**_absolute_settings(cfg), "arch": model.preset.name})
         else:
             run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
+            held.enter_context(locked_run_dir(run_dir))
             write_args(run_dir, _absolute_settings(cfg))
             if trunk_report:
                 write_text_atomic(
@@ -337,8 +360,9 @@ def _train(
                 avg = loss_sum.item() / max(seen, 1)
                 if not math.isfinite(avg):
                     raise NhlError(
-                        f"the loss became {avg} in epoch {epoch + 1}, step {i + 1}: "
-                        "lower --lr or use --amp bf16/none"
+                        f"the loss became {avg} in epoch {epoch + 1}, step {i + 1}; nothing of "
+                        "this epoch was saved (the last good checkpoint is kept): lower --lr or "
+                        "use --amp bf16/none"
                     )
                 elapsed = time.perf_counter() - t0
                 rep.step(
@@ -368,6 +392,7 @@ def _train(
         else:
             row.update(val_loss=None, val_top1=None)
         row["epoch_time_s"] = time.perf_counter() - t0
+        _check_finite(model, row, epoch + 1, steps)
         metric = row["val_top1"] if row["val_top1"] is not None else row["train_top1"]
         improved = metric > best_top1
         if improved:
@@ -402,6 +427,7 @@ def _train(
                 tags=("last", "best") if improved else ("last",),
                 extra=extra,
             )
+            mark_complete(run_dir)
             write_results(run_dir, history)
             plot_results(run_dir, history)
         rep.epoch_end(row, improved)
@@ -416,6 +442,22 @@ def _train(
         skipped_files,
         model.num_params(),
     )
+
+
+def _check_finite(model: nn.Module, row: dict[str, Any], epoch: int, step: int) -> None:
+    """NhlError (before anything is saved) when the epoch left non-finite weights or losses."""
+    bad = [
+        name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())
+    ]
+    losses = [
+        k for k in ("train_loss", "val_loss") if row[k] is not None and not math.isfinite(row[k])
+    ]
+    if bad or losses:
+        what = f"{len(bad)} weight tensor(s) ({bad[0]}, ...)" if bad else " and ".join(losses)
+        raise NhlError(
+            f"training diverged in epoch {epoch}, step {step}: {what} not finite; nothing of this "
+            "epoch was saved (the last good checkpoint is kept): lower --lr or use --amp bf16/none"
+        )
 
 
 @torch.no_grad()
