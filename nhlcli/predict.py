@@ -242,15 +242,13 @@ def _torch_predictor(
     from nhlcli.checkpoint import load_model
     from nhlcli.evaluate.runner import resolve_checkpoint_dir
     from nhlcli.model.attention import parse_attend, set_attention
-    from nhlcli.model.network import MIN_IMG_SIZE
+    from nhlcli.model.network import check_img_size
 
     folder = resolve_checkpoint_dir(path)
     model = load_model(folder)
     if attend:
         set_attention(model, parse_attend(attend, model.tree))
-    size = int(img_size or model.img_size)
-    if size < MIN_IMG_SIZE:
-        raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
+    size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     from nhlcli.devices import resolve_device
 
     return TorchPredictor(str(path), model, size, resolve_device(device))

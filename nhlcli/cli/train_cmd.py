@@ -127,6 +127,9 @@ def train_command(
         "max_train_batches": max_train_batches,
         "max_val_batches": max_val_batches,
     }
+    from nhlcli.train.distributed import check_devices
+
+    check_devices(devices)
     file_settings = read_config_file(config) if config else {}
     if resume is not None:
         if not resume.is_dir():

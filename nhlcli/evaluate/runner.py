@@ -17,7 +17,7 @@ from nhlcli.evaluate.inference import run_inference
 from nhlcli.evaluate.metrics import per_class_accuracy, top1
 from nhlcli.experts.selection import expert_classes
 from nhlcli.model.attention import parse_attend, set_attention
-from nhlcli.model.network import HierNet
+from nhlcli.model.network import HierNet, check_img_size
 
 ORACLE_NOTE = (
     "oracle top-down attention (paper Sec. 4.4): each image's OWN class path is amplified, chosen "
@@ -140,7 +140,7 @@ def evaluate(
     )
     idx = [tree.class_index(c) for c in eval_ids]
     folder = folder.restricted(idx)
-    size = img_size or net.img_size
+    size = check_img_size(img_size if img_size is not None else net.img_size, "--img-size")
     dataset = ImageFileDataset(folder.samples, size, "eval")
     n_workers = workers if workers is not None else default_workers()
     loader = make_loader(
