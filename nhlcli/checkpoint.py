@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from nhlcli.errors import NhlError
-from nhlcli.fileio import check_output, register_input
+from nhlcli.fileio import check_output, commit, register_input
 from nhlcli.model.network import MODEL_FORMAT, HierNet
 from nhlcli.textio import read_json
 
@@ -65,7 +65,7 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
-        os.replace(tmp, target)
+        commit(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not target.exists():

@@ -7,12 +7,16 @@
   which raises `NhlError` when the output is one of the inputs (the same file, also through a
   symlink or hard link), lies inside an input folder, or (for outputs replaced as a whole folder)
   contains an input. Outside a scope nothing is registered and nothing is refused.
+* Ctrl-C: once `note_interrupt` has been called (the CLI's SIGINT handler does), no further file
+  is committed, and `created_outputs` lists the files this scope created, for the CLI to remove.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -21,16 +25,62 @@ from pathlib import Path
 from nhlcli.errors import NhlError
 
 _INPUTS: ContextVar[tuple[Path, ...] | None] = ContextVar("nhl_inputs", default=None)
+_CREATED: ContextVar[list[Path] | None] = ContextVar("nhl_created", default=None)
+_INTERRUPTED = threading.Event()
 
 
 @contextmanager
 def guard_inputs() -> Iterator[None]:
     """A scope in which registered inputs are protected from every nhl writer."""
     token = _INPUTS.set(())
+    created = _CREATED.set([])
+    _INTERRUPTED.clear()
     try:
         yield
     finally:
         _INPUTS.reset(token)
+        _CREATED.reset(created)
+
+
+def note_interrupt() -> None:
+    """Ctrl-C was pressed: commit no further output."""
+    _INTERRUPTED.set()
+
+
+def interrupted() -> bool:
+    return _INTERRUPTED.is_set()
+
+
+def created_outputs() -> list[Path]:
+    """Files (and checkpoint folders) this scope created that did not exist before."""
+    return list(_CREATED.get() or [])
+
+
+def commit(tmp: str | Path, path: Path) -> None:
+    """Rename a finished temporary file or folder onto `path`, unless Ctrl-C was pressed.
+
+    SIGINT is held back while deciding and renaming, so an interrupt never lands half-way.
+    """
+    existed = os.path.lexists(path)
+    with _sigint_held():
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        os.replace(tmp, path)
+        created = _CREATED.get()
+        if created is not None and not existed:
+            created.append(Path(path))
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def register_input(*paths: str | Path) -> None:
@@ -96,7 +146,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600 files; give the usual umask mode
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

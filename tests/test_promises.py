@@ -46,7 +46,9 @@ def snapshot(root: Path) -> dict[str, str]:
         for name in files:
             p = Path(dirpath, name)
             out[str(p.relative_to(root))] = (
-                "-> " + os.readlink(p) if p.is_symlink() else hashlib.sha256(p.read_bytes()).hexdigest()
+                "-> " + os.readlink(p)
+                if p.is_symlink()
+                else hashlib.sha256(p.read_bytes()).hexdigest()
             )
     return out
 
@@ -128,7 +130,9 @@ def test_trusted_torchscript_export_predicts(
     assert code == 0, err
     code, _, err = run_cli(["predict", ts, work / "photos", "--json"], capsys)
     assert_one_line_error(code, err, "--trust-torchscript")
-    code, out, err = run_cli(["predict", ts, work / "photos", "--json", "--trust-torchscript"], capsys)
+    code, out, err = run_cli(
+        ["predict", ts, work / "photos", "--json", "--trust-torchscript"], capsys
+    )
     assert code == 0 and '"images": 3' in out, err
 
 
@@ -179,3 +183,155 @@ def test_usage_type_and_range_errors_are_one_line(
     code, out, err = run_cli(args, capsys)
     assert_one_line_error(code, err, "--help")
     assert "╭" not in err and out == ""
+
+
+# ------------------------------------------------------------------------------------ training
+@pytest.fixture(scope="module")
+def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two classes of real images (2 train, 1 val each) and their tree."""
+    from imagenette_sample import copy_sample
+
+    root = tmp_path_factory.mktemp("nette2")
+    data = copy_sample(imagenette_dir, root / "data", 2, 1, KEEP)
+    small_tree(KEEP).save(root / "tree.json")
+    return data, root / "tree.json"
+
+
+def train_args(nette: tuple[Path, Path], project: Path, *extra: object) -> list[object]:
+    data, tree = nette
+    return ["train", "--arch", "n3hl", "--tree", tree, "--data", data, "--img-size", "32",
+            "--batch-size", "4", "--epochs", "1", "--workers", "0", "--max-train-batches", "1",
+            "--project", project, *extra]  # fmt: skip
+
+
+FLOAT_OPTIONS = (
+    "--lr",
+    "--weight-decay",
+    "--label-smoothing",
+    "--warmup-epochs",
+    "--min-crop-scale",
+)
+BAD_NUMBERS = [
+    (option, value) for option in FLOAT_OPTIONS for value in ("nan", "inf", "-inf", "1e30", "-1")
+]
+BAD_NUMBERS += [
+    ("--img-size", "100000"),
+    ("--img-size", "7"),
+    ("--batch-size", "10000000"),
+    ("--epochs", "0"),
+    ("--seed", "99999999999999999999999"),
+    ("--devices", "0"),
+    ("--devices", "-3"),
+]
+
+
+@pytest.mark.parametrize(("option", "value"), BAD_NUMBERS)
+def test_bad_numbers_for_training_write_nothing(
+    option: str, value: str, nette: tuple[Path, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    project = tmp_path / "runs"
+    code, _, err = run_cli(train_args(nette, project, option, value), capsys)
+    assert_one_line_error(code, err)
+    assert not project.exists()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("lr: .nan\n", "'lr' must be a finite number"),
+        ("lr: .inf\n", "'lr' must be a finite number"),
+        ("momentum: -.inf\n", "'momentum' must be a finite number"),
+        ("warmup_epochs: .nan\n", "'warmup_epochs' must be a finite number"),
+        ("lr: 1e400\n", "'lr' must be"),
+        ("lr: 0.1\nepochs: 2\nlr: 0.2\n", "duplicate key 'lr' (lines 1 and 3)"),
+        ("a: [" * 5000 + "\n", "not a readable YAML file"),
+        ("\ufeffepochs: 1\nlr: nan\n", "must be a number"),  # the BOM is accepted, 'nan' is text
+    ],
+)
+def test_bad_config_files_write_nothing(
+    yaml_text: str, message: str, nette: tuple[Path, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml_text, encoding="utf-8")
+    project = tmp_path / "runs"
+    code, _, err = run_cli(train_args(nette, project, "--config", cfg), capsys)
+    assert_one_line_error(code, err, message)
+    assert not project.exists()
+
+
+def test_a_diverging_run_stops_naming_epoch_and_step_and_saves_no_nan_weights(
+    nette: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import save_file
+
+    trunk = build_model(
+        "n3hl", small_tree(KEEP), img_size=32
+    ).trunk  # huge weights: inf activations
+    weights = {
+        k: torch.full_like(v, 1e30) for k, v in trunk.state_dict().items() if v.is_floating_point()
+    }
+    save_file(weights, str(tmp_path / "huge.safetensors"))
+    project = tmp_path / "runs"
+    args = train_args(nette, project, "--trunk-weights", tmp_path / "huge.safetensors")
+    code, _, err = run_cli(args, capsys)
+    assert_one_line_error(code, err, "epoch 1, step 1", "the last good checkpoint is kept")
+    run = project / "exp"
+    assert not (run / "best").exists() and not (run / "last").exists()
+    # the run directory says it is incomplete: resume explains, a new run takes it over
+    code, _, err = run_cli(["train", "--resume", run], capsys)
+    assert_one_line_error(code, err, "incomplete run", "before its first checkpoint")
+    code, _, err = run_cli(train_args(nette, project), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in project.iterdir()) == ["exp"]  # no exp-2
+    assert (run / "best" / "model.safetensors").is_file()
+
+
+def test_a_run_directory_in_use_is_refused(
+    nette: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nhlcli.train.rundir import locked_run_dir
+
+    project = tmp_path / "runs"
+    (project / "exp").mkdir(parents=True)
+    with locked_run_dir(project / "exp"):  # another training run holds it
+        code, _, err = run_cli(train_args(nette, project, "--exist-ok"), capsys)
+        assert_one_line_error(code, err, "is in use by another training run", f"pid {os.getpid()}")
+        assert not (project / "exp" / "args.yaml").exists()
+        # an incomplete run that is still running is not taken over either
+        code, _, err = run_cli(train_args(nette, project), capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in project.iterdir()) == ["exp", "exp-2"]
+
+
+# ------------------------------------------------------------------------------------ Ctrl-C
+def test_ctrl_c_during_build_tree_exits_130_and_writes_nothing(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from llm_server import LLMServer, Reply
+
+    out = tmp_path / "tree.json"
+    cache = tmp_path / "cache"
+    env = {**os.environ, "OPENAI_API_KEY": "local", "PYTHONPATH": str(Path.cwd())}
+    with LLMServer([Reply.text("{}", delay=30)]) as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nhlcli", "build-tree", "--source", "llm", "--classes",
+             "imagenette", "--levels", "2", "--base-url", server.url, "--cache-dir", str(cache),
+             "-o", str(out)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for _ in range(600):  # until the request is in flight
+            if server.requests or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert server.requests, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    assert not out.exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import shutil
+import signal
 import sys
+import threading
+from typing import Any
 
 import typer
-
-try:  # typer >= 0.25 vendors click as typer._click; older versions use click itself
-    from typer._click import exceptions as click_errors  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the installed typer
-    from click import exceptions as click_errors
 
 from nhlcli import __version__
 from nhlcli.cli import (
@@ -27,7 +27,19 @@ from nhlcli.cli import (
 )
 from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
-from nhlcli.fileio import guard_inputs
+from nhlcli.fileio import created_outputs, guard_inputs, interrupted, note_interrupt
+
+
+def _click_exceptions() -> Any:
+    """Typer >= 0.25 vendors click as typer._click; older versions use click itself."""
+    try:
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:  # pragma: no cover - depends on the installed typer
+        return importlib.import_module("click.exceptions")
+
+
+click_errors: Any = _click_exceptions()
+
 
 app = typer.Typer(
     name="nhl",
@@ -77,9 +89,41 @@ def main(argv: list[str] | None = None) -> None:
 
     The command runs inside `guard_inputs`, so no output can overwrite one of its inputs.
     """
+    with guard_inputs(), _sigint_noted():
+        _run(argv)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    note_interrupt()
+    raise KeyboardInterrupt
+
+
+class _sigint_noted:
+    """Ctrl-C during a command: noted (no output is committed after it), then KeyboardInterrupt."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, _on_sigint)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _interrupted() -> None:
+    for path in created_outputs():  # an interrupt leaves nothing this command created
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    err_console.print("interrupted", style="red", markup=False)
+    sys.exit(130)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
-        with guard_inputs():
-            code = app(args=argv, prog_name="nhl", standalone_mode=False)
+        code = app(args=argv, prog_name="nhl", standalone_mode=False)
     except NhlError as e:
         print_error(e)
         sys.exit(2)
@@ -94,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         print_error(f"{where}{e.format_message()}{hint}")
         sys.exit(2 if isinstance(e, click_errors.UsageError) else e.exit_code)
     except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
-        err_console.print("interrupted", style="red", markup=False)
-        sys.exit(130)
+        _interrupted()
+    if code == 130 or interrupted():  # typer turns Ctrl-C into exit code 130
+        _interrupted()
     sys.exit(code if isinstance(code, int) else 0)
