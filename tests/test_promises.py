@@ -4,6 +4,7 @@ trusted, and every bad input is one `error:` line with exit code 2 and nothing w
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 from pathlib import Path
@@ -335,3 +336,142 @@ def test_ctrl_c_during_build_tree_exits_130_and_writes_nothing(tmp_path: Path) -
     assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
     assert not out.exists()
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+# ------------------------------------------------------------------------------------ trees
+def chain_tree(depth: int) -> dict:
+    nodes = [
+        {"id": f"g{i}", "name": f"g{i}", "parent": f"g{i - 1}" if i else None}
+        for i in range(depth - 1)
+    ]
+    classes = [{"id": "n01440764", "name": "tench", "parent": f"g{depth - 2}"}]
+    return {"format": "nhl-tree/1", "levels": depth, "classes": classes, "nodes": nodes}
+
+
+def cycle_tree(length: int) -> dict:
+    nodes = [
+        {"id": f"g{i}", "name": f"g{i}", "parent": f"g{(i + 1) % length}"} for i in range(length)
+    ]
+    classes = [{"id": "n01440764", "name": "tench", "parent": "g0"}]
+    return {"format": "nhl-tree/1", "levels": None, "classes": classes, "nodes": nodes}
+
+
+BAD_TREES = {
+    "1,000-level chain": (json.dumps(chain_tree(1000)), "nhl accepts at most 100"),
+    "10,000-level chain": (json.dumps(chain_tree(10_000)), "nhl accepts at most 100"),
+    "101-level chain": (json.dumps(chain_tree(101)), "at least 101 levels deep"),
+    "a cycle of 10,000": (json.dumps(cycle_tree(10_000)), "cycle: g0 -> g1"),
+    "100k nested [": ("[" * 100_000, "nested too deeply"),
+    "100k nested {": ('{"a":' * 100_000, "nested too deeply"),
+    "a 5000-digit number": ('{"format": 1' + "0" * 5000 + "}", "not a readable JSON tree"),
+    "not UTF-8": ("\udcff", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TREES))
+def test_pathological_trees_are_one_line_errors(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text, message = BAD_TREES[case]
+    f = tmp_path / "t.json"
+    f.write_bytes(text.encode("utf-8", errors="surrogateescape"))
+    for args in (
+        ["tree", "validate", f],
+        ["tree", "show", f],
+        ["profile", "--arch", "n3hl", "-t", f],
+    ):
+        code, _, err = run_cli(args, capsys)
+        assert_one_line_error(code, err, message)
+        assert len(err) < 1000
+
+
+def test_a_100_level_chain_is_accepted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "t.json"
+    f.write_text(json.dumps(chain_tree(100)), encoding="utf-8")
+    code, out, err = run_cli(["tree", "validate", f], capsys)
+    assert code == 0 and "valid" in out, err
+
+
+def test_a_bom_is_accepted_in_class_files_trees_and_tables(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    classes = tmp_path / "c.txt"
+    classes.write_text("\ufefftench\nchurch\n", encoding="utf-8")
+    code, out, err = run_cli(["classes", "show", classes, "--json"], capsys)
+    assert code == 0 and json.loads(out)["classes"][0]["wnid"] == "n01440764", err
+    tree = tmp_path / "t.json"
+    tree.write_text("\ufeff" + (work / "t.json").read_text(encoding="utf-8"), encoding="utf-8")
+    code, _, err = run_cli(["tree", "validate", tree], capsys)
+    assert code == 0, err
+    table = tmp_path / "t.csv"
+    table.write_text("\ufeffclass,level1\ntench,fish\nchurch,building\n", encoding="utf-8")
+    code, _, err = run_cli(["build-tree", "--source", "superclass", "--classes", classes, "--table",
+                            table, "-o", tmp_path / "o.json"], capsys)  # fmt: skip
+    assert code == 0, err
+
+
+def test_an_unclosed_quote_in_a_table_is_named_by_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    classes = tmp_path / "c.txt"
+    classes.write_text("tench\nchurch\n", encoding="utf-8")
+    table = tmp_path / "t.csv"
+    table.write_text('class,level1\ntench,fish\nchurch,"building\n', encoding="utf-8")
+    out = tmp_path / "o.json"
+    code, _, err = run_cli(["build-tree", "--source", "superclass", "--classes", classes, "--table",
+                            table, "-o", out], capsys)  # fmt: skip
+    assert_one_line_error(code, err, "line 3: an unclosed quote")
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------ class files
+def test_huge_class_files_fail_fast_with_a_short_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dupes = tmp_path / "dupes.txt"
+    dupes.write_text("tench\n" * 50_000, encoding="utf-8")
+    bad = tmp_path / "bad.txt"
+    bad.write_text("".join(f"not a class {i}\n" for i in range(50_000)), encoding="utf-8")
+    many = tmp_path / "many.txt"
+    many.write_text("tench\n" * 100_001, encoding="utf-8")
+    for f, message in ((dupes, "and 49989 more"), (bad, "and 49990 more"),
+                       (many, "more than 100,000 classes")):  # fmt: skip
+        code, _, err = run_cli(["classes", "show", f], capsys)
+        assert_one_line_error(code, err, message)
+        assert len(err) < 2100  # the first ten problems and a count, not 50,000 of them
+
+
+# ------------------------------------------------------------------------------------ image folders
+def test_symlink_loops_in_image_folders_are_followed_once(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "photos"
+    shutil.copytree(work / "photos", photos)
+    os.symlink(".", photos / "loop")
+    (photos / "sub").mkdir()
+    os.symlink("..", photos / "sub" / "up")
+    os.symlink(photos, photos / "sub" / "abs")
+    code, out, err = run_cli(["predict", work / "m.onnx", photos, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["images"] == 3
+
+
+def test_unreadable_pt_files_are_one_line(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 not really a zip" * 10)
+    code, _, err = run_cli(["predict", bad, work / "photos", "--trust-torchscript"], capsys)
+    assert_one_line_error(code, err, "not a readable TorchScript file")
+
+
+@pytest.mark.parametrize("blob", [b"\x80\x04garbage", b"PK\x03\x04 not a zip", b""])
+def test_unreadable_trunk_weights_are_one_line(
+    blob: bytes, nette: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(blob)
+    project = tmp_path / "runs"
+    code, _, err = run_cli(train_args(nette, project, "--trunk-weights", bad), capsys)
+    assert_one_line_error(code, err, "not a readable state dict")
+    assert len(err) < 400

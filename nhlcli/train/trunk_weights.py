@@ -11,6 +11,7 @@ trunk tensors the file did not provide.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
             raw: Any = load_file(str(p), device="cpu")
         else:
-            raw = torch.load(p, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about unknown pickle protocols
+                warnings.simplefilter("ignore")
+                raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt files, refused pickled code, wrong format
         raise NhlError(f"{p}: not a readable state dict ({first_line(e)})") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
