@@ -147,10 +147,10 @@ def test_unusable_checkpoints_are_one_line_errors(
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(NhlError, match="checkpoint not found"):
+    with pytest.raises(NhlError, match="model not found"):
         load_model(tmp_path / "nope")
     (tmp_path / "model.pt").write_bytes(b"\x80\x04pickle")
-    with pytest.raises(NhlError, match="is a file, not an nhl checkpoint"):
+    with pytest.raises(NhlError, match="is a file, not an nhl model"):
         load_model(tmp_path / "model.pt")
     with pytest.raises(NhlError, match=r"missing config\.json and model\.safetensors"):
         load_model(tmp_path)
@@ -191,9 +191,9 @@ BAD_CONFIGS = {
     "nodes_per_level edited": (_edit("nodes_per_level", [1, 1, 1]), "'nodes_per_level' says"),
     "params edited": (_edit("params", 1), "'params' says 1"),
     "attention nan": (_edit("attention", {"level": 3, "scales": {"c_tabby": float("nan")}}),
-                      "must be a number in"),
+                      "must be a positive number"),
     "attention 1e308": (_edit("attention", {"level": 3, "scales": {"c_tabby": 1e308}}),
-                        "must be a number in"),
+                        "must be a positive number"),
     "attention level 9": (_edit("attention", {"level": 9, "scales": {"c_tabby": 2}}),
                           "attention level 9 does not exist"),
     "attention a list": (_edit("attention", [3]), "invalid attention settings"),

@@ -17,7 +17,7 @@ from model_helpers import tiny_preset
 from PIL import Image
 
 from nhlcli.checkpoint import save_model
-from nhlcli.export import export_model
+from nhlcli.exporters import export_model
 from nhlcli.model.network import build_model
 
 KEEP = ["n01440764", "n03028079"]  # tench, church
@@ -292,7 +292,7 @@ def test_a_diverging_run_stops_naming_epoch_and_step_and_saves_no_nan_weights(
 def test_a_run_directory_in_use_is_refused(
     nette: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from nhlcli.train.rundir import locked_run_dir
+    from nhlcli.training.rundir import locked_run_dir
 
     project = tmp_path / "runs"
     (project / "exp").mkdir(parents=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import signal
 import sys
@@ -28,18 +27,6 @@ from nhlcli.cli import (
 from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
 from nhlcli.fileio import created_outputs, guard_inputs, interrupted, note_interrupt
-
-
-def _click_exceptions() -> Any:
-    """Typer >= 0.25 vendors click as typer._click; older versions use click itself."""
-    try:
-        return importlib.import_module("typer._click.exceptions")
-    except ImportError:  # pragma: no cover - depends on the installed typer
-        return importlib.import_module("click.exceptions")
-
-
-click_errors: Any = _click_exceptions()
-
 
 app = typer.Typer(
     name="nhl",
@@ -84,6 +71,36 @@ export_cmd.register(app)
 predict_cmd.register(app)
 
 
+# Click's usage error (typer may vendor its own click): the base of parse, type and range errors.
+UsageError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+ClickError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+def _usage_line(e: Any) -> str:
+    """Click's usage error as one line: what is wrong, and where the help is."""
+    message = " ".join(e.format_message().split())
+    command = e.ctx.command_path if e.ctx is not None else "nhl"
+    return f"{message} (see: {command} --help)"
+
+
+def command() -> Any:
+    """The click command of `nhl`, with flags shown without a value placeholder in --help
+    (typer labels them `<bool>`, which reads as if `--json true` were the spelling)."""
+    root = typer.main.get_command(app)
+    todo = [root]
+    while todo:
+        cmd = todo.pop()
+        todo.extend(getattr(cmd, "commands", {}).values())
+        for param in cmd.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+    return root
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run `nhl`: every failure is one `error:` line; user errors and usage errors exit with 2.
 
@@ -123,22 +140,23 @@ def _interrupted() -> None:
 
 def _run(argv: list[str] | None) -> None:
     try:
-        code = app(args=argv, prog_name="nhl", standalone_mode=False)
+        rc = command().main(args=argv, prog_name="nhl", standalone_mode=False)
+    except UsageError as e:
+        if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
+            typer.echo(e.ctx.get_help())  # type: ignore[attr-defined]
+            sys.exit(0)
+        print_error(_usage_line(e))
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
     except NhlError as e:
         print_error(e)
         sys.exit(2)
-    except click_errors.NoArgsIsHelpError as e:
-        sys.stdout.write(e.format_message() + "\n")  # `nhl` or `nhl tree` alone: the help
+    except ClickError as e:  # click's other errors (a file it could not open): one line too
+        print_error(" ".join(e.format_message().split()))  # type: ignore[attr-defined]
         sys.exit(2)
-    except click_errors.ClickException as e:  # usage, type and range errors of the options
-        usage = isinstance(e, click_errors.UsageError)
-        command = e.ctx.command_path if usage and e.ctx else "nhl"
-        where = f"{command}: " if usage and e.ctx else ""
-        hint = f" (see {command} --help)" if usage else ""
-        print_error(f"{where}{e.format_message()}{hint}")
-        sys.exit(2 if isinstance(e, click_errors.UsageError) else e.exit_code)
-    except (KeyboardInterrupt, click_errors.Abort, typer.Abort):
+    if rc == 130 or interrupted():  # typer turns Ctrl-C into exit code 130
         _interrupted()
-    if code == 130 or interrupted():  # typer turns Ctrl-C into exit code 130
-        _interrupted()
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(rc if isinstance(rc, int) else 0)  # like click's standalone mode

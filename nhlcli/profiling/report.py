@@ -1,6 +1,6 @@
 """The profile report: ResNet50 baseline, the full model and its cutout, side by side.
 
-`profile_report` returns a plain dict (what `--json` prints and what the table is rendered from):
+`profile_report` returns a `Profile` (`to_dict()` is what `--json` prints):
 
 * `models`: three rows (`baseline` = ResNet50 with the full model's k classes, `full`, `cutout`
   when a class subset is given), each with params, MACs, GMACs, its per-part breakdown, and its
@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.compose import ModelProfile, compose_profile
+from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
+from nhlcli.profiling.fvcore_count import SkippedOps
 
 BASELINE_ARCH = "resnet50"
 
@@ -42,8 +44,90 @@ def reduction_pct(value: float, reference: float) -> float:
     return 100.0 * (1.0 - value / reference)
 
 
-def _row(role: str, label: str, prof: ModelProfile) -> dict[str, Any]:
-    return {"role": role, "model": label, **prof.to_dict()}
+@dataclass
+class ProfileRow:
+    """One model of a profile: its role (baseline, full, cutout), counts and per-part breakdown."""
+
+    role: str
+    model: str
+    counts: ModelProfile
+    reduction_vs_full_pct: dict[str, float] = field(default_factory=dict)
+    reduction_vs_baseline_pct: dict[str, float] = field(default_factory=dict)
+    latency_ms: float | None = None
+
+    @property
+    def params(self) -> int:
+        return self.counts.params
+
+    @property
+    def macs(self) -> int:
+        return self.counts.macs
+
+    @property
+    def gmacs(self) -> float:
+        return self.counts.gmacs
+
+    @property
+    def parts(self) -> tuple[PartProfile, ...]:
+        return self.counts.parts
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "model": self.model, **self.counts.to_dict()}
+        d["reduction_vs_full_pct"] = self.reduction_vs_full_pct
+        d["reduction_vs_baseline_pct"] = self.reduction_vs_baseline_pct
+        return d
+
+
+@dataclass
+class Profile:
+    """What `nhlcli.profile` returns: the baseline, full-model and cutout rows side by side."""
+
+    arch: str
+    description: str
+    extrapolated: bool
+    img_size: int
+    classes: int
+    cutout_classes: list[str] | None
+    baseline: str
+    rows: list[ProfileRow]
+    skipped_ops: SkippedOps
+    latency: dict[str, Any] | None = None
+
+    def row(self, role: str) -> ProfileRow:
+        """The row of one role: "baseline", "full" or "cutout"."""
+        for r in self.rows:
+            if r.role == role:
+                return r
+        raise NhlError(f"the profile has no '{role}' row")
+
+    @property
+    def fvcore_skipped(self) -> str:
+        """The one line saying which operators fvcore did not count (empty when none)."""
+        return self.skipped_ops.line()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `nhl profile --json`."""
+        rows = [r.to_dict() for r in self.rows]
+        if self.latency is not None:
+            for d, r in zip(rows, self.rows, strict=True):
+                d["latency_ms"] = r.latency_ms
+        out: dict[str, Any] = {
+            "arch": self.arch,
+            "description": self.description,
+            "extrapolated": self.extrapolated,
+            "img_size": self.img_size,
+            "classes": self.classes,
+            "cutout_classes": self.cutout_classes,
+            "baseline": self.baseline,
+            "units": UNITS,
+            "models": rows,
+            # the full model's operators fvcore skipped (the other rows skip the same kinds)
+            "fvcore_skipped": self.fvcore_skipped,
+            "fvcore_skipped_ops": self.skipped_ops.to_dict(),
+        }
+        if self.latency is not None:
+            out["latency"] = self.latency
+        return out
 
 
 def profile_report(
@@ -51,7 +135,7 @@ def profile_report(
     tree: Tree,
     subset_class_ids: Sequence[str] | None = None,
     img_size: int = 224,
-) -> dict[str, Any]:
+) -> Profile:
     """Parameters and GMACs of ResNet50 (k classes), the full model and the cutout for a subset.
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
@@ -63,51 +147,70 @@ def profile_report(
     full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size)
     base = compose_profile(BASELINE_ARCH, [], k, img_size)
     rows = [
-        _row("baseline", f"{BASELINE_ARCH} ({k} classes)", base),
-        _row("full", f"{p.name} ({k} classes)", full),
+        ProfileRow("baseline", f"{BASELINE_ARCH} ({k} classes)", base),
+        ProfileRow("full", f"{p.name} ({k} classes)", full),
     ]
     cut_tree: Tree | None = None
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
         cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size)
-        rows.append(_row("cutout", f"{p.name} cutout ({m} classes)", cut))
+        rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
-        r["reduction_vs_full_pct"] = {
-            "params": reduction_pct(r["params"], full.params),
-            "macs": reduction_pct(r["macs"], full.macs),
+        r.reduction_vs_full_pct = {
+            "params": reduction_pct(r.params, full.params),
+            "macs": reduction_pct(r.macs, full.macs),
         }
-        r["reduction_vs_baseline_pct"] = {
-            "params": reduction_pct(r["params"], base.params),
-            "macs": reduction_pct(r["macs"], base.macs),
+        r.reduction_vs_baseline_pct = {
+            "params": reduction_pct(r.params, base.params),
+            "macs": reduction_pct(r.macs, base.macs),
         }
-    return {
-        "arch": p.name,
-        "description": p.description,
-        "extrapolated": p.extrapolated,
-        "img_size": img_size,
-        "classes": k,
-        "cutout_classes": None if cut_tree is None else cut_tree.class_ids,
-        "baseline": BASELINE_ARCH,
-        "units": UNITS,
-        "models": rows,
-        # the full model's operators fvcore skipped (the other rows skip the same kinds)
-        "fvcore_skipped": full.skipped.line(),
-        "fvcore_skipped_ops": full.skipped.to_dict(),
-    }
+    return Profile(
+        arch=p.name,
+        description=p.description,
+        extrapolated=p.extrapolated,
+        img_size=img_size,
+        classes=k,
+        cutout_classes=None if cut_tree is None else cut_tree.class_ids,
+        baseline=BASELINE_ARCH,
+        rows=rows,
+        skipped_ops=full.skipped,
+    )
 
 
-def attach_latency(report: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
     """Put latencies measured by `latency.measure_report_latency` into the report's rows."""
     per_role = latency["ms"]
-    for r in report["models"]:
-        r["latency_ms"] = per_role.get(r["role"])
-    report["latency"] = {k: v for k, v in latency.items() if k != "ms"}
+    for r in report.rows:
+        r.latency_ms = per_role.get(r.role)
+    report.latency = {k: v for k, v in latency.items() if k != "ms"}
     return report
 
 
-def row(report: dict[str, Any], role: str) -> dict[str, Any]:
-    for r in report["models"]:
-        if r["role"] == role:
-            return r
-    raise NhlError(f"the report has no '{role}' row")
+def profile(
+    preset: Preset | str,
+    tree: Tree,
+    subset: Sequence[str] | None = None,
+    img_size: int = 224,
+    *,
+    latency: bool = False,
+    batch_size: int = 8,
+    runs: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    models: dict[str, Any] | None = None,
+) -> Profile:
+    """The profile (baseline / full / cutout), with measured latency when asked.
+
+    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
+    expert; the others are built for timing.
+    """
+    report = profile_report(preset, tree, subset, img_size)
+    if latency:
+        from nhlcli.profiling.latency import measure_report_latency
+
+        measured = measure_report_latency(
+            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models
+        )
+        attach_latency(report, measured)
+    return report

@@ -136,7 +136,7 @@ def read_args(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ARGS_FILE
     if not path.is_file():
         raise NhlError(f"{run_dir} is not a training run directory (no {ARGS_FILE})")
-    from nhlcli.train.config import load_yaml
+    from nhlcli.training.config import load_yaml
 
     data = load_yaml(read_text(path, "run settings", register=False), str(path))
     if not isinstance(data, dict):
