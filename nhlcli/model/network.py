@@ -41,8 +41,10 @@ def check_img_size(size: Any, what: str = "image size") -> int:
     """`size` if it is an integer within MIN_IMG_SIZE..MAX_IMG_SIZE; NhlError otherwise."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise NhlError(f"{what} must be an integer number of pixels, not {size!r}")
-    if not MIN_IMG_SIZE <= size <= MAX_IMG_SIZE:
-        raise NhlError(f"{what} {size} is out of range ({MIN_IMG_SIZE}..{MAX_IMG_SIZE} px)")
+    if size < MIN_IMG_SIZE:
+        raise NhlError(f"{what} {size} is too small (at least {MIN_IMG_SIZE} px)")
+    if size > MAX_IMG_SIZE:
+        raise NhlError(f"{what} {size} is too large (at most {MAX_IMG_SIZE} px)")
     return size
 
 
