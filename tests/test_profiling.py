@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from torch import nn
 
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.tree import Tree, TreeNode
@@ -203,16 +203,6 @@ def test_latency_rows_and_size_limit() -> None:
 
 
 # ----------------------------------------------------------------- the CLI
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.model.network import build_model
 from nhlcli.training.checkpointing import load_train_state
@@ -43,13 +43,6 @@ def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tree") / "tree.json"
     small_tree().save(path)
     return path
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
 
 
 def weights(run: Path, tag: str = "last") -> dict[str, torch.Tensor]:

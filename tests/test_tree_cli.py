@@ -8,19 +8,12 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from cli_helpers import run_cli
 
-from nhlcli.cli.app import main
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.hierarchy.wordnet_source import build_wordnet_tree
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
 def assert_user_error(code: int, out: str, err: str, *needles: str) -> None:
