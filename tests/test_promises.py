@@ -475,3 +475,31 @@ def test_unreadable_trunk_weights_are_one_line(
     code, _, err = run_cli(train_args(nette, project, "--trunk-weights", bad), capsys)
     assert_one_line_error(code, err, "not a readable state dict")
     assert len(err) < 400
+
+
+@pytest.mark.parametrize("opset", ["99", "16", "0", "-1", "100000000000000000000"])
+def test_export_opsets_outside_what_onnx_knows_are_one_line(
+    opset: str, work: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m.onnx"
+    code, stdout, err = run_cli(
+        ["export", work / "M", "-f", "onnx", "--opset", opset, "-o", out], capfd
+    )
+    assert_one_line_error(code, err, "--opset")
+    assert stdout == "" and not out.exists()  # no graph dump on either stream, nothing written
+
+
+def test_export_reports_the_opset_it_wrote(
+    work: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    out = tmp_path / "m.onnx"
+    code, stdout, err = run_cli(
+        ["export", work / "M", "-f", "onnx", "--opset", "18", "-o", out, "--json"], capfd
+    )
+    assert code == 0 and err == "", err
+    assert json.loads(stdout)["opset"] == 18
+    assert [o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")] == [
+        18
+    ]
