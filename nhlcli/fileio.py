@@ -73,7 +73,9 @@ def commit(tmp: str | Path, path: Path) -> None:
 
 @contextmanager
 def _sigint_held() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):  # other threads never receive SIGINT in Python; Windows has no signal masks
         yield
         return
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
