@@ -73,6 +73,17 @@ class PerClassHead(nn.Module):
         return f"classes={self.k}, in_features={self.c}"
 
 
+def levels_hint(preset: Preset) -> str:
+    """What to do when a tree's depth does not fit the preset (leads the error message)."""
+    n = preset.num_levels
+    if n == 1:
+        return (
+            f"{preset.name} is a one-level preset: give it a class set (--classes imagenette) or "
+            "a 1-level tree (nhl build-tree --levels 1)"
+        )
+    return f"{preset.name} nests {n} levels: use a {n}-level tree (nhl build-tree --levels {n})"
+
+
 class HierNet(nn.Module):
     """A PHL/NHL network (or the ResNet50 baseline) for one preset and one category tree."""
 
@@ -80,11 +91,7 @@ class HierNet(nn.Module):
         super().__init__()
         check_img_size(img_size)
         if preset.num_levels:
-            tree.require_levels(
-                preset.num_levels,
-                hint=f" (preset {preset.name} has {preset.num_levels} levels: build the tree "
-                f"with --levels {preset.num_levels})",
-            )
+            tree.require_levels(preset.num_levels, hint=levels_hint(preset))
         self.preset = preset
         self.tree = tree
         self.img_size = int(img_size)
