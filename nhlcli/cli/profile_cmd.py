@@ -11,12 +11,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from nhlcli.cli import common
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
@@ -54,10 +51,10 @@ def profile(
     ),
     img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
     latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Parameters and GMACs of a preset for a tree, its cutout and ResNet50 (no checkpoint needed).
