@@ -16,6 +16,12 @@ err_console = Console(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
+# The model argument, the same in every command that takes one.
+MODEL_HELP = (
+    "A model: a checkpoint or expert folder (config.json + model.safetensors) or a training run "
+    "(its best, else last, checkpoint)"
+)
+
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(
     8, "--batch-size", min=1, help="--latency: images per batch."

@@ -85,7 +85,7 @@ def init(
 
 # ----------------------------------------------------------------------------- cutout
 def cutout_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
+    checkpoint: Path = typer.Argument(..., metavar="MODEL", help=common.MODEL_HELP + "."),
     classes: str | None = typer.Option(
         None,
         "--classes",
