@@ -35,6 +35,12 @@ def print_error(message: object) -> None:
     err_console.print(line, soft_wrap=True, markup=False, highlight=False)
 
 
+# The model argument, the same in every command that takes one.
+MODEL_HELP = (
+    "A model: a checkpoint or expert folder (config.json + model.safetensors) or a training run "
+    "(its best, else last, checkpoint)"
+)
+
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(
     8, "--batch-size", min=1, help="--latency: images per batch."
