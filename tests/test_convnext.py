@@ -177,3 +177,57 @@ def test_checkpoint_round_trip_and_export(tmp_path: Path) -> None:
     for fmt in ("onnx", "torchscript"):
         res = export_model(loaded, tmp_path / f"m.{fmt}", fmt)
         assert Path(res.path).is_file()
+
+
+def official_layout(timm_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The fixture's tensors under the official checkpoints' keys (from the keys TSV)."""
+    rows = (REFERENCE / "convnextv2_tiny_official_keys.tsv").read_text().splitlines()[1:]
+    out = {}
+    for row in rows:
+        key, shape, timm_key = row.split("\t")
+        if timm_key in timm_state:
+            dims = tuple(int(d) for d in shape.split("x"))
+            out[key] = timm_state[timm_key].reshape(dims).clone()
+    return out
+
+
+@needs_reference
+def test_pretrained_trunk_in_both_layouts_gives_identical_outputs(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from nhlcli.errors import NhlError
+    from nhlcli.train.trunk_weights import freeze_trunk, load_trunk_weights
+
+    timm_state = load_st("convnextv2_tiny_trunk_fp16.safetensors")
+    official = official_layout(timm_state)
+    assert any(k.endswith("grn.gamma") and v.shape[:3] == (1, 1, 1) for k, v in official.items())
+    save_file(timm_state, str(tmp_path / "timm.safetensors"))
+    torch.save({"model": official}, tmp_path / "official.pth")
+    io = load_st("convnextv2_tiny_trunk_io.safetensors")
+    outs = []
+    for name, layout in (("timm.safetensors", "timm"), ("official.pth", "official")):
+        model = build_model(NHL, synthetic_tree([2, 3, 4]), img_size=160).eval()
+        report = load_trunk_weights(model, tmp_path / name)
+        assert report.layout == f"{layout}-convnextv2"
+        assert report.missing == [] and report.unused == [] and report.shape_mismatch == []
+        assert len(report.loaded) == len(timm_state)
+        with torch.no_grad():
+            outs.append(model.trunk(io["x"]))
+        assert freeze_trunk(model) == 12_378_240
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)
+    torch.testing.assert_close(outs[0], io["trunk_out"], atol=1e-4, rtol=1e-4)
+    # the whole baseline's file into the NHL: stage 4 and the head are reported unused
+    full = {**timm_state, "stages.3.blocks.0.gamma": torch.zeros(768)}
+    full["head.fc.weight"] = torch.zeros(1000, 768)
+    save_file(full, str(tmp_path / "full.safetensors"))
+    model = build_model(NHL, synthetic_tree([2, 3, 4]), meta=False, img_size=64)
+    rep = load_trunk_weights(model, tmp_path / "full.safetensors")
+    assert sorted(rep.unused) == ["head.fc.weight", "stages.3.blocks.0.gamma"]
+    # a ResNet file into the ConvNeXt trunk, and a ViT file: one line naming what they look like
+    save_file({"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.0.conv1.weight": torch.zeros(1)},
+              str(tmp_path / "r.safetensors"))  # fmt: skip
+    with pytest.raises(NhlError, match="looks like a torchvision ResNet.*needs a timm ConvNeXt"):
+        load_trunk_weights(model, tmp_path / "r.safetensors")
+    save_file({"patch_embed.proj.weight": torch.zeros(1)}, str(tmp_path / "vit.safetensors"))
+    with pytest.raises(NhlError, match="looks like a vision transformer"):
+        load_trunk_weights(model, tmp_path / "vit.safetensors")

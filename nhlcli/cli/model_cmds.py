@@ -23,6 +23,8 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl init --arch n3hl --tree imagenette-wordnet-L3 -o models/n3hl-random",
             "nhl init --arch phl-latesp --classes imagenette -o models/phl --img-size 128",
+            "nhl init --arch convnextv2-nhl --tree imagenet1k-wordnet-L3 -o models/cnx "
+            "--trunk-weights convnextv2_tiny.safetensors",
         ),
     )(init)
     app.command(
@@ -69,14 +71,28 @@ def init(
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint directory to write."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
     img_size: int = typer.Option(224, "--img-size", help="Nominal input size in pixels."),
+    trunk_weights: str | None = typer.Option(
+        None,
+        "--trunk-weights",
+        help="Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
     from nhlcli.checkpoint import save_model
 
+    trunk_report = None
     with err_console.status(f"building {arch}", spinner="dots"):
         model = init_model(arch, tree, classes, img_size, seed)
-        save_model(model, output, extra={"init": {"seed": seed}})
+        if trunk_weights:
+            from nhlcli.train.trunk_weights import load_trunk_weights
+
+            trunk_report = load_trunk_weights(model, trunk_weights)
+        extra: dict[str, Any] = {"init": {"seed": seed}}
+        if trunk_report is not None:
+            extra["init"]["trunk_weights"] = trunk_report.to_dict()
+        save_model(model, output, extra=extra)
     info = {
         "path": str(output),
         "arch": model.preset.name,
@@ -85,10 +101,13 @@ def init(
         "params": model.num_params(),
         "img_size": model.img_size,
         "seed": seed,
+        "trunk_weights": None if trunk_report is None else trunk_report.to_dict(),
     }
     if json_out:
         print_json(info)
         return
+    if trunk_report is not None:
+        console.print(f"trunk weights: {trunk_report.summary()}", soft_wrap=True)
     console.print(
         f"wrote [bold]{output}[/]: {info['arch']}, {info['classes']} classes, nodes per level "
         f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})"

@@ -76,7 +76,10 @@ def train_command(
     ),
     resume: Path | None = _opt(None, "--resume", help="Continue the run in this run directory."),
     trunk_weights: str | None = _opt(
-        None, "--trunk-weights", help="ResNet state dict (.pth/.safetensors, torchvision names)."
+        None,
+        "--trunk-weights",
+        help="Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
     ),
     freeze_trunk: bool | None = _opt(None, "--freeze-trunk", help="Do not train the trunk."),
     allow_extra: bool | None = _opt(
