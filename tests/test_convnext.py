@@ -226,7 +226,7 @@ def test_pretrained_trunk_in_both_layouts_gives_identical_outputs(tmp_path: Path
     # a ResNet file into the ConvNeXt trunk, and a ViT file: one line naming what they look like
     save_file({"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.0.conv1.weight": torch.zeros(1)},
               str(tmp_path / "r.safetensors"))  # fmt: skip
-    with pytest.raises(NhlError, match="looks like a torchvision ResNet.*needs a timm ConvNeXt"):
+    with pytest.raises(NhlError, match=r"looks like a torchvision ResNet.*needs a timm ConvNeXt"):
         load_trunk_weights(model, tmp_path / "r.safetensors")
     save_file({"patch_embed.proj.weight": torch.zeros(1)}, str(tmp_path / "vit.safetensors"))
     with pytest.raises(NhlError, match="looks like a vision transformer"):

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="nhl")
     except NhlError as e:
-        err_console.print(f"[bold red]error:[/] {e}", soft_wrap=True, markup=True)
+        from rich.markup import escape  # messages may hold brackets: pip install 'nhl[counters]'
+
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True, markup=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]")

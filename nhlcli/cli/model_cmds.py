@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.profile_cmd import BASELINE_OPTION, COUNTER_OPTION
 from nhlcli.errors import NhlError
 from nhlcli.model.presets import PRESETS, get_preset
 
@@ -181,12 +182,14 @@ def cutout_cmd(
         None, "--attend-level", help="Level of the attention (1 = top; default: the leaf level)."
     ),
     profile: bool = typer.Option(
-        False, "--profile", help="Also print params/GMACs: ResNet50, the model, the expert."
+        False, "--profile", help="Also print params/GMACs: a baseline, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
     batch_size: int = typer.Option(8, "--batch-size", help="--latency: batch size."),
     runs: int = typer.Option(20, "--runs", help="--latency: timed runs (median shown)."),
     device: str = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N."),
+    counter: str = COUNTER_OPTION,
+    baseline: str | None = BASELINE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
@@ -223,7 +226,7 @@ def cutout_cmd(
         report = build_profile(
             model.preset, model.tree, expert.class_ids, model.img_size,
             latency=latency, batch_size=batch_size, runs=runs, device=device,
-            models={"full": model, "cutout": expert},
+            models={"full": model, "cutout": expert}, counter=counter, baseline=baseline,
         )  # fmt: skip
         summary["profile"] = report
     if json_out:

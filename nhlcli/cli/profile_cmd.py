@@ -14,6 +14,19 @@ from nhlcli.experts.selection import expert_classes
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
 
+COUNTER_OPTION = typer.Option(
+    "fvcore",
+    "--counter",
+    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
+    "(thop/ptflops: pip install 'nhl[counters]').",
+)
+BASELINE_OPTION = typer.Option(
+    None,
+    "--baseline",
+    help="Comparison row: resnet18, resnet50, resnet152, resnet200 or convnextv2-tiny "
+    "(default: the preset family's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
+)
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -23,6 +36,9 @@ def register(app: typer.Typer) -> None:
             "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --classes 'domestic cat'",
             "nhl profile --arch n3hl --tree tree.json --classes cats.txt --latency --batch-size 1",
             "nhl profile --arch resnet50 --classes imagenette --json",
+            "nhl profile --arch convnextv2-nhl --tree in1k-17-161.json --classes 'domestic cat' "
+            "--counter thop",
+            "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --baseline resnet152",
         ),
     )(profile)
 
@@ -46,11 +62,14 @@ def profile(
     runs: int = typer.Option(20, "--runs", help="Timed runs for --latency (the median is shown)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs for --latency."),
     device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu, cuda, cuda:N."),
+    counter: str = COUNTER_OPTION,
+    baseline: str | None = BASELINE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Parameters and GMACs of a preset for a tree, its cutout and ResNet50 (no checkpoint needed).
+    """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).
 
-    GMACs are fvcore's count (one multiply-accumulate = one flop) at batch 1. The model is profiled
+    GMACs are the counter's count at batch 1 (fvcore by default: one multiply-accumulate = one
+    flop; thop as the paper's Table 2 and paper 003). The model is profiled
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
@@ -64,6 +83,7 @@ def profile(
     report = build_profile(
         preset, model, subset, img_size,
         latency=latency, batch_size=batch_size, runs=runs, warmup=warmup, device=device,
+        counter=counter, baseline=baseline,
     )  # fmt: skip
     if json_out:
         print_json(report)
@@ -83,6 +103,8 @@ def build_profile(
     warmup: int = 3,
     device: str = "cpu",
     models: dict[str, Any] | None = None,
+    counter: str = "fvcore",
+    baseline: str | None = None,
 ) -> dict[str, Any]:
     """The profile report (ResNet50 / full / cutout), with measured latency when asked.
 
@@ -91,14 +113,15 @@ def build_profile(
     """
     from nhlcli.profiling.report import attach_latency, profile_report
 
-    report = profile_report(preset, tree, subset, img_size)
+    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
     if latency:
         from nhlcli.profiling.latency import measure_report_latency
 
         with err_console.status("timing forward passes…", spinner="dots"):
             measured = measure_report_latency(
-                preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models
-            )
+                preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
+                baseline=report["baseline"],
+            )  # fmt: skip
         attach_latency(report, measured)
     return report
 
@@ -131,9 +154,11 @@ def render_profile(report: dict[str, Any]) -> None:
     title = f"{report['arch']} at {report['img_size']} px"
     if report.get("extrapolated"):
         title += " (extrapolated preset)"
+    counter = report.get("counter", "fvcore")
     caption = (
-        "GMACs: fvcore at batch 1 (one multiply-accumulate = one flop). "
-        "Δ: change in % of params / GMACs, negative = smaller."
+        f"GMACs: {counter} at batch 1 (one multiply-accumulate = one MAC). "
+        "Δ: change in % of params / GMACs, negative = smaller. "
+        "Papers: Table 2 and paper 003 count with thop, Table 4 counts every parameter."
     )
     if lat:
         caption += (

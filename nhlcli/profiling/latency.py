@@ -73,8 +73,9 @@ def measure_report_latency(
     warmup: int = 3,
     max_params: int = MAX_LATENCY_PARAMS,
     models: dict[str, nn.Module] | None = None,
+    baseline: str = BASELINE_ARCH,
 ) -> dict[str, Any]:
-    """Median ms per batch of ResNet50 (k classes), the full model and its cutout.
+    """Median ms per batch of the baseline (k classes), the full model and its cutout.
 
     `models` may hold already built networks by role ("full", "cutout"; e.g. a loaded checkpoint
     and its expert, moved to the device); missing ones are built with random weights (the same
@@ -97,7 +98,7 @@ def measure_report_latency(
 
     given = dict(models or {})
     k = tree.num_classes
-    ms["baseline"] = timed(build_model(BASELINE_ARCH, tree, img_size=img_size, device=dev))
+    ms["baseline"] = timed(build_model(baseline, tree, img_size=img_size, device=dev))
 
     full_params = p.params(tree_nodes_per_level(p, tree), k)
     full: HierNet | None = None

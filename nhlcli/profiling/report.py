@@ -1,12 +1,14 @@
-"""The profile report: ResNet50 baseline, the full model and its cutout, side by side.
+"""The profile report: a baseline, the full model and its cutout, side by side.
 
 `profile_report` returns a plain dict (what `--json` prints and what the table is rendered from):
 
-* `models`: three rows (`baseline` = ResNet50 with the full model's k classes, `full`, `cutout`
+* `models`: three rows (`baseline` = ResNet50 or the preset family's baseline (`--baseline`) with
+  the full model's k classes, `full`, `cutout`
   when a class subset is given), each with params, MACs, GMACs, its per-part breakdown, and its
   reductions in % against the full model and against the baseline (positive = smaller);
-* `units`: what the numbers count (fvcore counts one multiply-accumulate as one flop: GMACs);
-* `fvcore_skipped`: the single line saying which operators fvcore did not count.
+* `counter`, `units`: which counter (fvcore, thop, ptflops) and what the numbers count;
+* `fvcore_skipped`: the single line saying what the counter did not count (fvcore: operators;
+  thop: module types).
 """
 
 from __future__ import annotations
@@ -18,14 +20,37 @@ from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, compose_profile
+from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
 
-BASELINE_ARCH = "resnet50"
+BASELINE_ARCH = "resnet50"  # the default comparison row of the ResNet50-trunk presets
+BASELINES = ("resnet18", "resnet50", "resnet152", "resnet200", "convnextv2-tiny")
 
 UNITS = {
     "params": "trainable parameters (BN weight and bias included, running statistics excluded)",
-    "macs": "fvcore 'flops' at batch 1: fvcore counts one multiply-accumulate as one flop, so "
-    "these are MACs (GMACs = 1e9 MACs); ReLU, residual additions and max pooling are not counted",
+    "macs": COUNTER_NOTES["fvcore"],
 }
+
+#: which counter the papers used where (printed with the report and in docs/profiling.md)
+PAPER_COUNTERS = (
+    "the paper's Table 2 and paper 003's Table 1 count with thop; Table 4 counts every parameter "
+    "(fvcore and ptflops parameters)"
+)
+
+
+def units(counter: str) -> dict[str, str]:
+    """What the report's numbers count, for one counter."""
+    params = UNITS["params"]
+    if counter == "thop":
+        params = "parameters of the module types thop knows (see macs)"
+    return {"params": params, "macs": COUNTER_NOTES[counter], "papers": PAPER_COUNTERS}
+
+
+def baseline_for(preset: Preset, baseline: str | None) -> str:
+    """The comparison row: `baseline`, or the preset family's default (NhlError if unknown)."""
+    name = baseline or preset.baseline
+    if name not in BASELINES:
+        raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(BASELINES)})")
+    return name
 
 
 def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
@@ -51,26 +76,31 @@ def profile_report(
     tree: Tree,
     subset_class_ids: Sequence[str] | None = None,
     img_size: int = 224,
+    counter: str = DEFAULT_COUNTER,
+    baseline: str | None = None,
 ) -> dict[str, Any]:
-    """Parameters and GMACs of ResNet50 (k classes), the full model and the cutout for a subset.
+    """Parameters and GMACs of the baseline (k classes), the full model and the cutout.
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
     node counts per level come from that sub-tree. Nothing is allocated beyond one block of each
-    shape.
+    shape. `counter`: fvcore, thop or ptflops; `baseline`: the comparison row (default: the
+    preset family's, `Preset.baseline`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    check_counter(counter)
+    base_arch = baseline_for(p, baseline)
     k = tree.num_classes
-    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size)
-    base = compose_profile(BASELINE_ARCH, [], k, img_size)
+    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size, counter)
+    base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
-        _row("baseline", f"{BASELINE_ARCH} ({k} classes)", base),
+        _row("baseline", f"{base_arch} ({k} classes)", base),
         _row("full", f"{p.name} ({k} classes)", full),
     ]
     cut_tree: Tree | None = None
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
-        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size)
+        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size, counter)
         rows.append(_row("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
         r["reduction_vs_full_pct"] = {
@@ -88,8 +118,9 @@ def profile_report(
         "img_size": img_size,
         "classes": k,
         "cutout_classes": None if cut_tree is None else cut_tree.class_ids,
-        "baseline": BASELINE_ARCH,
-        "units": UNITS,
+        "baseline": base_arch,
+        "counter": counter,
+        "units": units(counter),
         "models": rows,
         # the full model's operators fvcore skipped (the other rows skip the same kinds)
         "fvcore_skipped": full.skipped.line(),
