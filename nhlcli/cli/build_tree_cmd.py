@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl build-tree --source wordnet --classes imagenette --levels 3 -o tree.json",
             "nhl build-tree --classes imagenet1k --levels 3 --groups 17,161 -o in1k.json",
+            "nhl build-tree --classes imagenet1k --groups 17,161 --exact-groups -o in1k-17-161.json",
             "nhl build-tree --source superclass --classes imagenet100 --table imagenet-superclass "
             "-o sc.json",
             "nhl build-tree --source superclass --classes imagenet1k --table breeds/modified "
@@ -79,6 +80,12 @@ def build_tree_command(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."
     ),
+    exact_groups: bool = typer.Option(
+        False,
+        "--exact-groups",
+        help="Reach the --groups counts exactly (split / merge the source's groups), e.g. the "
+        "paper's 17,161.",
+    ),
     no_date: bool = typer.Option(
         False, "--no-date", help="Leave the date out of the provenance (byte-identical rebuilds)."
     ),
@@ -132,6 +139,7 @@ def build_tree_command(
         allow_missing=allow_missing,
         date=None if no_date else TODAY,
         options={},  # source-specific options (llm/hybrid) go here
+        exact_groups=exact_groups,
     )
     llm_report = None
     if source in ("llm", "hybrid"):

@@ -39,6 +39,7 @@ class BuildRequest:
     allow_missing: bool = False
     date: str | None = TODAY  # "today", None (pinned: no date) or a fixed string
     options: dict[str, Any] = field(default_factory=dict)  # source-specific options (llm, hybrid)
+    exact_groups: bool = False  # reach `groups` exactly (regroup.fit_node_counts)
     notes: list[str] = field(default_factory=list)  # filled by the builder: things to tell the user
 
 
@@ -120,4 +121,11 @@ def build_tree(req: BuildRequest) -> Tree:
     builder = SOURCES.get(req.source)
     if builder is None:
         raise NhlError(f"unknown source '{req.source}' (sources: {', '.join(SOURCES)})")
-    return builder(req)
+    if req.exact_groups and req.groups is None:
+        raise NhlError("--exact-groups needs --groups (the node counts to reach)")
+    tree = builder(req)
+    if req.exact_groups and req.groups is not None:
+        from nhlcli.hierarchy.regroup import fit_node_counts
+
+        tree = fit_node_counts(tree, req.groups)
+    return tree
