@@ -101,7 +101,7 @@ def test_documented_trees_and_selections(
             f"-o {name}.json"
         )
         assert cmd in doc
-        code, _, _ = run_cli(cmd.split()[1:-1] + [tmp_path / f"{name}.json", "--no-date"], capsys)
+        code, _, _ = run_cli([*cmd.split()[1:-1], tmp_path / f"{name}.json", "--no-date"], capsys)
         assert code == 0
         tree = json.loads((tmp_path / f"{name}.json").read_text())
         depth = {n["id"]: 1 for n in tree["nodes"] if n["parent"] is None}

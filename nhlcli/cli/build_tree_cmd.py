@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl build-tree --source wordnet --classes imagenette --levels 3 -o tree.json",
             "nhl build-tree --classes imagenet1k --levels 3 --groups 17,161 -o in1k.json",
-            "nhl build-tree --classes imagenet1k --groups 17,161 --exact-groups -o in1k-17-161.json",
+            "nhl build-tree -c imagenet1k --groups 17,161 --exact-groups -o in1k-17-161.json",
             "nhl build-tree --source superclass --classes imagenet100 --table imagenet-superclass "
             "-o sc.json",
             "nhl build-tree --source superclass --classes imagenet1k --table breeds/modified "
