@@ -231,3 +231,40 @@ def test_pretrained_trunk_in_both_layouts_gives_identical_outputs(tmp_path: Path
     save_file({"patch_embed.proj.weight": torch.zeros(1)}, str(tmp_path / "vit.safetensors"))
     with pytest.raises(NhlError, match="looks like a vision transformer"):
         load_trunk_weights(model, tmp_path / "vit.safetensors")
+
+
+def test_predict_from_the_model_folder_and_the_onnx_file(tmp_path: Path) -> None:
+    from nhlcli.predict import open_predictor
+
+    model = tiny_model((2, 3, 4))
+    save_model(model, tmp_path / "m")
+    export_model(model, tmp_path / "m.onnx", "onnx")
+    x = images(2, 32, seed=6)
+    want = logits(model, x).numpy()
+    for source in (tmp_path / "m", tmp_path / "m.onnx"):
+        predictor = open_predictor(source)
+        assert predictor.class_ids == model.class_ids
+        got = predictor.logits(x)
+        assert abs(got - want).max() < 1e-4
+
+
+def test_basic_block_levels_equal_the_per_branch_reference() -> None:
+    """The basic kind's grouped level (no preset uses it yet) against its reference."""
+    from model_helpers import TINY_TRUNK
+
+    from nhlcli.model.presets import BlockSpec, Preset
+
+    specs = ((BlockSpec(32, 16, 16, 2, "basic"),), (BlockSpec(16, 8, 8, 1, "basic"),))
+    preset = Preset("tiny-basic", TINY_TRUNK, specs, "per_class", "tiny basic-block NHL")
+    torch.manual_seed(3)
+    model = build_model(preset, synthetic_tree([3, 7], seed=4), img_size=64)
+    randomize_all(model, 3, std=0.1)
+    for train in (False, True):
+        model.train(train)
+        ref = PerBranchNet.from_model(model)
+        x = images(3, 64, seed=1)
+        torch.testing.assert_close(logits(model, x), logits(ref, x), atol=1e-4, rtol=1e-4)
+    assert model.num_params() == preset.params([3, 7], 7)
+    set_attention(model.eval(), {model.class_ids[0]: 2.0})
+    ref = PerBranchNet.from_model(model).eval()
+    torch.testing.assert_close(logits(model, x), logits(ref, x), atol=1e-4, rtol=1e-4)
