@@ -21,7 +21,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
-from nhlcli.model.kinds.resnet_common import ResNetKindBase
+from nhlcli.model.kinds.resnet_common import (
+    ResNetKindBase,
+    grouped_projection,
+    projection,
+    projection_params,
+)
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring
 from nhlcli.model.presets import BlockSpec
 
@@ -37,12 +42,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(spec.cout, spec.cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(spec.cout)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Sequential | None = None
-        if spec.projection:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
-                nn.BatchNorm2d(spec.cout),
-            )
+        self.downsample = projection(spec)
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -64,11 +64,7 @@ class GroupedBasicBlock(nn.Module):
         self.bn1 = GroupedBatchNorm(n, spec.cout)
         self.conv2 = GroupedConv(n, spec.cout, spec.cout, 3)
         self.bn2 = GroupedBatchNorm(n, spec.cout)
-        self.downsample: nn.Sequential | None = None
-        if spec.projection:
-            self.downsample = nn.Sequential(
-                GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
-            )
+        self.downsample = grouped_projection(spec, n)
 
     def forward(
         self,
@@ -98,10 +94,7 @@ class BasicKind(ResNetKindBase, BlockKind):
     ATTENTION = "the output of the first block's first 3x3 convolution, after BN and ReLU"
 
     def params(self, spec: BlockSpec) -> int:
-        p = 9 * spec.cin * spec.cout + 9 * spec.cout**2 + 4 * spec.cout
-        if spec.projection:
-            p += spec.cin * spec.cout + 2 * spec.cout
-        return p
+        return 9 * spec.cin * spec.cout + 9 * spec.cout**2 + 4 * spec.cout + projection_params(spec)
 
     def single(self, spec: BlockSpec) -> nn.Module:
         return BasicBlock(spec)

@@ -18,7 +18,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
-from nhlcli.model.kinds.resnet_common import ResNetKindBase
+from nhlcli.model.kinds.resnet_common import (
+    ResNetKindBase,
+    grouped_projection,
+    projection,
+    projection_params,
+)
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring, read_parents
 from nhlcli.model.presets import BlockSpec
 
@@ -36,12 +41,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(spec.mid, spec.cout, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(spec.cout)
         self.relu = nn.ReLU(inplace=True)
-        self.downsample: nn.Sequential | None = None
-        if spec.projection:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
-                nn.BatchNorm2d(spec.cout),
-            )
+        self.downsample = projection(spec)
 
     def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
@@ -66,11 +66,7 @@ class GroupedBottleneck(nn.Module):
         self.bn2 = GroupedBatchNorm(n, spec.mid)
         self.conv3 = GroupedConv(n, spec.mid, spec.cout, 1)
         self.bn3 = GroupedBatchNorm(n, spec.cout)
-        self.downsample: nn.Sequential | None = None
-        if spec.projection:
-            self.downsample = nn.Sequential(
-                GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
-            )
+        self.downsample = grouped_projection(spec, n)
 
     def forward(
         self,
@@ -120,9 +116,7 @@ class BottleneckKind(ResNetKindBase, BlockKind):
     def params(self, spec: BlockSpec) -> int:
         p = spec.cin * spec.mid + 9 * spec.mid**2 + spec.mid * spec.cout
         p += 2 * (2 * spec.mid + spec.cout)  # BN weight + bias
-        if spec.projection:
-            p += spec.cin * spec.cout + 2 * spec.cout
-        return p
+        return p + projection_params(spec)
 
     def single(self, spec: BlockSpec) -> nn.Module:
         return Bottleneck(spec)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nhlcli.model.levels import GroupedLevel, Wiring
+from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
@@ -22,6 +22,30 @@ STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
 def conv_out(size: int, stride: int) -> int:
     """Spatial size after a padded stride-s ResNet layer (3x3 pad 1, 1x1, 7x7 pad 3, max pool)."""
     return (size - 1) // stride + 1
+
+
+def projection(spec: BlockSpec) -> nn.Sequential | None:
+    """The projection shortcut (1x1 conv with the stride, BN) iff stride != 1 or cin != cout."""
+    if not spec.projection:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
+        nn.BatchNorm2d(spec.cout),
+    )
+
+
+def projection_params(spec: BlockSpec) -> int:
+    """Parameters of `projection` (0 without one)."""
+    return spec.cin * spec.cout + 2 * spec.cout if spec.projection else 0
+
+
+def grouped_projection(spec: BlockSpec, n: int) -> nn.Sequential | None:
+    """`projection` of n nodes side by side (leading node dimension)."""
+    if not spec.projection:
+        return None
+    return nn.Sequential(
+        GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
+    )
 
 
 class Trunk(nn.Module):
