@@ -22,7 +22,7 @@ from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.cutout import cutout
 from nhlcli.model.network import build_model
 from nhlcli.profiling.latency import time_forward
-from nhlcli.profiling.report import profile_report, row
+from nhlcli.profiling.report import profile_report
 from nhlcli.profiling.targets import flat_tree
 
 CATS = ["n02123045", "n02123159", "n02123394", "n02123597", "n02124075"]  # the five domestic cats
@@ -70,7 +70,7 @@ def main() -> None:
     verdicts = []
     for label, arch, tree, classes in experts():
         report = profile_report(arch, tree, classes, 224)
-        gmac_ratio = row(report, "cutout")["macs"] / row(report, "baseline")["macs"]
+        gmac_ratio = report.row("cutout").macs / report.row("baseline").macs
         full = build_model(arch, tree).eval()
         expert = cutout(full, classes, "given").eval()
         del full

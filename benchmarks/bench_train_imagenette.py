@@ -1,6 +1,6 @@
 """Train n3hl and resnet50 side by side on Imagenette and compare them (not run in CI).
 
-Both networks go through the same loop (`nhlcli.train.engine.train`) with the same settings.
+Both networks go through the same loop (`nhlcli.training.engine.train`) with the same settings.
 Reported:
 
 * top-1 (best epoch) and training images/s of each; the images/s ratio n3hl / resnet50 next to the
@@ -38,15 +38,15 @@ sys.path.insert(0, str(REPO))
 
 from nhlcli.checkpoint import save_model  # noqa: E402
 from nhlcli.data.folders import class_folders, scan_images  # noqa: E402
-from nhlcli.evaluate.runner import evaluate  # noqa: E402
+from nhlcli.evaluation.runner import evaluate  # noqa: E402
 from nhlcli.hierarchy.shipped_trees import resolve_tree  # noqa: E402
 from nhlcli.model.cutout import cutout  # noqa: E402
 from nhlcli.model.network import build_model  # noqa: E402
 from nhlcli.profiling.compose import compose_profile  # noqa: E402
-from nhlcli.train.checkpointing import load_checkpoint_model  # noqa: E402
-from nhlcli.train.config import build_config  # noqa: E402
-from nhlcli.train.engine import train  # noqa: E402
-from nhlcli.train.progress import RichReporter  # noqa: E402
+from nhlcli.training.checkpointing import load_checkpoint_model  # noqa: E402
+from nhlcli.training.config import build_config  # noqa: E402
+from nhlcli.training.engine import train  # noqa: E402
+from nhlcli.training.progress import RichReporter  # noqa: E402
 
 TREE = "imagenette-wordnet-L3"
 
@@ -181,7 +181,7 @@ def main() -> None:
         ev_r50_5 = evaluate(
             res["resnet50"]["run"] / "best", data, classes=",".join(lower5), **common
         )
-        from nhlcli.evaluate.runner import parse_sweep
+        from nhlcli.evaluation.runner import parse_sweep
 
         ev_oracle = evaluate(
             res["n3hl"]["run"] / "best", data, oracle_scales=parse_sweep(args.sweep), **common

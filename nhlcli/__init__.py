@@ -1,3 +1,50 @@
-"""nhl: hierarchical image classifiers whose class branches can be cut out as experts."""
+"""nhl: hierarchical image classifiers whose class branches can be cut out as experts.
+
+The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `build_tree`, `select_classes`,
+`build_model`, `load_model`, `save_model`, `cutout`, `profile`, `train`, `evaluate`, `predict`,
+`export`. They are loaded on first use, so `import nhlcli` (and `nhl --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
+
+_API = (
+    "build_model",
+    "build_tree",
+    "cutout",
+    "evaluate",
+    "export",
+    "load_model",
+    "load_tree",
+    "predict",
+    "profile",
+    "save_model",
+    "select_classes",
+    "train",
+)
+_TYPES = {
+    "Tree": "nhlcli.hierarchy.tree",
+    "HierNet": "nhlcli.model.network",
+    "Profile": "nhlcli.profiling.report",
+    "TrainConfig": "nhlcli.training.config",
+    "NhlError": "nhlcli.errors",
+}
+
+__all__ = ["__version__", *_API, *_TYPES]
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _API:
+        return getattr(importlib.import_module("nhlcli.api"), name)
+    if name in _TYPES:
+        return getattr(importlib.import_module(_TYPES[name]), name)
+    raise AttributeError(f"module 'nhlcli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -23,11 +23,18 @@ from typing import Any
 
 import torch
 
+from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
 from nhlcli.errors import NhlError
 from nhlcli.model.network import MODEL_FORMAT, HierNet
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+__all__ = [
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "checkpoint_dir",
+    "load_model",
+    "read_config",
+    "save_model",
+]
 
 
 def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -74,34 +81,16 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
 
 
 def checkpoint_dir(path: str | Path) -> Path:
-    """The checkpoint directory for `path` (a directory or one of its two files); NhlError."""
-    p = Path(path)
-    if not p.exists():
-        raise NhlError(f"checkpoint not found: {p}")
-    if p.is_file():
-        if p.name in (WEIGHTS_FILE, CONFIG_FILE):
-            p = p.parent
-        else:
-            raise NhlError(
-                f"{p} is a file, not an nhl checkpoint (a directory with {WEIGHTS_FILE} and "
-                f"{CONFIG_FILE})"
-            )
-    missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (p / f).is_file()]
-    if missing:
-        raise NhlError(f"{p} is not an nhl checkpoint: missing {' and '.join(missing)}")
-    return p
+    """The checkpoint directory for `path`: see `nhlcli.checkpoint_dirs.resolve_checkpoint`."""
+    return resolve_checkpoint(path)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
     """The checkpoint's config.json (format checked), without loading weights."""
-    d = checkpoint_dir(path)
-    f = d / CONFIG_FILE
-    try:
-        config = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NhlError(f"{f}: not a readable JSON config ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
-        found = config.get("format") if isinstance(config, dict) else None
+    f = checkpoint_dir(path) / CONFIG_FILE
+    config = read_config_json(path)
+    if config.get("format") != MODEL_FORMAT:
+        found = config.get("format")
         raise NhlError(
             f"{f}: not an nhl model config (format {found!r}, expected {MODEL_FORMAT!r})"
         )
@@ -109,7 +98,8 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:
-    """Load a checkpoint directory (or an expert) in one call; NhlError on any unusable file."""
+    """Load a model in one call: a checkpoint or expert directory, or a training run directory
+    (its best, else last, checkpoint); NhlError on any unusable file. Returned in eval mode."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 

@@ -144,10 +144,10 @@ def test_unusable_checkpoints_are_one_line_errors(
 
 
 def test_not_a_checkpoint(tmp_path: Path) -> None:
-    with pytest.raises(NhlError, match="checkpoint not found"):
+    with pytest.raises(NhlError, match="model not found"):
         load_model(tmp_path / "nope")
     (tmp_path / "model.pt").write_bytes(b"\x80\x04pickle")
-    with pytest.raises(NhlError, match="is a file, not an nhl checkpoint"):
+    with pytest.raises(NhlError, match="is a file, not an nhl model"):
         load_model(tmp_path / "model.pt")
     with pytest.raises(NhlError, match=r"missing config\.json and model\.safetensors"):
         load_model(tmp_path)

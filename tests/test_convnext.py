@@ -15,7 +15,7 @@ from conftest import SHARED_DATA
 from model_helpers import images, logits, randomize_all, tiny_convnext_preset
 
 from nhlcli.checkpoint import load_model, save_model
-from nhlcli.export import export_model
+from nhlcli.exporters import export_model
 from nhlcli.model.attention import set_attention
 from nhlcli.model.cutout import cutout
 from nhlcli.model.kinds import get_kind
@@ -196,7 +196,7 @@ def test_pretrained_trunk_in_both_layouts_gives_identical_outputs(tmp_path: Path
     from safetensors.torch import save_file
 
     from nhlcli.errors import NhlError
-    from nhlcli.train.trunk_weights import freeze_trunk, load_trunk_weights
+    from nhlcli.training.trunk_weights import freeze_trunk, load_trunk_weights
 
     timm_state = load_st("convnextv2_tiny_trunk_fp16.safetensors")
     official = official_layout(timm_state)
@@ -234,7 +234,7 @@ def test_pretrained_trunk_in_both_layouts_gives_identical_outputs(tmp_path: Path
 
 
 def test_predict_from_the_model_folder_and_the_onnx_file(tmp_path: Path) -> None:
-    from nhlcli.predict import open_predictor
+    from nhlcli.prediction import open_predictor
 
     model = tiny_model((2, 3, 4))
     save_model(model, tmp_path / "m")

@@ -11,8 +11,9 @@ from cli_helpers import run_cli
 from llm_server import LLMServer, Reply
 
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import LlmCueSettings, resolve_cues, similar_nodes
+from nhlcli.experts.cues import resolve_cues, similar_nodes
 from nhlcli.hierarchy.classsets import imagenet
+from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy.wordnet_data import get_wordnet, wnid
@@ -109,8 +110,8 @@ def cue_answerer(body: dict[str, Any]) -> Reply:
     return Reply.json(answer)
 
 
-def llm_settings(server: LLMServer, tmp_path: Any) -> LlmCueSettings:
-    return LlmCueSettings(model="test-model", base_url=server.url, cache_dir=tmp_path / "cache")
+def llm_settings(server: LLMServer, tmp_path: Any) -> LLMSettings:
+    return LLMSettings(model="test-model", base_url=server.url, cache_dir=tmp_path / "cache")
 
 
 def test_llm_cue_through_the_test_server_and_cache(

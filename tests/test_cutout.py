@@ -10,9 +10,10 @@ from model_helpers import images, logits, named_tree, randomize_bn, tiny_preset
 
 from nhlcli.errors import NhlError
 from nhlcli.model.attention import set_attention
-from nhlcli.model.cutout import cutout, cutout_summary, resolve_selection
+from nhlcli.model.cutout import cutout, cutout_summary
 from nhlcli.model.network import HierNet, build_model
 from nhlcli.model.reference import synthetic_tree
+from nhlcli.selection import resolve_tokens
 
 
 def close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -99,8 +100,8 @@ def test_cutout_is_independent_of_the_full_model() -> None:
 def test_selection_by_superclass_name_and_id() -> None:
     torch.manual_seed(0)
     model = HierNet(tiny_preset(3), named_tree(), img_size=32).eval()
-    assert resolve_selection(model.tree, ["domestic_cat"]) == ["c_tabby", "c_siamese"]
-    assert resolve_selection(model.tree, ["pug", "animal"]) == [
+    assert resolve_tokens(model.tree, ["domestic_cat"]) == ["c_tabby", "c_siamese"]
+    assert resolve_tokens(model.tree, ["pug", "animal"]) == [
         "c_pug", "c_tabby", "c_beagle", "c_siamese",
     ]  # fmt: skip
     expert = cutout(model, ["thing", "Domestic Cat"])

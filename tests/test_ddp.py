@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from imagenette_sample import copy_sample, small_tree
 
-from nhlcli.train.checkpointing import load_checkpoint_model, load_train_state
-from nhlcli.train.rundir import read_results
+from nhlcli.training.checkpointing import load_checkpoint_model, load_train_state
+from nhlcli.training.rundir import read_results
 
 REPO = Path(__file__).resolve().parents[1]
 # `nhl train --devices 2` on the CPU, as a user starts it

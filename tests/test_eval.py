@@ -15,14 +15,14 @@ from nhlcli.checkpoint import save_model
 from nhlcli.data.augment import Normalize
 from nhlcli.data.dataset import ImageFileDataset, collate_decoded, decode_square, eval_resize_size
 from nhlcli.data.folders import index_image_folder
-from nhlcli.evaluate.inference import oracle_logits, run_inference
-from nhlcli.evaluate.runner import parse_sweep
+from nhlcli.evaluation.inference import oracle_logits, run_inference
+from nhlcli.evaluation.runner import parse_sweep
 from nhlcli.model.attention import clear_attention, set_attention
 from nhlcli.model.cutout import cutout
 from nhlcli.model.network import build_model
-from nhlcli.train.checkpointing import load_checkpoint_model
-from nhlcli.train.config import build_config
-from nhlcli.train.engine import train
+from nhlcli.training.checkpointing import load_checkpoint_model
+from nhlcli.training.config import build_config
+from nhlcli.training.engine import train
 
 LOWER5 = [c for c, _ in IMAGENETTE[:5]]
 
@@ -229,7 +229,7 @@ def test_eval_errors_exit_2_with_one_line(
     assert "not both" in error(
         [run, "--data", nette, "--attend-oracle", "2", "--attend-sweep", "1:2:1"]
     )
-    assert "checkpoint not found" in error([tmp_path / "nope", "--data", nette])
+    assert "model not found" in error([tmp_path / "nope", "--data", nette])
     assert "is not a class or node" in error([run, "--data", nette, "--classes", "zebra"])
     partial = tmp_path / "partial"
     shutil.copytree(nette / "val", partial)

@@ -16,7 +16,7 @@ from model_helpers import randomize_bn, tiny_preset
 
 from nhlcli.checkpoint import save_model
 from nhlcli.errors import NhlError
-from nhlcli.export import export_model, read_onnx_info, read_torchscript_info
+from nhlcli.exporters import export_model, read_onnx_info, read_torchscript_info
 from nhlcli.model.attention import set_attention
 from nhlcli.model.cutout import cutout
 from nhlcli.model.network import build_model

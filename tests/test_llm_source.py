@@ -642,20 +642,20 @@ def test_cli_builds_an_llm_tree_and_reports_the_requests(
         "imagenet100",
         "--levels",
         "3",
-        "--model",
+        "--llm-model",
         "test-model",
         "--batch-size",
         "30",
-        "--cache-dir",
+        "--llm-cache-dir",
         str(tmp_path / "c"),
         "-o",
         str(out),
         "--json",
     ]
     with LLMServer(fallback=rule_grouper) as server:
-        assert run_cli([*args, "--base-url", server.url]) == 0
+        assert run_cli([*args, "--llm-base-url", server.url]) == 0
         first = capsys.readouterr()
-        assert run_cli([*args, "--base-url", server.url]) == 0  # all from the cache
+        assert run_cli([*args, "--llm-base-url", server.url]) == 0  # all from the cache
         second = capsys.readouterr()
     assert len(server.requests) == 11
     result = json.loads(first.out)
@@ -685,9 +685,9 @@ def test_cli_hybrid_records_who_placed_each_class(tmp_path: Path, shared_data: P
                 "imagenette",
                 "--levels",
                 "3",
-                "--base-url",
+                "--llm-base-url",
                 server.url,
-                "--no-cache",
+                "--llm-no-cache",
                 "-o",
                 str(out),
             ]
@@ -731,17 +731,17 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(
             "imagenette",
             "--levels",
             "2",
-            "--base-url",
+            "--llm-base-url",
             url,
             "--max-repairs",
             "1",
-            "--cache-dir",
+            "--llm-cache-dir",
             str(tmp_path / "c"),
             "-o",
             str(out),
         ]
         if case == "no-key":
-            args += ["--api-key-env", "NHL_TEST_KEY"]
+            args += ["--llm-api-key-env", "NHL_TEST_KEY"]
         code = run_cli(args)
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2
@@ -754,15 +754,15 @@ def test_cli_help_lists_the_llm_options(capsys: pytest.CaptureFixture[str]) -> N
     assert run_cli(["build-tree", "--help"]) == 0
     text = capsys.readouterr().out
     for option in (
-        "--model",
-        "--base-url",
-        "--api-key-env",
-        "--max-repairs",
-        "--cache-dir",
-        "--no-cache",
-        "--refresh",
-        "--timeout",
-        "--batch-size",
+        "--llm-model",
+        "--llm-base-url",
+        "--llm-api-key-env",
+        "--llm-max-repairs",
+        "--llm-cache-dir",
+        "--llm-no-cache",
+        "--llm-refresh",
+        "--llm-timeout",
+        "--llm-batch-size",
     ):
         assert option in text
     assert "--source llm" in text and "localhost:11434/v1" in text

@@ -125,7 +125,7 @@ def test_init_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     code, _, err = run(["init", "--arch", "n9hl", "--tree", tree, "-o", tmp_path / "m"], capsys)
     assert code == 2 and "unknown architecture" in err
     code, _, err = run(["cutout", tmp_path / "nothing", "-c", "x"], capsys)
-    assert code == 2 and "checkpoint not found" in err
+    assert code == 2 and "model not found" in err
 
 
 def test_archs(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,9 +11,9 @@ import pytest
 from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, small_tree
 
-from nhlcli.predict import list_images, open_predictor, predict_images
-from nhlcli.train.config import build_config
-from nhlcli.train.engine import train
+from nhlcli.prediction import list_images, open_predictor, predict_images
+from nhlcli.training.config import build_config
+from nhlcli.training.engine import train
 
 CLASSES = [c for c, _ in IMAGENETTE[:3]]  # tench, English springer, cassette player
 

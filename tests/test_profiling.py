@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from torch import nn
 
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.tree import Tree, TreeNode
@@ -24,8 +24,9 @@ from nhlcli.model.presets import BlockSpec, get_preset
 from nhlcli.profiling.compose import compose_profile
 from nhlcli.profiling.fvcore_count import FVCORE_LOGGER, count_module
 from nhlcli.profiling.latency import measure_report_latency
-from nhlcli.profiling.report import profile_report, row, tree_nodes_per_level
-from nhlcli.profiling.targets import flat_tree, select_classes
+from nhlcli.profiling.report import profile_report, tree_nodes_per_level
+from nhlcli.profiling.targets import flat_tree
+from nhlcli.selection import select_classes
 
 
 def random_tree(levels: int, k: int, seed: int) -> Tree:
@@ -106,8 +107,12 @@ def test_cutout_row_and_reductions_match_real_networks() -> None:
     base_params = 23_508_032 + 2049 * tree.num_classes  # ResNet50 (ARCHITECTURES.md)
 
     report = profile_report(arch, tree, subset, img)
-    full, cut, base = row(report, "full"), row(report, "cutout"), row(report, "baseline")
-    assert report["cutout_classes"] == subset
+    full, cut, base = (
+        report.row("full").to_dict(),
+        report.row("cutout").to_dict(),
+        report.row("baseline").to_dict(),
+    )
+    assert report.cutout_classes == subset
     assert cut["params"] == exp_params and cut["classes"] == 3
     assert cut["nodes_per_level"] == expert.nodes_per_level()
     assert base["params"] == base_params
@@ -137,14 +142,14 @@ def test_report_reproduces_paper_parameter_counts() -> None:
     # Tables 2-4 of the paper (ARCHITECTURES.md): PHL_big at k = 1000, PHL_lateSP at k = 10 and its
     # 5-class cutout (-28.63 % parameters), ResNet50 at k = 10
     big = profile_report("phl-big", flat_tree(builtin_set("imagenet1k")), None, 224)
-    assert row(big, "full")["params"] == 2_603_429_928
-    assert row(big, "baseline")["params"] == 25_557_032
+    assert big.row("full").to_dict()["params"] == 2_603_429_928
+    assert big.row("baseline").to_dict()["params"] == 25_557_032
     nette = flat_tree(builtin_set("imagenette"))
     late = profile_report("phl-latesp", nette, nette.class_ids[5:], 224)
-    assert row(late, "full")["params"] == 19_986_506
-    assert row(late, "cutout")["params"] == 14_264_901
-    assert row(late, "baseline")["params"] == 23_528_522
-    assert round(row(late, "cutout")["reduction_vs_full_pct"]["params"], 2) == 28.63
+    assert late.row("full").to_dict()["params"] == 19_986_506
+    assert late.row("cutout").to_dict()["params"] == 14_264_901
+    assert late.row("baseline").to_dict()["params"] == 23_528_522
+    assert round(late.row("cutout").to_dict()["reduction_vs_full_pct"]["params"], 2) == 28.63
 
 
 def test_part_input_sizes_follow_the_strides() -> None:
@@ -199,16 +204,6 @@ def test_latency_rows_and_size_limit() -> None:
 
 
 # ----------------------------------------------------------------- the CLI
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(args)
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
-from nhlcli.cli.app import main
 from nhlcli.errors import NhlError
 from nhlcli.model.network import build_model
-from nhlcli.train.checkpointing import load_train_state
-from nhlcli.train.config import build_config, read_config_file
-from nhlcli.train.rundir import RESULT_COLUMNS, read_results
-from nhlcli.train.trunk_weights import load_trunk_weights, read_state_dict
+from nhlcli.training.checkpointing import load_train_state
+from nhlcli.training.config import build_config, read_config_file
+from nhlcli.training.rundir import RESULT_COLUMNS, read_results
+from nhlcli.training.trunk_weights import load_trunk_weights, read_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--img-size", "32", "--workers", "0", "--max-val-batches", "1"]
@@ -43,13 +43,6 @@ def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tree") / "tree.json"
     small_tree().save(path)
     return path
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
 
 
 def weights(run: Path, tag: str = "last") -> dict[str, torch.Tensor]:
@@ -393,11 +386,11 @@ def test_bad_inputs_exit_2_with_one_line(
     # config files: unknown key, wrong type
     bad = tmp_path / "bad.yaml"
     bad.write_text("bach_size: 8\n")
-    msg = one_line_error([*base, "--data", nette, "-c", bad], capsys)
+    msg = one_line_error([*base, "--data", nette, "--config", bad], capsys)
     assert "unknown key 'bach_size' (did you mean 'batch_size'?)" in msg
     bad.write_text("epochs: two\n")
     assert "'epochs' must be an integer" in one_line_error(
-        [*base, "--data", nette, "-c", bad], capsys
+        [*base, "--data", nette, "--config", bad], capsys
     )
     # --resume: missing directory, a directory that is not a run
     assert "is not a run directory" in one_line_error(

@@ -8,19 +8,12 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from cli_helpers import run_cli
 
-from nhlcli.cli.app import main
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.hierarchy.wordnet_source import build_wordnet_tree
-
-
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
 
 
 def assert_user_error(code: int, out: str, err: str, *needles: str) -> None:
@@ -97,7 +90,7 @@ def test_build_tree_from_tables(tmp_path: Path, capsys: pytest.CaptureFixture[st
             "superclass",
             "-c",
             str(classes),
-            "-t",
+            "--table",
             str(table),
             "-o",
             str(tmp_path / "csv.json"),
@@ -115,14 +108,14 @@ def test_bad_input_exits_2_and_writes_nothing(
     out.write_text("previous content", encoding="utf-8")  # must survive every failure
     base = ["build-tree", "-o", str(out)]
     cases = [
-        (["-c", "imagenette", "--source", "nope"], "unknown --source 'nope'"),
+        (["-c", "imagenette", "--source", "nope"], "unknown source 'nope'"),
         (["-c", "imagenette", "--groups", "17,x"], "--groups takes whole numbers"),
         (["-c", "imagenette", "--levels", "3", "--groups", "4"], "--groups needs 2 number(s)"),
-        (["-c", "imagenette", "--levels", "0"], "--levels must be at least 1"),
+        (["-c", "imagenette", "--levels", "0"], "greater than or equal to 1"),
         (["-c", "imagenet-2k"], "neither a built-in class set"),
         (["-c", "imagenette", "--table", "imagenet-superclass"], "apply to --source superclass"),
         (
-            ["-c", "imagenette", "-s", "superclass", "-t", str(tmp_path / "no.csv")],
+            ["-c", "imagenette", "-s", "superclass", "--table", str(tmp_path / "no.csv")],
             "neither a built-in table",
         ),
         (["-c", "imagenette", "-s", "superclass", "--levels", "3"], "gives trees of 2 levels"),

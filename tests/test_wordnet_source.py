@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli
 
-from nhlcli.cli.app import main
 from nhlcli.hierarchy.classsets import builtin_set, parse_class_lines
 from nhlcli.hierarchy.regenerate import stale_shipped_trees
 from nhlcli.hierarchy.shipped_trees import resolve_tree
@@ -102,13 +102,6 @@ def test_shipped_trees_are_current() -> None:
     assert stale == [], f"run `python -m nhlcli.hierarchy.regenerate` to rebuild {stale}"
 
 
-def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    out = capsys.readouterr()
-    return int(e.value.code or 0), out.out, out.err
-
-
 def test_missing_wordnet_message_and_shipped_fallback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,7 +109,11 @@ def test_missing_wordnet_message_and_shipped_fallback(
     cls.write_text("tabby\nlynx\n", encoding="utf-8")
     out = tmp_path / "cats.json"
     nette = tmp_path / "nette.json"
-    monkeypatch.setenv("NHL_NO_WORDNET", "1")  # get_wordnet() then acts as if the data were absent
+    import nltk
+
+    empty = tmp_path / "no-nltk-data"
+    empty.mkdir()
+    monkeypatch.setattr(nltk.data, "path", [str(empty)])  # NLTK searches only an empty folder
     get_wordnet.cache_clear()
     try:
         code, _, err = run_cli(["build-tree", "--classes", str(cls), "-o", str(out)], capsys)
@@ -156,7 +153,7 @@ def test_missing_wordnet_message_and_shipped_fallback(
         )
         assert code == 2 and "nltk.downloader" in err and not out.exists()
     finally:
-        monkeypatch.delenv("NHL_NO_WORDNET")
+        monkeypatch.undo()
         get_wordnet.cache_clear()
     fresh = build_wordnet_tree(builtin_set("imagenette"), 3, date=None)
     assert nette.read_text(encoding="utf-8") == fresh.to_json()

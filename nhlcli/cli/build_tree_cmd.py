@@ -1,4 +1,4 @@
-"""`nhl build-tree`: build a category tree from WordNet, a table, or (another module) an LLM."""
+"""`nhl build-tree`: a category tree from any registered source (`nhlcli.hierarchy.sources`)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,25 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.llm_options import (
+    LLM_API_KEY_ENV,
+    LLM_BASE_URL,
+    LLM_CACHE_DIR,
+    LLM_MAX_REPAIRS,
+    LLM_MODEL,
+    LLM_NO_CACHE,
+    LLM_REFRESH,
+    LLM_TIMEOUT,
+    llm_values,
+)
 from nhlcli.cli.tree_cmd import stats_table
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.builders import SOURCES, BuildRequest, build_tree
 from nhlcli.hierarchy.classsets import load_classes
 from nhlcli.hierarchy.levelling import TODAY
+from nhlcli.hierarchy.sources import MAX_LEVELS, SOURCES, get_source
 from nhlcli.hierarchy.tree_export import tree_summary
 
 
@@ -31,10 +43,10 @@ def register(app: typer.Typer) -> None:
             "nhl build-tree --source superclass --classes imagenet1k --table breeds/modified "
             "--levels 3 --allow-missing -o breeds.json",
             "nhl build-tree --classes my-classes.txt --levels 2 -o -",
-            "nhl build-tree --source llm --classes imagenet100 --levels 3 --model gpt-4o "
+            "nhl build-tree --source llm --classes imagenet100 --levels 3 --llm-model gpt-4o "
             "-o gpt.json",
             "OPENAI_API_KEY=local nhl build-tree --source llm --classes imagenette "
-            "--model llama3.1 --base-url http://localhost:11434/v1 -o llama.json",
+            "--llm-model llama3.1 --llm-base-url http://localhost:11434/v1 -o llama.json",
             "nhl build-tree --source hybrid --classes imagenet100 --levels 3 -o hybrid.json",
         ),
     )(build_tree_command)
@@ -62,6 +74,8 @@ def build_tree_command(
         None,
         "--levels",
         "-l",
+        min=1,
+        max=MAX_LEVELS,
         help="Levels of the tree, the classes being the last (default 3; a table: its own depth).",
     ),
     groups: str | None = typer.Option(
@@ -73,9 +87,8 @@ def build_tree_command(
     table: str | None = typer.Option(
         None,
         "--table",
-        "-t",
         help="For --source superclass: imagenet-superclass (default), a CSV/TSV file "
-        "(class,level1,...) or a BREEDS hierarchy folder.",
+        "(class,level1,...: level1 is the group right above the class) or a BREEDS folder.",
     ),
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."
@@ -92,87 +105,67 @@ def build_tree_command(
     output: str = typer.Option(
         ..., "--output", "-o", help="The tree file to write; '-' prints it."
     ),
-    model: str = typer.Option("gpt-4o", "--model", "-m", help="llm/hybrid: the model name."),
-    base_url: str | None = typer.Option(
-        None,
-        "--base-url",
-        help="llm/hybrid: an OpenAI-compatible server, e.g. http://localhost:11434/v1 "
-        "(default: $OPENAI_BASE_URL, else OpenAI).",
+    llm_model: str = LLM_MODEL,
+    llm_base_url: str | None = LLM_BASE_URL,
+    llm_api_key_env: str = LLM_API_KEY_ENV,
+    llm_max_repairs: int = LLM_MAX_REPAIRS,
+    llm_batch_size: int = typer.Option(
+        200,
+        "--llm-batch-size",
+        "--batch-size",
+        help="llm/hybrid: classes per request; larger sets are split (--batch-size: old spelling).",
     ),
-    api_key_env: str = typer.Option(
-        "OPENAI_API_KEY", "--api-key-env", help="llm/hybrid: the environment variable with the key."
-    ),
-    max_repairs: int = typer.Option(
-        3, "--max-repairs", help="llm/hybrid: times an invalid answer is sent back for repair."
-    ),
-    batch_size: int = typer.Option(
-        200, "--batch-size", help="llm/hybrid: classes per request (larger sets are split)."
-    ),
-    timeout: float = typer.Option(
-        120.0, "--timeout", help="llm/hybrid: seconds to wait for one answer (then retried)."
-    ),
-    cache_dir: Path | None = typer.Option(
-        None,
-        "--cache-dir",
-        help="llm/hybrid: the answer cache (default: $NHL_CACHE_DIR, else the user cache dir).",
-    ),
-    no_cache: bool = typer.Option(
-        False, "--no-cache", help="llm/hybrid: neither read nor write cached answers."
-    ),
-    refresh: bool = typer.Option(
-        False, "--refresh", help="llm/hybrid: ask the model again and replace cached answers."
-    ),
+    llm_timeout: float = LLM_TIMEOUT,
+    llm_cache_dir: Path | None = LLM_CACHE_DIR,
+    llm_no_cache: bool = LLM_NO_CACHE,
+    llm_refresh: bool = LLM_REFRESH,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Build a levelled category tree over a class set and write it (format nhl-tree/1)."""
-    if source not in SOURCES:
-        raise NhlError(f"unknown --source '{source}' (choose from {', '.join(SOURCES)})")
+    import nhlcli as nhl
+    from nhlcli.hierarchy.sources import SourceContext
+
+    get_source(source)  # an unknown source is an error before anything else
     out_path = None if output == "-" else Path(output)
     if out_path is not None and out_path.is_dir():
         raise NhlError(f"{output} is a folder; give a file name for the tree")
-    request = BuildRequest(
-        source=source,
-        classes=load_classes(classes),
-        levels=levels,
-        groups=parse_groups(groups),
-        table=table,
-        allow_missing=allow_missing,
-        date=None if no_date else TODAY,
-        options={},  # source-specific options (llm/hybrid) go here
-        exact_groups=exact_groups,
-    )
+    class_set = load_classes(classes)
+    options: dict[str, Any] = {}
+    if source == "superclass":
+        options = {"table": table, "allow_missing": allow_missing}
+    elif table is not None or allow_missing:
+        raise NhlError(f"--table and --allow-missing apply to --source superclass, not {source}")
+    if source in ("llm", "hybrid"):
+        options = {
+            **llm_values(
+                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
+                llm_cache_dir, llm_no_cache, llm_refresh,
+            ),
+            "batch_size": llm_batch_size,
+        }  # fmt: skip
+    ctx = SourceContext(date=None if no_date else TODAY)
     llm_report = None
     if source in ("llm", "hybrid"):
         from nhlcli.hierarchy.llm import BuildReport
 
-        llm_report = BuildReport()
-        request.options = {
-            "model": model,
-            "base_url": base_url,
-            "api_key_env": api_key_env,
-            "max_repairs": max_repairs,
-            "batch_size": batch_size,
-            "timeout": timeout,
-            "cache_dir": cache_dir,
-            "use_cache": not no_cache,
-            "refresh": refresh,
-            "report": llm_report,
-        }
-        with _llm_progress(f"{source} tree of {len(request.classes)} classes") as progress:
-            request.options["progress"] = progress
-            tree = build_tree(request)
+        llm_report = ctx.report = BuildReport()
+        with _llm_progress(f"{source} tree of {len(class_set)} classes") as progress:
+            ctx.progress = progress
+            tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
         err_console.print(
-            f"{model}: {llm_report.steps} answer(s), {llm_report.cached_steps} from the cache, "
+            f"{llm_model}: {llm_report.steps} answer(s), {llm_report.cached_steps} from the cache, "
             f"{llm_report.requests} request(s), {llm_report.repairs} repair(s); "
             f"{llm_report.llm_classes} class(es) placed by the model",
             soft_wrap=True,
             markup=False,
         )
     else:
-        with err_console.status(f"building the {source} tree of {len(request.classes)} classes"):
-            tree = build_tree(request)
-    for note in request.notes:
-        err_console.print(f"[yellow]note:[/] {note}", soft_wrap=True)
+        with err_console.status(f"building the {source} tree of {len(class_set)} classes"):
+            tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
+    for note in ctx.notes:
+        err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if out_path is None:
         sys.stdout.write(tree.to_json())
         sys.stdout.flush()
@@ -187,27 +180,17 @@ def build_tree_command(
         if llm_report is not None:
             extra["llm"] = {
                 k: getattr(llm_report, k)
-                for k in (
-                    "requests",
-                    "steps",
-                    "cached_steps",
-                    "repairs",
-                    "llm_classes",
-                    "format_mode",
-                )
-            }
+                for k in ("requests", "steps", "cached_steps", "repairs", "llm_classes",
+                          "format_mode")
+            }  # fmt: skip
         print_json(
-            {
-                "output": output,
-                "stats": stats,
-                "provenance": tree.provenance,
-                "notes": request.notes,
-                **extra,
-            }
-        )
+            {"output": output, "stats": stats, "provenance": tree.provenance,
+             "notes": ctx.notes, **extra}
+        )  # fmt: skip
         return
     console.print(
-        f"wrote [bold]{output}[/]: {source} tree, {tree.num_classes} classes, {tree.levels} levels"
+        f"wrote {output}: {source} tree, {tree.num_classes} classes, {tree.levels} levels",
+        markup=False,
     )
     console.print(stats_table(tree, stats))
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -13,6 +15,49 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+# Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
+LATENCY_BATCH_SIZE: Any = typer.Option(
+    8, "--batch-size", min=1, help="--latency: images per batch."
+)
+LATENCY_RUNS: Any = typer.Option(
+    20, "--runs", min=1, help="--latency: timed runs per model (the median is shown)."
+)
+LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untimed warm-up runs.")
+LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
+
+
+@contextmanager
+def progress_bar(title: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    """A transient bar on stderr fed by progress(done, total); it appears at the first call, so
+    an error raised before any progress prints one line and nothing else."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    bar = Progress(
+        TextColumn(title), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err_console, transient=True, disable=not (enabled and err_console.is_terminal),
+    )  # fmt: skip
+    task = bar.add_task(title, total=None)
+    started = False
+
+    def update(done: int, total: int) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            started = True
+        bar.update(task, completed=done, total=total)
+
+    try:
+        yield update
+    finally:
+        if started:
+            bar.stop()
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,8 @@ from rich.table import Table
 
 from nhlcli.cli.common import err_console, print_json
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import CueResolution, LlmCueSettings, resolve_cues
+from nhlcli.experts.cues import CueResolution, resolve_cues
+from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.tree import Tree
 
 CUE_SOURCES = ("wordnet", "llm")
@@ -28,7 +29,7 @@ def resolve_cue_option(
     checkpoint: str | Path,
     cues: list[str],
     source: str,
-    llm: LlmCueSettings,
+    llm: LLMSettings,
 ) -> CueResolution:
     if source not in CUE_SOURCES:
         raise NhlError(f"--cue-source must be one of {', '.join(CUE_SOURCES)}, not '{source}'")
@@ -51,12 +52,6 @@ def cue_table(res: CueResolution) -> Table:
         first = matches[0]
         table.add_row(str(i), cid, first.name, ", ".join(m.cue for m in matches), first.why)
     return table
-
-
-def cue_settings(
-    model: str, base_url: str | None, api_key_env: str, cache_dir: Path | None, no_cache: bool
-) -> LlmCueSettings:
-    return LlmCueSettings(model, base_url, api_key_env, cache_dir=cache_dir, use_cache=not no_cache)
 
 
 def show_and_confirm(

@@ -36,13 +36,13 @@ def demo(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Build-free tour: shipped Imagenette WordNet tree → N3HL model → 5-class expert + profile."""
-    from nhlcli.checkpoint import save_model
-    from nhlcli.cli.model_cmds import init_model, make_expert, render_cutout
-    from nhlcli.cli.profile_cmd import build_profile, print_profile
+    import nhlcli as nhl
+    from nhlcli.cli.model_cmds import render_cutout
+    from nhlcli.cli.profile_cmd import print_profile
     from nhlcli.cli.tree_cmd import render_rich, stats_table, tree_summary
-    from nhlcli.hierarchy.shipped_trees import resolve_tree
+    from nhlcli.model.cutout import cutout_summary
 
-    tree = resolve_tree(DEMO_TREE)
+    tree = nhl.load_tree(DEMO_TREE)
     subset = tree.class_ids[:experts]
     model_dir, expert_dir = output / f"{arch}-imagenette", output / f"{arch}-expert-{len(subset)}"
 
@@ -51,21 +51,21 @@ def demo(
         console.print(render_rich(tree, tree.levels or 3, title=DEMO_TREE, highlight=subset))
         console.print(stats_table(tree, tree_summary(tree)))
         console.rule(f"2. a {arch} network for it (random init: nhl init)")
-    model = init_model(arch, DEMO_TREE, None, img_size, seed=0)
-    save_model(model, model_dir, extra={"init": {"seed": 0}})
+    model = nhl.build_model(arch, tree, img_size=img_size, seed=0)
+    nhl.save_model(model, model_dir, extra={"init": {"seed": 0}})
     if not json_out:
         console.print(
             f"wrote [bold]{model_dir}[/]: {model.num_classes} classes, nodes per level "
             f"{model.nodes_per_level()}, {model.num_params():,} parameters"
         )
         console.rule(f"3. a {len(subset)}-class expert cut out of it (nhl cutout --profile)")
-    _, expert, summary = make_expert(model_dir, ",".join(subset))
-    save_model(expert, expert_dir, extra={"cut_from_checkpoint": str(model_dir)})
-    summary["path"] = str(expert_dir)
-    report = build_profile(model.preset, model.tree, expert.class_ids, img_size)
+    expert = nhl.cutout(nhl.load_model(model_dir), subset, origin=str(model_dir))
+    nhl.save_model(expert, expert_dir, extra={"cut_from_checkpoint": str(model_dir)})
+    summary = {**cutout_summary(model, expert), "path": str(expert_dir)}
+    report = nhl.profile(model, subset=expert.class_ids)
     if json_out:
         print_json({"tree": DEMO_TREE, "checkpoint": str(model_dir), "expert": summary,
-                    "profile": report})  # fmt: skip
+                    "profile": report.to_dict()})  # fmt: skip
         return
     render_cutout(summary)
     print_profile(report)

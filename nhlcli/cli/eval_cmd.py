@@ -34,6 +34,7 @@ def eval_command(
     classes: str | None = typer.Option(
         None,
         "--classes",
+        "-c",
         help="Evaluate on a subset, softmax restricted to it (paper eq. 3): "
         "class set name, class file, or comma-separated classes/tree nodes.",
     ),
@@ -53,38 +54,40 @@ def eval_command(
         help="Oracle attention for each scale START:STOP:STEP, e.g. 1.0:2.0:0.1.",
     ),
     attend_level: int | None = typer.Option(
-        None, "--attend-level", help="Level whose first block is amplified [the leaf level]."
+        None,
+        "--attend-level",
+        help="Level whose first block is amplified (default: the leaf level).",
     ),
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
-    workers: int | None = typer.Option(None, "--workers", min=0, help="Loader workers [cores-1]."),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N [cuda if available]."
+    workers: int | None = typer.Option(
+        None, "--workers", min=0, help="Loader workers (default: cores - 1)."
     ),
-    img_size: int | None = typer.Option(None, "--img-size", help="Resolution [the model's]."),
-    amp: str = typer.Option("none", "--amp", help="auto, bf16, fp16 or none."),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
+    ),
+    img_size: int | None = typer.Option(
+        None, "--img-size", help="Resolution (default: the model's)."
+    ),
+    amp: str = typer.Option(
+        "auto", "--amp", help="auto (bf16 on CUDA GPUs that have it, else none), bf16, fp16, none."
+    ),
     allow_extra: bool = typer.Option(
         False, "--allow-extra", help="Ignore class folders that are not classes of the model."
     ),
-    max_batches: int | None = typer.Option(
-        None, "--max-batches", min=1, help="Stop after N batches."
+    max_val_batches: int | None = typer.Option(
+        None,
+        "--max-val-batches",
+        "--max-batches",
+        min=1,
+        help="Stop after N batches (--max-batches: old spelling).",
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top-1 over the model's classes (or a subset) and a per-class accuracy table."""
-    from nhlcli.errors import NhlError
-    from nhlcli.evaluate.runner import evaluate, parse_sweep
+    import nhlcli as nhl
+    from nhlcli.evaluation.runner import oracle_scales
 
-    if amp not in ("auto", "bf16", "fp16", "none"):
-        raise NhlError(f"--amp '{amp}' is not one of auto, bf16, fp16, none")
-    if attend_oracle is not None and attend_sweep is not None:
-        raise NhlError("give --attend-oracle or --attend-sweep, not both")
-    scales = None
-    if attend_oracle is not None:
-        if attend_oracle <= 0:
-            raise NhlError("--attend-oracle needs a positive scale")
-        scales = [attend_oracle]
-    elif attend_sweep is not None:
-        scales = parse_sweep(attend_sweep)
+    scales = oracle_scales(attend_oracle, attend_sweep)
 
     progress = Progress(
         TextColumn("[bold]evaluating"),
@@ -98,7 +101,7 @@ def eval_command(
     )
     task = progress.add_task("eval", total=None)
     with progress:
-        report = evaluate(
+        report = nhl.evaluate(
             checkpoint,
             data,
             classes=classes,
@@ -111,7 +114,7 @@ def eval_command(
             img_size=img_size,
             allow_extra=allow_extra,
             amp=amp,
-            max_batches=max_batches,
+            max_batches=max_val_batches,
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
         )
@@ -123,7 +126,7 @@ def eval_command(
         if report.subset
         else f"all {report.model_classes} classes"
     )
-    console.print(f"[bold]{report.checkpoint}[/] ({report.arch}) on {report.data}: {over}")
+    console.print(f"{report.checkpoint} ({report.arch}) on {report.data}: {over}", markup=False)
     if report.attention:
         shown = ", ".join(f"{k}={v:g}" for k, v in report.attention.items())
         console.print(f"top-down attention at level {report.attention_level}: {shown}")

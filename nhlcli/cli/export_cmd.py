@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
@@ -38,7 +39,13 @@ def export(
     dynamic_batch: bool = typer.Option(
         False, "--dynamic-batch", help="Any batch size (default: a fixed batch of --batch)."
     ),
-    batch: int = typer.Option(1, "--batch", help="The fixed batch size without --dynamic-batch."),
+    batch_size: int = typer.Option(
+        1,
+        "--batch-size",
+        "--batch",
+        min=1,
+        help="The fixed batch size without --dynamic-batch (--batch: old spelling).",
+    ),
     attend: str | None = typer.Option(
         None,
         "--attend",
@@ -60,29 +67,17 @@ def export(
     The exported file is run (onnxruntime / torch.jit) against the PyTorch model on a random batch
     before it is written; a mismatch fails the export and writes nothing.
     """
-    from nhlcli.checkpoint import load_model
-    from nhlcli.evaluate.runner import resolve_checkpoint_dir
-    from nhlcli.export import default_output, export_model
-    from nhlcli.export.exporter import FORMATS
-    from nhlcli.model.attention import parse_attend, set_attention
+    import nhlcli as nhl
+    from nhlcli.exporters.exporter import FORMATS
 
     if fmt not in FORMATS:
         raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
     if output is not None and Path(output).is_dir():
         raise NhlError(f"{output} is a folder; give a file name with -o")
-    folder = resolve_checkpoint_dir(model_dir)
-    model = load_model(folder)
-    if attend:
-        set_attention(model, parse_attend(attend, model.tree), level=attend_level)
-    elif attend_level is not None:
-        raise NhlError("--attend-level needs --attend")
-    size = int(img_size or model.img_size)
-    out = Path(output) if output else default_output(Path(model_dir), fmt)
-    gmacs = _gmacs(model, size)
     with err_console.status(f"exporting {model_dir} to {fmt} and checking it…"):
-        result = export_model(
-            model, out, fmt, img_size=size, dynamic_batch=dynamic_batch, batch=batch,
-            opset=opset, exporter=exporter, gmacs=gmacs,
+        result = nhl.export(
+            model_dir, fmt, output, attend=attend, attend_level=attend_level, img_size=img_size,
+            dynamic_batch=dynamic_batch, batch_size=batch_size, opset=opset, exporter=exporter,
         )  # fmt: skip
     data = {"model": model_dir, **result.to_dict()}
     if json_out:
@@ -91,17 +86,8 @@ def export(
     console.print(_table(data))
 
 
-def _gmacs(model: Any, img_size: int) -> float | None:
-    """fvcore GMACs at batch 1 from the profiling part (composed per node shape)."""
-    try:
-        from nhlcli.profiling.compose import compose_profile
-    except ImportError:  # pragma: no cover - profiling ships with nhl
-        return None
-    return compose_profile(model.preset, model.nodes_per_level(), model.num_classes, img_size).gmacs
-
-
 def _table(d: dict[str, Any]) -> Table:
-    t = Table(show_header=False, box=None, pad_edge=False, title=f"exported {d['path']}",
+    t = Table(show_header=False, box=None, pad_edge=False, title=f"exported {escape(d['path'])}",
               title_justify="left")  # fmt: skip
     t.add_column(style="bold")
     t.add_column()

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import (
+    JSON_OPTION,
+    LATENCY_BATCH_SIZE,
+    LATENCY_DEVICE,
+    LATENCY_RUNS,
+    LATENCY_WARMUP,
+    console,
+    err_console,
+    examples,
+    print_json,
+)
+from nhlcli.cli.llm_options import (
+    LLM_API_KEY_ENV,
+    LLM_BASE_URL,
+    LLM_CACHE_DIR,
+    LLM_MAX_REPAIRS,
+    LLM_MODEL,
+    LLM_NO_CACHE,
+    LLM_REFRESH,
+    LLM_TIMEOUT,
+    llm_values,
+)
 from nhlcli.cli.profile_cmd import BASELINE_OPTION, COUNTER_OPTION
 from nhlcli.errors import NhlError
-from nhlcli.model.presets import PRESETS, get_preset
-
-if TYPE_CHECKING:  # torch is imported only when a command runs (fast `nhl --help`)
-    from nhlcli.model.network import HierNet
+from nhlcli.model.presets import PRESETS
 
 
 def register(app: typer.Typer) -> None:
@@ -44,23 +61,6 @@ def register(app: typer.Typer) -> None:
 
 
 # ----------------------------------------------------------------------------- init
-def init_model(
-    arch: str, tree_spec: str | None, classes_spec: str | None, img_size: int, seed: int
-) -> HierNet:
-    """A random model for a tree (file or shipped name) or, for one-level presets, a class set."""
-    import torch
-
-    from nhlcli.model.network import MIN_IMG_SIZE, build_model
-    from nhlcli.profiling.targets import model_tree
-
-    preset = get_preset(arch)
-    if img_size < MIN_IMG_SIZE:
-        raise NhlError(f"--img-size {img_size} is too small (at least {MIN_IMG_SIZE})")
-    tree = model_tree(preset, tree_spec, classes_spec)
-    torch.manual_seed(seed)
-    return build_model(preset, tree, img_size=img_size)
-
-
 def init(
     arch: str = typer.Option(..., "--arch", "-a", help=f"Preset: {', '.join(PRESETS)}."),
     tree: str | None = typer.Option(
@@ -81,19 +81,16 @@ def init(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
-    from nhlcli.checkpoint import save_model
+    import nhlcli as nhl
 
-    trunk_report = None
     with err_console.status(f"building {arch}", spinner="dots"):
-        model = init_model(arch, tree, classes, img_size, seed)
+        model = nhl.build_model(arch, tree, classes=classes, img_size=img_size, seed=seed)
+        init: dict[str, Any] = {"seed": seed}
         if trunk_weights:
-            from nhlcli.train.trunk_weights import load_trunk_weights
+            from nhlcli.training.trunk_weights import load_trunk_weights
 
-            trunk_report = load_trunk_weights(model, trunk_weights)
-        extra: dict[str, Any] = {"init": {"seed": seed}}
-        if trunk_report is not None:
-            extra["init"]["trunk_weights"] = trunk_report.to_dict()
-        save_model(model, output, extra=extra)
+            init["trunk_weights"] = load_trunk_weights(model, trunk_weights).to_dict()
+        nhl.save_model(model, output, extra={"init": init})
     info = {
         "path": str(output),
         "arch": model.preset.name,
@@ -102,44 +99,26 @@ def init(
         "params": model.num_params(),
         "img_size": model.img_size,
         "seed": seed,
-        "trunk_weights": None if trunk_report is None else trunk_report.to_dict(),
+        "trunk_weights": init.get("trunk_weights"),
     }
     if json_out:
         print_json(info)
         return
-    if trunk_report is not None:
-        console.print(f"trunk weights: {trunk_report.summary()}", soft_wrap=True)
+    if trunk_weights:
+        rep = init["trunk_weights"]
+        console.print(
+            f"trunk weights ({rep['layout']}): loaded {rep['loaded']} tensors, "
+            f"{len(rep['unused'])} unused, {len(rep['missing'])} missing",
+            markup=False,
+        )
     console.print(
-        f"wrote [bold]{output}[/]: {info['arch']}, {info['classes']} classes, nodes per level "
-        f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})"
+        f"wrote {output}: {info['arch']}, {info['classes']} classes, nodes per level "
+        f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})",
+        markup=False,
     )
 
 
 # ----------------------------------------------------------------------------- cutout
-def make_expert(
-    checkpoint: str | Path,
-    classes: str | None,
-    order: str = "given",
-    attend: str | None = None,
-    attend_level: int | None = None,
-    also: Sequence[str] = (),
-) -> tuple[HierNet, HierNet, dict[str, Any]]:
-    """Load a checkpoint, cut out the classes of SPEC (plus `also`, e.g. from cues), set attention:
-    (full, expert, summary)."""
-    from nhlcli.checkpoint import load_model
-    from nhlcli.experts.selection import expert_classes
-    from nhlcli.model.attention import parse_attend, set_attention
-    from nhlcli.model.cutout import cutout, cutout_summary
-
-    model = load_model(checkpoint)
-    ids = expert_classes(model.tree, classes) if classes else []
-    ids = list(dict.fromkeys([*ids, *also]))
-    expert = cutout(model, ids, order=order, origin=str(checkpoint))
-    if attend:
-        set_attention(expert, parse_attend(attend, expert.tree), level=attend_level)
-    return model, expert, cutout_summary(model, expert)
-
-
 def cutout_cmd(
     checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
     classes: str | None = typer.Option(
@@ -155,17 +134,14 @@ def cutout_cmd(
         help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
     ),
     cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),
-    llm_model: str = typer.Option("gpt-4o", "--llm-model", help="--cue-source llm: model name."),
-    base_url: str | None = typer.Option(
-        None, "--base-url", help="--cue-source llm: an OpenAI-compatible server URL."
-    ),
-    api_key_env: str = typer.Option(
-        "OPENAI_API_KEY", "--api-key-env", help="--cue-source llm: the variable with the API key."
-    ),
-    cache_dir: Path | None = typer.Option(
-        None, "--cache-dir", help="--cue-source llm: the answer cache (default: user cache dir)."
-    ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="--cue-source llm: no answer cache."),
+    llm_model: str = LLM_MODEL,
+    llm_base_url: str | None = LLM_BASE_URL,
+    llm_api_key_env: str = LLM_API_KEY_ENV,
+    llm_timeout: float = LLM_TIMEOUT,
+    llm_max_repairs: int = LLM_MAX_REPAIRS,
+    llm_cache_dir: Path | None = LLM_CACHE_DIR,
+    llm_no_cache: bool = LLM_NO_CACHE,
+    llm_refresh: bool = LLM_REFRESH,
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only show what the cues select; cut and write nothing."
@@ -185,15 +161,17 @@ def cutout_cmd(
         False, "--profile", help="Also print params/GMACs: a baseline, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
-    batch_size: int = typer.Option(8, "--batch-size", help="--latency: batch size."),
-    runs: int = typer.Option(20, "--runs", help="--latency: timed runs (median shown)."),
-    device: str = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N."),
+    batch_size: int = LATENCY_BATCH_SIZE,
+    runs: int = LATENCY_RUNS,
+    warmup: int = LATENCY_WARMUP,
+    device: str = LATENCY_DEVICE,
     counter: str = COUNTER_OPTION,
     baseline: str | None = BASELINE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
-    from nhlcli.checkpoint import save_model
+    import nhlcli as nhl
+    from nhlcli.model.cutout import cutout_summary
 
     if order not in ("given", "tree"):
         raise NhlError(f"--order must be 'given' or 'tree', not '{order}'")
@@ -201,16 +179,28 @@ def cutout_cmd(
         raise NhlError("say which classes: --classes SPEC and/or --cue WORD (e.g. --cue meow)")
     resolution = None
     if cue:
-        from nhlcli.cli.cue_prompt import cue_settings, resolve_cue_option, show_and_confirm
+        from nhlcli.cli.cue_prompt import resolve_cue_option, show_and_confirm
+        from nhlcli.hierarchy.llm.settings import LLMSettings
 
-        llm = cue_settings(llm_model, base_url, api_key_env, cache_dir, no_cache)
+        llm = LLMSettings(
+            **llm_values(
+                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
+                llm_cache_dir, llm_no_cache, llm_refresh,
+            )
+        )  # fmt: skip
         resolution = resolve_cue_option(checkpoint, cue, cue_source, llm)
         if not show_and_confirm(resolution, classes, yes, dry_run, checkpoint, picture, json_out):
             return  # --dry-run: shown (and drawn), nothing cut
     cue_ids = resolution.class_ids if resolution is not None else []
-    model, expert, summary = make_expert(checkpoint, classes, order, attend, attend_level, cue_ids)
+    model = nhl.load_model(checkpoint)
+    named = nhl.select_classes(model.tree, classes) if classes else []
+    expert = nhl.cutout(
+        model, list(dict.fromkeys([*named, *cue_ids])), order=order, attend=attend,
+        attend_level=attend_level, origin=str(checkpoint),
+    )  # fmt: skip
+    summary = cutout_summary(model, expert)
     if output is not None:
-        save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
+        nhl.save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
     summary["path"] = str(output) if output is not None else None
     if resolution is not None:
         summary["cues"] = resolution.to_dict()
@@ -221,14 +211,15 @@ def cutout_cmd(
         summary["picture"] = str(picture)
     report = None
     if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
-        from nhlcli.cli.profile_cmd import build_profile
+        from nhlcli.cli.profile_cmd import timing_status
 
-        report = build_profile(
-            model.preset, model.tree, expert.class_ids, model.img_size,
-            latency=latency, batch_size=batch_size, runs=runs, device=device,
-            models={"full": model, "cutout": expert}, counter=counter, baseline=baseline,
-        )  # fmt: skip
-        summary["profile"] = report
+        with timing_status(latency):
+            report = nhl.profile(
+                model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
+                runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
+                counter=counter, baseline=baseline,
+            )  # fmt: skip
+        summary["profile"] = report.to_dict()
     if json_out:
         print_json(summary)
         return
@@ -252,11 +243,12 @@ def render_cutout(summary: dict[str, Any]) -> None:
     )
     if summary["attention"]:
         att = summary["attention"]
-        console.print(f"attention at level {att['level']}: {att['scales']}")
+        scales = ", ".join(f"{k}={v:g}" for k, v in att["scales"].items())
+        console.print(f"attention at level {att['level']}: {scales}", markup=False)
     if summary.get("path"):
-        console.print(f"wrote [bold]{summary['path']}[/]")
+        console.print(f"wrote {summary['path']}", markup=False)
     if summary.get("picture"):
-        console.print(f"wrote {summary['picture']} (the expert's paths in red)")
+        console.print(f"wrote {summary['picture']} (the expert's paths in red)", markup=False)
 
 
 # ----------------------------------------------------------------------------- archs

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    examples,
+    print_json,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
-    from nhlcli.predict import Predictor, PredictReport
+    from nhlcli.prediction import PredictReport
 
 
 def register(app: typer.Typer) -> None:
@@ -50,16 +56,13 @@ def predict(
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
-    from nhlcli.predict import check_options, list_images, open_predictor, predict_images
+    import nhlcli as nhl
 
-    check_options(top, batch_size)
-    predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
-    files = list_images(images)
-    folders = any(Path(i).is_dir() for i in images)
-    if (folders or len(files) > batch_size) and not json_out:
-        report = _with_progress(predictor, files, top, batch_size)
-    else:
-        report = predict_images(predictor, files, top=top, batch_size=batch_size)
+    with progress_bar("predicting", enabled=not json_out) as progress:
+        report = nhl.predict(
+            model, images, top=top, batch_size=batch_size, attend=attend, img_size=img_size,
+            device=device, progress=progress,
+        )  # fmt: skip
     if csv_file:
         report.write_csv(csv_file)
     if json_out:
@@ -74,23 +77,6 @@ def predict(
         )
     if csv_file:
         console.print(f"wrote {csv_file}")
-
-
-def _with_progress(
-    predictor: Predictor, files: list[str], top: int, batch_size: int
-) -> PredictReport:
-    columns = (
-        TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-    )  # fmt: skip
-    from nhlcli.predict import predict_images
-
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("predict", total=len(files))
-
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
 
 
 def _table(report: PredictReport) -> Table:
@@ -112,6 +98,6 @@ def _table(report: PredictReport) -> Table:
     for p in report.predictions:
         cid, name, prob = p.top[0]
         rest = ", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:])
-        cells = [p.path, f"{name} [dim]{cid}[/]", f"{prob:.3f}"]
+        cells = [escape(p.path), f"{escape(name)} [dim]{escape(cid)}[/]", f"{prob:.3f}"]
         t.add_row(*cells, *([rest] if report.top_k > 1 else []))
     return t

@@ -1,18 +1,32 @@
-"""`nhl profile`: params, GMACs (fvcore) and latency of a preset, its cutout and ResNet50."""
+"""`nhl profile`: params, GMACs (fvcore, thop, ptflops) and latency of a preset, its cutout and a
+baseline."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
-from nhlcli.experts.selection import expert_classes
-from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.presets import Preset, get_preset
+from nhlcli.cli.common import (
+    JSON_OPTION,
+    LATENCY_BATCH_SIZE,
+    LATENCY_DEVICE,
+    LATENCY_RUNS,
+    LATENCY_WARMUP,
+    console,
+    err_console,
+    examples,
+    print_json,
+)
+
+if TYPE_CHECKING:
+    from nhlcli.profiling.report import Profile
+
 
 COUNTER_OPTION = typer.Option(
     "fvcore",
@@ -58,10 +72,10 @@ def profile(
     ),
     img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
     latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Batch size for --latency."),
-    runs: int = typer.Option(20, "--runs", help="Timed runs for --latency (the median is shown)."),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed warm-up runs for --latency."),
-    device: str = typer.Option("cpu", "--device", help="Device for --latency: cpu, cuda, cuda:N."),
+    batch_size: int = LATENCY_BATCH_SIZE,
+    runs: int = LATENCY_RUNS,
+    warmup: int = LATENCY_WARMUP,
+    device: str = LATENCY_DEVICE,
     counter: str = COUNTER_OPTION,
     baseline: str | None = BASELINE_OPTION,
     json_out: bool = JSON_OPTION,
@@ -73,64 +87,41 @@ def profile(
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
-    from nhlcli.profiling.compose import check_img_size
-    from nhlcli.profiling.targets import model_tree
+    import nhlcli as nhl
 
-    preset = get_preset(arch)
-    check_img_size(img_size)
-    model = model_tree(preset, tree, classes)
-    subset = expert_classes(model, classes) if tree is not None and classes is not None else None
-    report = build_profile(
-        preset, model, subset, img_size,
-        latency=latency, batch_size=batch_size, runs=runs, warmup=warmup, device=device,
-        counter=counter, baseline=baseline,
-    )  # fmt: skip
+    if classes is not None and tree is not None:
+        subset: str | None = classes
+        model_classes = None
+    else:
+        subset, model_classes = None, classes
+    with timing_status(latency):
+        report = nhl.profile(
+            arch, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
+            batch_size=batch_size, runs=runs, warmup=warmup, device=device, counter=counter,
+            baseline=baseline,
+        )  # fmt: skip
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
     else:
         print_profile(report)
 
 
-def build_profile(
-    preset: Preset,
-    tree: Tree,
-    subset: Sequence[str] | None,
-    img_size: int,
-    *,
-    latency: bool = False,
-    batch_size: int = 8,
-    runs: int = 20,
-    warmup: int = 3,
-    device: str = "cpu",
-    models: dict[str, Any] | None = None,
-    counter: str = "fvcore",
-    baseline: str | None = None,
-) -> dict[str, Any]:
-    """The profile report (ResNet50 / full / cutout), with measured latency when asked.
-
-    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
-    expert; the others are built for timing.
-    """
-    from nhlcli.profiling.report import attach_latency, profile_report
-
-    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
-    if latency:
-        from nhlcli.profiling.latency import measure_report_latency
-
-        with err_console.status("timing forward passes…", spinner="dots"):
-            measured = measure_report_latency(
-                preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
-                baseline=report["baseline"],
-            )  # fmt: skip
-        attach_latency(report, measured)
-    return report
+@contextmanager
+def timing_status(latency: bool) -> Iterator[None]:
+    """A spinner on stderr while models are timed (nothing when only counting)."""
+    if not latency:
+        yield
+        return
+    with err_console.status("timing forward passes…", spinner="dots"):
+        yield
 
 
-def print_profile(report: dict[str, Any]) -> None:
+def print_profile(profile: Profile) -> None:
     """The tables on stdout; the one fvcore line and latency warnings on stderr."""
+    report = profile.to_dict()
     render_profile(report)
     if report["fvcore_skipped"]:
-        err_console.print(f"[dim]note: {report['fvcore_skipped']}[/]", soft_wrap=True)
+        err_console.print(f"[dim]note: {escape(report['fvcore_skipped'])}[/]", soft_wrap=True)
     for why in report.get("latency", {}).get("skipped", []):
         err_console.print(f"[yellow]warning:[/] {why}", soft_wrap=True)
 
@@ -149,7 +140,7 @@ def _model_label(r: dict[str, Any]) -> str:
 
 
 def render_profile(report: dict[str, Any]) -> None:
-    """The model table (ResNet50 / full / cutout) and the per-part breakdown."""
+    """The model table (baseline / full / cutout) and the per-part breakdown."""
     lat = report.get("latency")
     title = f"{report['arch']} at {report['img_size']} px"
     if report.get("extrapolated"):

@@ -12,11 +12,11 @@ from rich.tree import Tree as RichTree
 
 from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
 from nhlcli.errors import NhlError
-from nhlcli.experts.selection import expert_classes
 from nhlcli.hierarchy.drawing import draw_tree
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy.tree_export import FORMATS, export_tree, outline, tree_summary
+from nhlcli.selection import select_classes
 
 TREE_ARG = typer.Argument(..., help="A tree file, or a shipped tree such as imagenette-wordnet-L3.")
 SHOW_ALL_UP_TO = 150  # classes: bigger trees are shown down to the last group level by default
@@ -87,7 +87,7 @@ def show(
     """Print a tree (collapsible by --depth) and its stats: depth, nodes per level, singleton
     groups, largest group. With -o, draw it (the expert's paths in red with --highlight)."""
     tree = resolve_tree(tree_spec)
-    marked = expert_classes(tree, highlight) if highlight is not None else []
+    marked = select_classes(tree, highlight) if highlight is not None else []
     if output is not None:
         draw_tree(tree, output, marked)
         if json_out:

@@ -69,13 +69,3 @@ class TrainAugment(nn.Module):
         x = x.float().div_(255.0)
         x = self.ops(x).clamp_(0.0, 1.0)
         return self.normalize(x)
-
-
-def to_device_batch(
-    images: torch.Tensor, device: torch.device, channels_last: bool
-) -> torch.Tensor:
-    """Move a (pinned) uint8 batch to the device without blocking the host."""
-    x = images.to(device, non_blocking=True)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x

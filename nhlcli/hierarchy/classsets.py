@@ -149,11 +149,6 @@ BUILTIN_SETS: dict[str, BuiltinSet] = {
 }
 
 
-def builtin_names() -> list[str]:
-    return list(BUILTIN_SETS)
-
-
-@cache
 def builtin_set(name: str) -> ClassSet:
     spec = BUILTIN_SETS.get(name)
     if spec is None:

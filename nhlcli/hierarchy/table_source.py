@@ -231,8 +231,9 @@ def build_table_tree(
     groups: Sequence[int] | None = None,
     allow_missing: bool = False,
     date: str | None = TODAY,
+    notes: list[str] | None = None,
 ) -> Tree:
-    """The tree a table gives a class set.
+    """The tree a table gives a class set (`notes` receives which classes were missing).
 
     Exact tables (superclass, CSV) fix the number of levels (columns + 1): `levels` may be omitted
     or must equal it, and `groups` does not apply. A BREEDS folder is levelled (default 3 levels).
@@ -247,6 +248,13 @@ def build_table_tree(
         raise NhlError(
             f"{len(missing)} class(es) are not in the table {tab.name}: {shown}{more} "
             "(--allow-missing puts them in a group of their own)"
+        )
+    if missing and notes is not None:
+        shown = ", ".join(f"{c.name} ({c.wnid})" for c in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        notes.append(
+            f"{len(missing)} class(es) are not in the table and went to the group "
+            f"'{MISSING_GROUP[1]}': {shown}{more}"
         )
     paths = [
         ClassPath(c.wnid, c.name, tab.paths.get(c.wnid, (MISSING_GROUP,))) for c in classes.classes

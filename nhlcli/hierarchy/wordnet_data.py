@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from typing import Any
 
@@ -33,8 +32,6 @@ def get_wordnet() -> Any:
         import nltk  # noqa: F401
     except ImportError:  # pragma: no cover - nltk is a dependency
         raise MissingWordNetError("nltk is not installed: pip install nltk") from None
-    if os.environ.get("NHL_NO_WORDNET"):  # lets tests see the message without uninstalling data
-        raise MissingWordNetError(INSTALL_HINT)
     if wordnet_location() is None:
         raise MissingWordNetError(INSTALL_HINT)
     try:

@@ -15,7 +15,6 @@ _EXPORTS = {
     "set_attention": "attention",
     "cutout": "cutout",
     "cutout_summary": "cutout",
-    "resolve_selection": "cutout",
     "MODEL_FORMAT": "network",
     "HierNet": "network",
     "build_model": "network",

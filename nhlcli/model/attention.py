@@ -24,23 +24,9 @@ import math
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.network import HierNet
+from nhlcli.selection import resolve_node
 
-
-def resolve_node(tree: Tree, token: str) -> str:
-    """The one node (class or group) a token names (id or name); NhlError if none or several.
-
-    Several nodes with the same name that stand for the same classes (a class continued upwards by
-    single-child nodes of its own name, as levelled WordNet trees have) count as one: the deepest.
-    """
-    found = tree.find(token)
-    if not found:
-        raise NhlError(f"'{token}' is not a class or node of this model's tree")
-    if len(found) > 1 and len({tuple(tree.leaves_under(f)) for f in found}) == 1:
-        return max(found, key=tree.depth)
-    if len(found) > 1:
-        shown = ", ".join(f"{tree.node(f).name} ({f})" for f in found[:5])
-        raise NhlError(f"'{token}' is ambiguous in this tree: {shown}; use the id")
-    return found[0]
+MAX_SCALE = 100.0  # larger scales only overflow half precision; the paper uses 1 to 2
 
 
 def affected_nodes(tree: Tree, node_id: str, level: int) -> list[str]:
@@ -121,6 +107,9 @@ def _check_scale(name: str, raw: object) -> float:
         s = float(raw)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         raise NhlError(f"attention scale for '{name}' is not a number: {raw!r}") from None
-    if not math.isfinite(s) or s <= 0:
-        raise NhlError(f"attention scale for '{name}' must be a positive number, not {raw!r}")
+    if not math.isfinite(s) or not 0 < s <= MAX_SCALE:
+        raise NhlError(
+            f"attention scale for '{name}' must be a positive number (at most {MAX_SCALE:g}), "
+            f"not {raw!r}"
+        )
     return s

@@ -13,45 +13,31 @@ full model's class order. Duplicates are dropped (first occurrence wins).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.attention import resolve_node, set_attention
+from nhlcli.model.attention import set_attention
 from nhlcli.model.network import HierNet
-
-
-def resolve_selection(tree: Tree, selection: Sequence[str]) -> list[str]:
-    """Class ids for selection items: class ids/names, or node ids/names (all classes under)."""
-    out: list[str] = []
-    problems: list[str] = []
-    for token in selection:
-        try:
-            node = resolve_node(tree, token)
-        except NhlError as e:
-            problems.append(str(e))
-            continue
-        out.extend(tree.leaves_under(node))
-    if problems:
-        raise NhlError(f"cannot select {len(problems)} item(s)", problems)
-    if not out:
-        raise NhlError("the selection is empty")
-    return list(dict.fromkeys(out))
+from nhlcli.selection import Selection, select_classes
 
 
 def cutout(
     model: HierNet,
-    selection: Sequence[str],
+    selection: Selection,
     order: str = "given",
     origin: str | None = None,
 ) -> HierNet:
-    """The expert for `selection` (see the module doc); `origin` is recorded in cut_from."""
+    """The expert for `selection` (see the module doc); `origin` is recorded in cut_from.
+
+    `selection` is anything `nhlcli.selection.select_classes` takes: class ids or names, tree
+    nodes (every class under them), a class set or class file, or a model folder.
+    """
     if order not in ("given", "tree"):
         raise NhlError(f"unknown class order '{order}' (given or tree)")
-    class_ids = resolve_selection(model.tree, selection)
+    class_ids = select_classes(model.tree, selection)
     sub = model.tree.subtree(class_ids, order=order)
     with torch.device("meta"):
         expert = HierNet(model.preset, sub, model.img_size)
@@ -89,7 +75,7 @@ def cutout(
         "classes": model.num_classes,
         "nodes_per_level": model.nodes_per_level(),
         "params": model.num_params(),
-        "selection": list(selection),
+        "selection": [str(selection)] if isinstance(selection, str | Path) else list(selection),
         "order": order,
         "origin": origin,
         "previous": model.cut_from,

@@ -1,11 +1,11 @@
 """The profile report: a baseline, the full model and its cutout, side by side.
 
-`profile_report` returns a plain dict (what `--json` prints and what the table is rendered from):
+`profile_report` returns a `Profile` (`to_dict()` is what `--json` prints):
 
 * `models`: three rows (`baseline` = ResNet50 or the preset family's baseline (`--baseline`) with
-  the full model's k classes, `full`, `cutout`
-  when a class subset is given), each with params, MACs, GMACs, its per-part breakdown, and its
-  reductions in % against the full model and against the baseline (positive = smaller);
+  the full model's k classes, `full`, `cutout` when a class subset is given), each with params,
+  MACs, GMACs, its per-part breakdown, and its reductions in % against the full model and against
+  the baseline (positive = smaller);
 * `counter`, `units`: which counter (fvcore, thop, ptflops) and what the numbers count;
 * `fvcore_skipped`: the single line saying what the counter did not count (fvcore: operators;
   thop: module types).
@@ -14,13 +14,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.compose import ModelProfile, compose_profile
+from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
+from nhlcli.profiling.fvcore_count import SkippedOps
 
 BASELINE_ARCH = "resnet50"  # the default comparison row of the ResNet50-trunk presets
 BASELINES = ("resnet18", "resnet50", "resnet152", "resnet200", "convnextv2-tiny")
@@ -30,7 +32,7 @@ UNITS = {
     "macs": COUNTER_NOTES["fvcore"],
 }
 
-#: which counter the papers used where (printed with the report and in docs/profiling.md)
+#: which counter the papers used where (in the report and in docs/profiling.md)
 PAPER_COUNTERS = (
     "the paper's Table 2 and paper 003's Table 1 count with thop; Table 4 counts every parameter "
     "(fvcore and ptflops parameters)"
@@ -67,8 +69,92 @@ def reduction_pct(value: float, reference: float) -> float:
     return 100.0 * (1.0 - value / reference)
 
 
-def _row(role: str, label: str, prof: ModelProfile) -> dict[str, Any]:
-    return {"role": role, "model": label, **prof.to_dict()}
+@dataclass
+class ProfileRow:
+    """One model of a profile: its role (baseline, full, cutout), counts and per-part breakdown."""
+
+    role: str
+    model: str
+    counts: ModelProfile
+    reduction_vs_full_pct: dict[str, float] = field(default_factory=dict)
+    reduction_vs_baseline_pct: dict[str, float] = field(default_factory=dict)
+    latency_ms: float | None = None
+
+    @property
+    def params(self) -> int:
+        return self.counts.params
+
+    @property
+    def macs(self) -> int:
+        return self.counts.macs
+
+    @property
+    def gmacs(self) -> float:
+        return self.counts.gmacs
+
+    @property
+    def parts(self) -> tuple[PartProfile, ...]:
+        return self.counts.parts
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"role": self.role, "model": self.model, **self.counts.to_dict()}
+        d["reduction_vs_full_pct"] = self.reduction_vs_full_pct
+        d["reduction_vs_baseline_pct"] = self.reduction_vs_baseline_pct
+        return d
+
+
+@dataclass
+class Profile:
+    """What `nhlcli.profile` returns: the baseline, full-model and cutout rows side by side."""
+
+    arch: str
+    description: str
+    extrapolated: bool
+    img_size: int
+    classes: int
+    cutout_classes: list[str] | None
+    baseline: str
+    rows: list[ProfileRow]
+    skipped_ops: SkippedOps
+    latency: dict[str, Any] | None = None
+    counter: str = DEFAULT_COUNTER
+
+    def row(self, role: str) -> ProfileRow:
+        """The row of one role: "baseline", "full" or "cutout"."""
+        for r in self.rows:
+            if r.role == role:
+                return r
+        raise NhlError(f"the profile has no '{role}' row")
+
+    @property
+    def fvcore_skipped(self) -> str:
+        """The one line saying what the counter did not count (empty when nothing)."""
+        return self.skipped_ops.line()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of `nhl profile --json`."""
+        rows = [r.to_dict() for r in self.rows]
+        if self.latency is not None:
+            for d, r in zip(rows, self.rows, strict=True):
+                d["latency_ms"] = r.latency_ms
+        out: dict[str, Any] = {
+            "arch": self.arch,
+            "description": self.description,
+            "extrapolated": self.extrapolated,
+            "img_size": self.img_size,
+            "classes": self.classes,
+            "cutout_classes": self.cutout_classes,
+            "baseline": self.baseline,
+            "counter": self.counter,
+            "units": units(self.counter),
+            "models": rows,
+            # the full model's operators fvcore skipped (the other rows skip the same kinds)
+            "fvcore_skipped": self.fvcore_skipped,
+            "fvcore_skipped_ops": self.skipped_ops.to_dict(),
+        }
+        if self.latency is not None:
+            out["latency"] = self.latency
+        return out
 
 
 def profile_report(
@@ -78,7 +164,7 @@ def profile_report(
     img_size: int = 224,
     counter: str = DEFAULT_COUNTER,
     baseline: str | None = None,
-) -> dict[str, Any]:
+) -> Profile:
     """Parameters and GMACs of the baseline (k classes), the full model and the cutout.
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
@@ -93,52 +179,74 @@ def profile_report(
     full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size, counter)
     base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
-        _row("baseline", f"{base_arch} ({k} classes)", base),
-        _row("full", f"{p.name} ({k} classes)", full),
+        ProfileRow("baseline", f"{base_arch} ({k} classes)", base),
+        ProfileRow("full", f"{p.name} ({k} classes)", full),
     ]
     cut_tree: Tree | None = None
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
         cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size, counter)
-        rows.append(_row("cutout", f"{p.name} cutout ({m} classes)", cut))
+        rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
-        r["reduction_vs_full_pct"] = {
-            "params": reduction_pct(r["params"], full.params),
-            "macs": reduction_pct(r["macs"], full.macs),
+        r.reduction_vs_full_pct = {
+            "params": reduction_pct(r.params, full.params),
+            "macs": reduction_pct(r.macs, full.macs),
         }
-        r["reduction_vs_baseline_pct"] = {
-            "params": reduction_pct(r["params"], base.params),
-            "macs": reduction_pct(r["macs"], base.macs),
+        r.reduction_vs_baseline_pct = {
+            "params": reduction_pct(r.params, base.params),
+            "macs": reduction_pct(r.macs, base.macs),
         }
-    return {
-        "arch": p.name,
-        "description": p.description,
-        "extrapolated": p.extrapolated,
-        "img_size": img_size,
-        "classes": k,
-        "cutout_classes": None if cut_tree is None else cut_tree.class_ids,
-        "baseline": base_arch,
-        "counter": counter,
-        "units": units(counter),
-        "models": rows,
-        # the full model's operators fvcore skipped (the other rows skip the same kinds)
-        "fvcore_skipped": full.skipped.line(),
-        "fvcore_skipped_ops": full.skipped.to_dict(),
-    }
+    return Profile(
+        arch=p.name,
+        description=p.description,
+        extrapolated=p.extrapolated,
+        img_size=img_size,
+        classes=k,
+        cutout_classes=None if cut_tree is None else cut_tree.class_ids,
+        baseline=base_arch,
+        rows=rows,
+        skipped_ops=full.skipped,
+        counter=counter,
+    )
 
 
-def attach_latency(report: dict[str, Any], latency: dict[str, Any]) -> dict[str, Any]:
+def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
     """Put latencies measured by `latency.measure_report_latency` into the report's rows."""
     per_role = latency["ms"]
-    for r in report["models"]:
-        r["latency_ms"] = per_role.get(r["role"])
-    report["latency"] = {k: v for k, v in latency.items() if k != "ms"}
+    for r in report.rows:
+        r.latency_ms = per_role.get(r.role)
+    report.latency = {k: v for k, v in latency.items() if k != "ms"}
     return report
 
 
-def row(report: dict[str, Any], role: str) -> dict[str, Any]:
-    for r in report["models"]:
-        if r["role"] == role:
-            return r
-    raise NhlError(f"the report has no '{role}' row")
+def profile(
+    preset: Preset | str,
+    tree: Tree,
+    subset: Sequence[str] | None = None,
+    img_size: int = 224,
+    *,
+    latency: bool = False,
+    batch_size: int = 8,
+    runs: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    models: dict[str, Any] | None = None,
+    counter: str = DEFAULT_COUNTER,
+    baseline: str | None = None,
+) -> Profile:
+    """The profile (baseline / full / cutout), with measured latency when asked.
+
+    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
+    expert; the others are built for timing. `counter`, `baseline`: as `profile_report`.
+    """
+    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
+    if latency:
+        from nhlcli.profiling.latency import measure_report_latency
+
+        measured = measure_report_latency(
+            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
+            baseline=report.baseline,
+        )  # fmt: skip
+        attach_latency(report, measured)
+    return report

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nhlcli.errors import NhlError
@@ -12,72 +11,27 @@ from nhlcli.hierarchy.classsets import ClassSet
 from nhlcli.hierarchy.levelling import TODAY, provenance
 from nhlcli.hierarchy.llm.assemble import groups_to_tree
 from nhlcli.hierarchy.llm.cache import sha256_of
-from nhlcli.hierarchy.llm.client import SEED, RetryPolicy
+from nhlcli.hierarchy.llm.client import SEED
 from nhlcli.hierarchy.llm.labels import make_labels
 from nhlcli.hierarchy.llm.prompts import PROMPT_VERSION
 from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn, Session
+from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.llm.strategy import group_classes
 from nhlcli.hierarchy.tree import Tree, TreeNode
 
 
 @dataclass
-class LLMOptions:
-    model: str = "gpt-4o"
-    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI
-    api_key_env: str = "OPENAI_API_KEY"
-    max_repairs: int = 3
-    cache_dir: Path | None = None  # None: $NHL_CACHE_DIR, else the user cache directory
-    use_cache: bool = True
-    refresh: bool = False  # ask again even when cached (and store the new answers)
-    timeout: float = 120.0  # seconds per request
-    max_retries: int = 4  # per request, for timeouts, 429, 5xx, dropped connections
-    retry_backoff: float = 1.0  # first wait in seconds, doubling per retry
+class LLMOptions(LLMSettings):
+    """The options of the llm and hybrid tree sources: the model settings, plus request size."""
+
     batch_size: int = 200  # classes per request (larger sets are split, see strategy.py)
     date: str | None = TODAY  # provenance date: "today", None (left out) or a fixed string
 
-    def check(self) -> None:
-        problems = []
-        if not self.model.strip():
-            problems.append("--model must not be empty")
-        if self.max_repairs < 0:
-            problems.append("--max-repairs must be 0 or more")
-        if self.timeout <= 0:
-            problems.append("--timeout must be positive")
-        if self.max_retries < 0:
-            problems.append("--max-retries must be 0 or more")
+    def problems(self) -> list[str]:
+        p = super().problems()
         if self.batch_size < 2:
-            problems.append("--batch-size must be at least 2")
-        if problems:
-            raise NhlError("bad model options", problems)
-
-
-@dataclass
-class Call:
-    """The options of one build call, after `resolve_call`."""
-
-    options: LLMOptions
-    progress: ProgressFn | None
-    report: BuildReport
-    notes_out: list[str] | None  # where to copy the report's notes at the end (dict callers)
-
-
-def resolve_call(
-    options: LLMOptions | Mapping[str, Any],
-    progress: ProgressFn | None,
-    report: BuildReport | None,
-) -> Call:
-    """Accept LLMOptions, or the dict of `nhlcli.hierarchy.builders` (`BuildRequest.options`):
-    LLMOptions fields by name, plus `progress`, `report` and `notes` (a list for one-line notes)."""
-    if isinstance(options, LLMOptions):
-        return Call(options, progress, report if report is not None else BuildReport(), None)
-    known = {f.name for f in fields(LLMOptions)}
-    extra = {"progress", "report", "notes"}
-    unknown = sorted(set(options) - known - extra)
-    if unknown:
-        raise TypeError(f"unknown LLM options: {', '.join(unknown)}")
-    opts = LLMOptions(**{k: v for k, v in options.items() if k in known})
-    rep = options.get("report") or report or BuildReport()
-    return Call(opts, options.get("progress") or progress, rep, options.get("notes"))
+            p.append("--llm-batch-size must be at least 2")
+        return p
 
 
 def requested_group_counts(
@@ -106,23 +60,6 @@ def requested_group_counts(
             )
         last = k
     return wanted + [None] * (levels - 1 - len(wanted))
-
-
-def new_session(options: LLMOptions, progress: ProgressFn | None, report: BuildReport) -> Session:
-    options.check()
-    return Session(
-        model=options.model,
-        base_url=options.base_url,
-        api_key_env=options.api_key_env,
-        timeout=options.timeout,
-        retry=RetryPolicy(options.max_retries, options.retry_backoff),
-        max_repairs=options.max_repairs,
-        cache_dir=options.cache_dir,
-        use_cache=options.use_cache,
-        refresh=options.refresh,
-        progress=progress,
-        report=report,
-    )
 
 
 def llm_provenance(
@@ -158,7 +95,7 @@ def build_llm_tree(
     classes: ClassSet,
     levels: int,
     groups: list[int] | None,
-    options: LLMOptions | Mapping[str, Any],
+    options: LLMOptions,
     progress: ProgressFn | None = None,
     report: BuildReport | None = None,
 ) -> Tree:
@@ -167,37 +104,9 @@ def build_llm_tree(
     progress(done, total, what) is called as answers arrive; `report` receives the request counts
     and notes for the user.
     """
-    return run_build(_build_llm_tree, classes, levels, groups, options, progress, report)
-
-
-def run_build(
-    build: Callable[..., Tree],
-    classes: ClassSet,
-    levels: int,
-    groups: list[int] | None,
-    options: LLMOptions | Mapping[str, Any],
-    progress: ProgressFn | None,
-    report: BuildReport | None,
-) -> Tree:
-    """Resolve the call's options, run `build`, and hand its notes to the caller's list."""
-    call = resolve_call(options, progress, report)
-    try:
-        return build(classes, levels, groups, call.options, call.progress, call.report)
-    finally:
-        if call.notes_out is not None:
-            call.notes_out.extend(call.report.notes)
-
-
-def _build_llm_tree(
-    classes: ClassSet,
-    levels: int,
-    groups: list[int] | None,
-    options: LLMOptions,
-    progress: ProgressFn | None,
-    report: BuildReport,
-) -> Tree:
+    report = report if report is not None else BuildReport()
     counts = requested_group_counts(len(classes), levels, groups)
-    session = new_session(options, progress, report)
+    session = options.session(progress, report)
     try:
         if levels == 1:  # no groups: nothing to ask
             found = []

@@ -21,7 +21,7 @@ group to place into, and the whole tree comes from the model (`build_llm_tree`),
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -30,9 +30,7 @@ from nhlcli.hierarchy.llm.builder import (
     LLMOptions,
     build_llm_tree,
     llm_provenance,
-    new_session,
     requested_group_counts,
-    run_build,
 )
 from nhlcli.hierarchy.llm.labels import make_labels
 from nhlcli.hierarchy.llm.prompts import placement_prompt
@@ -82,7 +80,7 @@ def build_hybrid_tree(
     classes: ClassSet,
     levels: int,
     groups: list[int] | None,
-    options: LLMOptions | Mapping[str, Any],
+    options: LLMOptions,
     progress: ProgressFn | None = None,
     report: BuildReport | None = None,
 ) -> Tree:
@@ -90,17 +88,7 @@ def build_hybrid_tree(
 
     Arguments as for `build_llm_tree`.
     """
-    return run_build(_build_hybrid_tree, classes, levels, groups, options, progress, report)
-
-
-def _build_hybrid_tree(
-    classes: ClassSet,
-    levels: int,
-    groups: list[int] | None,
-    options: LLMOptions,
-    progress: ProgressFn | None,
-    report: BuildReport,
-) -> Tree:
+    report = report if report is not None else BuildReport()
     from nhlcli.hierarchy.wordnet_source import build_wordnet_tree, wordnet_placement_info
 
     requested_group_counts(len(classes), levels, groups)
@@ -124,7 +112,7 @@ def _build_hybrid_tree(
     paths = _group_paths(wn_tree, target_ids)
     labels = make_labels(classes.classes)
     choice: dict[str, str | None] = {}  # ambiguous class -> chosen group id (None: keep)
-    session = new_session(options, progress, report)
+    session = options.session(progress, report)
     try:
         todo = [c for c in classes.wnids if c in reasons]
         batches = [

@@ -196,7 +196,7 @@ def open_predictor(
             "exported files are run on the CPU here (onnxruntime / TorchScript): drop --device"
         )
     if suffix in ONNX_SUFFIXES:
-        from nhlcli.export.metadata import read_onnx_info
+        from nhlcli.exporters.metadata import read_onnx_info
 
         info = read_onnx_info(path)
         _check_size(path, info.img_size, img_size)
@@ -214,7 +214,7 @@ def open_predictor(
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise NhlError(f"{path}: onnxruntime cannot load it ({first})") from None
         return OnnxPredictor(str(path), session, info)
-    from nhlcli.export.metadata import read_torchscript_info
+    from nhlcli.exporters.metadata import read_torchscript_info
 
     info, module = read_torchscript_info(path)
     _check_size(path, info.img_size, img_size)
@@ -233,11 +233,11 @@ def _torch_predictor(
     path: Path, attend: str | None, img_size: int | None, device: str
 ) -> Predictor:
     from nhlcli.checkpoint import load_model
-    from nhlcli.evaluate.runner import resolve_checkpoint_dir
+    from nhlcli.checkpoint_dirs import resolve_checkpoint
     from nhlcli.model.attention import parse_attend, set_attention
     from nhlcli.model.network import MIN_IMG_SIZE
 
-    folder = resolve_checkpoint_dir(path)
+    folder = resolve_checkpoint(path)
     model = load_model(folder)
     if attend:
         set_attention(model, parse_attend(attend, model.tree))

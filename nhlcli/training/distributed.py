@@ -12,10 +12,14 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
+import yaml
 
 from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
@@ -74,19 +78,6 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     return t.tolist()
 
 
-def broadcast_object(obj: object, ctx: DistContext) -> object:
-    if not ctx.distributed:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -122,3 +113,28 @@ def launch_torchrun(nproc: int, args: list[str]) -> int:
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     return subprocess.call(torchrun_command(nproc, args), env=env)
+
+
+def launch_training(
+    settings: dict[str, Any], devices: int, resume_dir: Path | None, json_out: bool = False
+) -> int:
+    """`nhl train` in `devices` processes: the resolved settings go to torchrun as a YAML file.
+
+    Inputs are checked here first, so a bad data folder is one line, not one per process.
+    """
+    from nhlcli.training.inputs import load_training_data
+
+    if resume_dir is None:
+        load_training_data(settings["data"], settings["tree"], settings["allow_extra"])
+    fd, path = tempfile.mkstemp(prefix="nhl-train-", suffix=".yaml")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            yaml.safe_dump(settings, f, sort_keys=False)
+        args = ["train", "--config", path]
+        if resume_dir is not None:
+            args += ["--resume", str(resume_dir)]
+        if json_out:
+            args.append("--json")
+        return launch_torchrun(devices, args)
+    finally:
+        Path(path).unlink(missing_ok=True)

@@ -1,7 +1,7 @@
 """Deployment exports: ONNX and TorchScript files that carry their class list, checked on export."""
 
-from nhlcli.export.exporter import ExportResult, default_output, export_model
-from nhlcli.export.metadata import ExportedInfo, read_onnx_info, read_torchscript_info
+from nhlcli.exporters.exporter import ExportResult, default_output, export_model
+from nhlcli.exporters.metadata import ExportedInfo, read_onnx_info, read_torchscript_info
 
 __all__ = [
     "ExportResult",

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nhlcli.errors import NhlError
-from nhlcli.train.weight_layouts import (
+from nhlcli.training.weight_layouts import (
     FAMILY,
     LAYOUTS,
     describe_keys,

@@ -16,7 +16,7 @@ baked in. The check: the exported file is run (onnxruntime on CPU for ONNX, `tor
 TorchScript) on a random batch (seeded) and its logits are compared with the PyTorch model's; the
 export fails with one line when they differ by more than `atol + rtol·max|logit|`. Only then is the
 file written (atomically, with the class list and preprocessing inside, see
-`nhlcli.export.metadata`).
+`nhlcli.exporters.metadata`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError
-from nhlcli.export.metadata import (
+from nhlcli.exporters.metadata import (
     EXPORT_FORMAT,
     ONNX_KEYS,
     TORCHSCRIPT_FILES,
@@ -80,8 +80,8 @@ class ExportResult:
 
 def default_output(source: Path, fmt: str) -> Path:
     """`experts/cats` -> `experts/cats.onnx` (next to the model directory)."""
-    src = source.resolve()
-    return src.parent / f"{src.name}{SUFFIX[fmt]}"
+    name = source.name or source.resolve().name
+    return source.parent / f"{name}{SUFFIX[fmt]}"
 
 
 def export_model(
@@ -90,7 +90,7 @@ def export_model(
     fmt: str = "onnx",
     img_size: int | None = None,
     dynamic_batch: bool = False,
-    batch: int = 1,
+    batch_size: int = 1,
     opset: int | None = None,
     exporter: str = "auto",
     gmacs: float | None = None,
@@ -105,8 +105,9 @@ def export_model(
     size = int(img_size or model.img_size)
     if size < MIN_IMG_SIZE:
         raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
-    if batch < 1:
-        raise NhlError("--batch must be at least 1")
+    if batch_size < 1:
+        raise NhlError("--batch-size must be at least 1")
+    batch = batch_size
     model = model.to("cpu").eval()
     out_path = Path(out)
     check_batch = 3 if dynamic_batch else batch  # dynamic: check a batch size not used to export

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,15 +10,16 @@ from typing import Any
 
 import torch
 
+from nhlcli.checkpoint_dirs import resolve_checkpoint
 from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import index_image_folder, split_dir
 from nhlcli.data.loader import ShardSampler, default_workers, make_loader
 from nhlcli.errors import NhlError
-from nhlcli.evaluate.inference import run_inference
-from nhlcli.evaluate.metrics import per_class_accuracy, top1
-from nhlcli.experts.selection import expert_classes
-from nhlcli.model.attention import parse_attend, set_attention
+from nhlcli.evaluation.inference import run_inference
+from nhlcli.evaluation.metrics import per_class_accuracy, top1
+from nhlcli.model.attention import MAX_SCALE, parse_attend, set_attention
 from nhlcli.model.network import HierNet
+from nhlcli.selection import Selection, select_classes
 
 ORACLE_NOTE = (
     "oracle top-down attention (paper Sec. 4.4): each image's OWN class path is amplified, chosen "
@@ -43,16 +45,18 @@ def parse_sweep(text: str) -> list[float]:
     return [round(start + i * step, 6) for i in range(n + 1)]
 
 
-def resolve_checkpoint_dir(path: str | Path) -> Path:
-    """A model directory; a training run directory stands for its best (else last) checkpoint."""
-    from nhlcli.checkpoint import checkpoint_dir
+def oracle_scales(oracle: float | None, sweep: str | None) -> list[float] | None:
+    """The scales of `--attend-oracle S` or `--attend-sweep START:STOP:STEP` (one or neither)."""
+    if oracle is not None and sweep is not None:
+        raise NhlError("give --attend-oracle or --attend-sweep, not both")
+    if oracle is not None:
+        if not (math.isfinite(oracle) and 0 < oracle <= MAX_SCALE):
+            raise NhlError(f"--attend-oracle needs a scale in (0, {MAX_SCALE:g}]")
+        return [oracle]
+    return parse_sweep(sweep) if sweep is not None else None
 
-    p = Path(path)
-    if p.is_dir() and not (p / "config.json").exists():
-        for tag in ("best", "last"):
-            if (p / tag / "config.json").is_file():
-                return p / tag
-    return checkpoint_dir(p)
+
+AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 
 @dataclass
@@ -94,7 +98,7 @@ class EvalReport:
 def evaluate(
     checkpoint: str | Path,
     data: str | Path,
-    classes: str | None = None,
+    classes: Selection | None = None,
     attend: str | None = None,
     oracle_scales: Sequence[float] | None = None,
     attend_level: int | None = None,
@@ -103,7 +107,7 @@ def evaluate(
     device: str | None = None,
     img_size: int | None = None,
     allow_extra: bool = False,
-    amp: str = "none",
+    amp: str = "auto",
     max_batches: int | None = None,
     model: HierNet | None = None,
     on_start: Callable[[int], None] | None = None,
@@ -111,10 +115,12 @@ def evaluate(
 ) -> EvalReport:
     """Top-1 and per-class accuracy of a model directory (or an already loaded `model`)."""
     from nhlcli.devices import resolve_device
-    from nhlcli.train.checkpointing import load_checkpoint_model
+    from nhlcli.training.checkpointing import load_checkpoint_model
 
+    if amp not in AMP_MODES:
+        raise NhlError(f"--amp '{amp}' is not one of {', '.join(AMP_MODES)}")
     dev = resolve_device(device)
-    ckpt = resolve_checkpoint_dir(checkpoint) if model is None else Path(str(checkpoint))
+    ckpt = resolve_checkpoint(checkpoint) if model is None else Path(str(checkpoint))
     net = load_checkpoint_model(ckpt) if model is None else model
     net = net.to(dev)
     if attend is not None and oracle_scales:
@@ -133,7 +139,7 @@ def evaluate(
         if not 1 <= lv <= len(net.levels):
             raise NhlError(f"attention level {lv} does not exist (1..{len(net.levels)})")
 
-    eval_ids = expert_classes(tree, classes) if classes else tree.class_ids
+    eval_ids = select_classes(tree, classes) if classes else tree.class_ids
     subset = classes is not None
     folder = index_image_folder(
         split_dir(data, "val"), tree, allow_extra=allow_extra, required=eval_ids

@@ -1,0 +1,341 @@
+"""The public Python API of nhl: `import nhlcli as nhl`.
+
+Every `nhl` command calls one of these functions (the CLI only parses, calls and renders), so what a
+command does a script can do in one call::
+
+    import nhlcli as nhl
+
+    tree = nhl.load_tree("imagenette-wordnet-L3")          # or nhl.build_tree("wordnet", ...)
+    model = nhl.build_model("n3hl", tree, img_size=64)     # random weights
+    expert = nhl.cutout(model, ["tench", "church"])        # a real, smaller network
+    report = nhl.profile(model, subset=expert.class_ids)   # params and GMACs: full vs expert
+    nhl.save_model(expert, "experts/two")
+
+Torch is imported only when a function that needs it runs, so `import nhlcli` stays fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nhlcli.errors import NhlError
+
+if TYPE_CHECKING:
+    from nhlcli.evaluation.runner import EvalReport
+    from nhlcli.exporters.exporter import ExportResult
+    from nhlcli.hierarchy.classsets import ClassSet
+    from nhlcli.hierarchy.sources import SourceContext
+    from nhlcli.hierarchy.tree import Tree
+    from nhlcli.model.network import HierNet
+    from nhlcli.model.presets import Preset
+    from nhlcli.prediction import PredictReport
+    from nhlcli.profiling.report import Profile
+    from nhlcli.selection import Selection
+    from nhlcli.training.config import TrainConfig
+    from nhlcli.training.engine import TrainResult
+    from nhlcli.training.progress import TrainReporter
+
+__all__ = [
+    "build_model",
+    "build_tree",
+    "cutout",
+    "evaluate",
+    "export",
+    "load_model",
+    "load_tree",
+    "predict",
+    "profile",
+    "save_model",
+    "select_classes",
+    "train",
+]
+
+
+# ----------------------------------------------------------------------------------------- trees
+def load_tree(spec: str | Path) -> Tree:
+    """A tree from an `nhl-tree/1` file, or a shipped tree by name (`imagenette-wordnet-L3`)."""
+    from nhlcli.hierarchy.shipped_trees import resolve_tree
+
+    return resolve_tree(spec)
+
+
+def build_tree(
+    source: str = "wordnet",
+    classes: str | Path | ClassSet = "imagenette",
+    levels: int | None = None,
+    *,
+    groups: Sequence[int] | None = None,
+    notes: list[str] | None = None,
+    context: SourceContext | None = None,
+    exact_groups: bool = False,
+    **options: Any,
+) -> Tree:
+    """A category tree for `classes` (a built-in set, a class file or a `ClassSet`) from a source.
+
+    `source` names an entry of `nhlcli.hierarchy.sources.SOURCES` (wordnet, superclass, llm,
+    hybrid); `options` are that source's typed options by field name (`table=`, `allow_missing=`
+    for superclass; `model=`, `base_url=`, ... for llm); `notes`, when given, receives one-line
+    remarks for the user; `context` sets the provenance date and a progress callback;
+    `exact_groups` reaches the `groups` counts exactly (e.g. the paper's 17,161).
+
+    >>> build_tree("superclass", "imagenette", table="imagenet-superclass").num_classes
+    10
+    """
+    from nhlcli.hierarchy.classsets import ClassSet, load_classes
+    from nhlcli.hierarchy.sources import build_from_source
+
+    class_set = classes if isinstance(classes, ClassSet) else load_classes(str(classes))
+    tree, said = build_from_source(
+        source, class_set, levels, groups, options, context, exact_groups=exact_groups
+    )
+    if notes is not None:
+        notes.extend(said)
+    return tree
+
+
+def select_classes(tree: Tree, selection: Selection) -> list[str]:
+    """Class ids of `tree` that `selection` names: see `nhlcli.selection`."""
+    from nhlcli.selection import select_classes as select
+
+    return select(tree, selection)
+
+
+# ---------------------------------------------------------------------------------------- models
+def build_model(
+    arch: str | Preset,
+    tree: Tree | str | Path | None = None,
+    *,
+    classes: str | None = None,
+    img_size: int = 224,
+    seed: int | None = None,
+    device: str | None = None,
+) -> HierNet:
+    """A randomly initialised network of a preset (`nhl archs`) for a tree.
+
+    `tree` is a `Tree`, a tree file or a shipped tree name; one-level presets may take `classes`
+    (a class set or file) instead. `seed` makes the initialisation reproducible.
+    """
+    import torch
+
+    from nhlcli.model.network import MIN_IMG_SIZE
+    from nhlcli.model.network import build_model as build
+    from nhlcli.model.presets import get_preset
+
+    preset = get_preset(arch) if isinstance(arch, str) else arch
+    if not isinstance(img_size, int) or isinstance(img_size, bool) or img_size < MIN_IMG_SIZE:
+        raise NhlError(f"image size {img_size!r} is too small (at least {MIN_IMG_SIZE} px)")
+    the_tree = _as_tree(preset, tree, classes)
+    if seed is not None:
+        if not 0 <= seed < 2**63:
+            raise NhlError(f"seed {seed} is out of range (0 to 2**63 - 1)")
+        torch.manual_seed(seed)
+    return build(preset, the_tree, img_size=img_size, device=device)  # type: ignore[arg-type]
+
+
+def _as_tree(preset: Preset, tree: Tree | str | Path | None, classes: str | None) -> Tree:
+    """A `Tree` as given, else the model's tree from a tree spec or (one level) a class set."""
+    from nhlcli.hierarchy.tree import Tree
+    from nhlcli.profiling.targets import model_tree
+
+    if isinstance(tree, Tree):
+        return tree
+    return model_tree(preset, None if tree is None else str(tree), classes)
+
+
+def load_model(path: str | Path, device: str = "cpu") -> HierNet:
+    """A checkpoint, expert or training run (its best, else last, checkpoint), in eval mode."""
+    from nhlcli.checkpoint import load_model as load
+
+    return load(path, device=device)
+
+
+def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    """Write `model` as a checkpoint directory (config.json + model.safetensors), atomically."""
+    from nhlcli.checkpoint import save_model as save
+
+    return save(model, path, extra=extra)
+
+
+def cutout(
+    model: HierNet,
+    selection: Selection,
+    *,
+    order: str = "given",
+    attend: str | dict[str, float] | None = None,
+    attend_level: int | None = None,
+    origin: str | None = None,
+) -> HierNet:
+    """The expert for `selection`: a real, smaller network with the weights sliced out.
+
+    `selection`: class ids or names, tree nodes (every class under them), a class set, a class
+    file or a model folder. Its logits equal the full model's for its classes. `attend` sets
+    top-down attention (`"tench=1.8"` or `{"tench": 1.8}`) on the expert.
+    """
+    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.cutout import cutout as cut
+
+    expert = cut(model, selection, order=order, origin=origin)
+    if attend:
+        scales = parse_attend(attend, expert.tree) if isinstance(attend, str) else dict(attend)
+        set_attention(expert, scales, level=attend_level)
+    elif attend_level is not None:
+        raise NhlError("--attend-level needs --attend")
+    return expert
+
+
+# ----------------------------------------------------------------------------------- measurement
+def profile(
+    model: HierNet | Preset | str,
+    tree: Tree | str | None = None,
+    *,
+    classes: str | None = None,
+    subset: Selection | None = None,
+    img_size: int | None = None,
+    latency: bool = False,
+    batch_size: int = 8,
+    runs: int = 20,
+    warmup: int = 3,
+    device: str = "cpu",
+    experts: dict[str, Any] | None = None,
+    counter: str = "fvcore",
+    baseline: str | None = None,
+) -> Profile:
+    """Parameters and GMACs of a model, its cutout for `subset`, and a baseline.
+
+    `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
+    network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
+    which times the models (`experts`: networks already built, by role "full"/"cutout").
+    `counter`: fvcore (default), thop or ptflops (the extra `counters`); `baseline`: resnet18/50/
+    152/200 or convnextv2-tiny (default: the preset family's).
+    """
+    from nhlcli.model.network import HierNet
+    from nhlcli.model.presets import get_preset
+    from nhlcli.profiling.compose import check_img_size
+    from nhlcli.profiling.report import profile as run_profile
+
+    if isinstance(model, HierNet):
+        preset, the_tree, size = model.preset, model.tree, img_size or model.img_size
+        built = {"full": model, **(experts or {})}
+    else:
+        preset = get_preset(model) if isinstance(model, str) else model
+        the_tree = _as_tree(preset, tree, classes)
+        size, built = img_size or 224, dict(experts or {})
+    check_img_size(size)
+    ids = select_classes(the_tree, subset) if subset is not None else None
+    return run_profile(
+        preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,
+        warmup=warmup, device=device, models=built or None, counter=counter, baseline=baseline,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- workflows
+def train(
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    resume: str | Path | None = None,
+    devices: int | None = None,
+    reporter: TrainReporter | None = None,
+    json_out: bool = False,
+) -> TrainResult | None:
+    """Train (or resume) a run: `config` is a `TrainConfig` or a dict of settings by name.
+
+    Settings come from defaults < `config_file` (YAML) < `config`; `resume` continues a run (its
+    directory or its last/ checkpoint). `devices > 1` runs torchrun with DDP on this machine and
+    returns None (the processes print their own results).
+
+    >>> train({"arch": "resnet50", "data": "imagenette2", "epochs": 8})  # doctest: +SKIP
+    """
+    from nhlcli.training.config import TrainConfig, config_from_sources, resolve_resume_dir
+    from nhlcli.training.distributed import launch_training
+    from nhlcli.training.engine import train as run_training
+
+    options = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+    cfg = config_from_sources(config_file, options, resume)
+    resume_dir = resolve_resume_dir(resume) if resume is not None else None
+    if devices is not None and devices > 1:
+        rc = launch_training(cfg.to_dict(), devices, resume_dir, json_out)
+        if rc != 0:
+            raise SystemExit(rc)
+        return None
+    return run_training(cfg, resume_dir=resume_dir, reporter=reporter)
+
+
+def evaluate(
+    model: str | Path | HierNet,
+    data: str | Path,
+    *,
+    classes: Selection | None = None,
+    attend: str | None = None,
+    **options: Any,
+) -> EvalReport:
+    """Top-1 and per-class accuracy of a model (a folder, or a loaded network) on an image folder.
+
+    `classes` evaluates on a subset with the softmax restricted to it (paper eq. 3); `attend` sets
+    top-down attention; other options are those of `nhlcli.evaluation.runner.evaluate`
+    (`oracle_scales`, `batch_size`, `device`, `max_batches`, ...).
+    """
+    from nhlcli.evaluation.runner import evaluate as run_eval
+    from nhlcli.model.network import HierNet
+
+    if isinstance(model, HierNet):
+        return run_eval("<model>", data, classes, attend, model=model, **options)
+    return run_eval(model, data, classes, attend, **options)
+
+
+def predict(
+    model: str | Path,
+    images: Sequence[str | Path] | str | Path,
+    *,
+    top: int = 5,
+    batch_size: int = 16,
+    attend: str | None = None,
+    img_size: int | None = None,
+    device: str = "cpu",
+    progress: Any = None,
+) -> PredictReport:
+    """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file."""
+    from nhlcli.prediction import list_images, open_predictor, predict_images
+
+    inputs = [images] if isinstance(images, str | Path) else list(images)
+    predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
+    files = list_images(inputs)
+    return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
+
+
+def export(
+    model: str | Path | HierNet,
+    format: str = "onnx",
+    output: str | Path | None = None,
+    *,
+    attend: str | None = None,
+    attend_level: int | None = None,
+    **options: Any,
+) -> ExportResult:
+    """Export a model (folder or network) to ONNX or TorchScript, checked before it is written.
+
+    `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
+    `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
+    `exporter`).
+    """
+    from nhlcli.exporters import default_output, export_model
+    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.network import HierNet
+    from nhlcli.profiling.compose import compose_profile
+
+    if isinstance(model, HierNet):
+        net = model
+        if output is None:
+            raise NhlError("give an output file to export a model that is not a folder")
+    else:
+        net = load_model(model)
+    if attend:
+        set_attention(net, parse_attend(attend, net.tree), level=attend_level)
+    elif attend_level is not None:
+        raise NhlError("--attend-level needs --attend")
+    out = Path(output) if output is not None else default_output(Path(str(model)), format)
+    size = int(options.get("img_size") or net.img_size)
+    gmacs = compose_profile(net.preset, net.nodes_per_level(), net.num_classes, size).gmacs
+    return export_model(net, out, format, gmacs=gmacs, **options)

@@ -1,0 +1,406 @@
+"""Training settings, declared once: defaults < `--config config.yaml` < command-line options.
+
+Each setting is one field of `TrainConfig`, declared with `setting(...)`: its default, its help
+text, its allowed values (choices, range) and whether it may change on resume. Everything else is
+derived from that one declaration: the type and range checks of `build_config`, the `nhl train`
+options (`nhlcli/cli/train_cmd.py` builds them from `SETTINGS`), and the settings table in
+docs/training.md
+(a test compares it with `SETTINGS`). A config file may spell a key `batch-size` or `batch_size`. An
+unknown key, a value of the wrong type, a non-finite number or a value outside its range is an
+NhlError naming the key and the file; every problem is reported at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nhlcli.errors import NhlError
+
+OPTIMIZERS = ("sgd", "adamw")
+AMP_MODES = ("auto", "bf16", "fp16", "none")
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """What one training setting is: the single source of its checks, option and docs row."""
+
+    name: str
+    kind: type  # int, float, bool or str
+    optional: bool  # None is a valid value ("derived": see the help text)
+    default: Any
+    help: str
+    flag: str  # the command-line spelling, e.g. "--batch-size" or "--x/--no-x"
+    choices: tuple[str, ...] = ()
+    low: float | None = None  # smallest allowed value (inclusive unless low_open)
+    low_open: bool = False
+    high: float | None = None  # largest allowed value (inclusive unless high_open)
+    high_open: bool = False
+    resumable: bool = False  # may differ when a run is resumed
+    path: bool = False  # a file or folder: saved absolute in args.yaml
+
+    @property
+    def key(self) -> str:
+        """The YAML spelling used in docs (`batch-size`)."""
+        return self.name.replace("_", "-")
+
+    def range_text(self) -> str:
+        if self.choices:
+            return ", ".join(self.choices)
+        if self.low is None and self.high is None:
+            return ""
+        lo = "" if self.low is None else f"{'(' if self.low_open else '['}{_num(self.low)}"
+        hi = "" if self.high is None else f"{_num(self.high)}{')' if self.high_open else ']'}"
+        if self.high is None:
+            return f"{'>' if self.low_open else '≥'} {_num(self.low)}"  # type: ignore[arg-type]
+        if self.low is None:
+            return f"{'<' if self.high_open else '≤'} {_num(self.high)}"
+        return f"{lo}, {hi}"
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` (already of the right type) is not allowed, or None."""
+        if value is None:
+            return None
+        if self.choices and value not in self.choices:
+            return f"'{self.name}' is {value!r}, not one of {', '.join(self.choices)}"
+        if self.kind in (int, float):
+            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+                return f"'{self.name}' is {value!r}, must be {self.range_text()}"
+            if self.high is not None and (
+                value >= self.high if self.high_open else value > self.high
+            ):
+                return f"'{self.name}' is {value!r}, must be {self.range_text()}"
+        return None
+
+
+def _num(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] = (),
+    low: float | None = None,
+    low_open: bool = False,
+    high: float | None = None,
+    high_open: bool = False,
+    resumable: bool = False,
+    path: bool = False,
+) -> Any:
+    """Declare one training setting (a dataclass field carrying its `SettingSpec` parts)."""
+    meta = {
+        "help": help,
+        "flag": flag,
+        "choices": choices,
+        "low": low,
+        "low_open": low_open,
+        "high": high,
+        "high_open": high_open,
+        "resumable": resumable,
+        "path": path,
+    }
+    return field(default=default, metadata={"nhl_setting": meta})
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of `nhl train` / `nhlcli.training(config)`; build one with `build_config`."""
+
+    arch: str = setting("", "Preset: n3hl, n2hl, phl-small, resnet50, ... (`nhl archs`).")
+    tree: str | None = setting(
+        None, "Tree file or shipped tree name [one class per train folder].", flag="-t/--tree"
+    )
+    data: str = setting(
+        "", "Folder with train/<class>/... and val/<class>/...", resumable=True, path=True
+    )
+    epochs: int = setting(10, "Epochs.", low=1, high=100_000, resumable=True)
+    batch_size: int = setting(32, "Global batch size (all processes).", low=1, high=65_536)
+    lr: float | None = setting(
+        None,
+        "Peak learning rate [0.1·batch/256 sgd, 1e-3·batch/256 adamw].",
+        low=0,
+        low_open=True,
+        high=10,
+    )
+    optimizer: str = setting("sgd", "Optimizer (sgd is Nesterov SGD).", choices=OPTIMIZERS)
+    momentum: float = setting(0.9, "SGD momentum.", low=0, high=1, high_open=True)
+    weight_decay: float | None = setting(
+        None, "Weight decay of conv/linear weights [1e-4 sgd, 0.05 adamw].", low=0, high=1
+    )
+    label_smoothing: float = setting(0.1, "Label smoothing.", low=0, high=1, high_open=True)
+    warmup_epochs: float = setting(1.0, "Linear warm-up, in epochs.", low=0, high=100_000)
+    amp: str = setting(
+        "auto",
+        "Mixed precision [auto: bf16 on CUDA GPUs that have it, none on CPU].",
+        choices=AMP_MODES,
+    )
+    channels_last: bool | None = setting(
+        None,
+        "Channels-last memory format [on for CUDA].",
+        flag="--channels-last/--no-channels-last",
+    )
+    seed: int = setting(0, "Random seed.", low=0, high=2**63 - 1)
+    deterministic: bool = setting(
+        False, "Deterministic algorithms: resume gives identical weights.", flag="--deterministic"
+    )
+    workers: int | None = setting(
+        None, "Data loader workers [CPU cores - 1, at most 8].", low=0, high=256, resumable=True
+    )
+    device: str | None = setting(None, "cpu, cuda, cuda:N [cuda when available].", resumable=True)
+    img_size: int = setting(224, "Training resolution in pixels.", low=16, high=4096)
+    randaugment_n: int = setting(2, "RandAugment operations per image, 0 = off.", low=0, high=16)
+    randaugment_m: int = setting(
+        9, "RandAugment magnitude.", low=0, low_open=True, high=30, high_open=True
+    )
+    min_crop_scale: float = setting(
+        0.08, "Smallest random-resized-crop area.", low=0, low_open=True, high=1
+    )
+    name: str = setting("exp", "Run name: runs/train/NAME (NAME-2, ... when it exists).")
+    project: str = setting("runs/train", "Parent folder of runs.", path=True)
+    exist_ok: bool = setting(False, "Reuse runs/train/NAME instead of NAME-2.", flag="--exist-ok")
+    trunk_weights: str | None = setting(
+        None,
+        "Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
+        path=True,
+    )
+    freeze_trunk: bool = setting(False, "Do not train the trunk.", flag="--freeze-trunk")
+    allow_extra: bool = setting(
+        False,
+        "Ignore class folders that are not in the tree (and say which).",
+        flag="--allow-extra",
+    )
+    max_train_batches: int | None = setting(
+        None, "Stop each epoch after N batches (smoke runs).", low=1, resumable=True
+    )
+    max_val_batches: int | None = setting(None, "Validate on N batches.", low=1, resumable=True)
+
+    # ----------------------------------------------------------------- derived values
+    @property
+    def effective_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        base = 0.1 if self.optimizer == "sgd" else 1e-3
+        return base * self.batch_size / 256
+
+    @property
+    def effective_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 1e-4 if self.optimizer == "sgd" else 0.05
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _specs() -> tuple[SettingSpec, ...]:
+    hints = typing.get_type_hints(TrainConfig)
+    out = []
+    for f in fields(TrainConfig):
+        meta = dict(f.metadata["nhl_setting"])
+        hint = hints[f.name]
+        args = typing.get_args(hint)
+        optional = isinstance(hint, types.UnionType) and type(None) in args
+        kind = next(a for a in args if a is not type(None)) if optional else hint
+        flag = meta.pop("flag") or "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not MISSING else None
+        out.append(SettingSpec(f.name, kind, optional, default, flag=flag, **meta))
+    return tuple(out)
+
+
+SETTINGS: tuple[SettingSpec, ...] = _specs()
+_BY_NAME = {s.name: s for s in SETTINGS}
+RESUME_OVERRIDABLE = frozenset(s.name for s in SETTINGS if s.resumable)
+
+
+def _convert(spec: SettingSpec, value: Any) -> tuple[Any, str | None]:
+    """(value of the setting's type, problem or None)."""
+    key = spec.name
+    if value is None:
+        return (None, None) if spec.optional else (None, f"'{key}' needs a value")
+    if spec.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None, f"'{key}' must be an integer, not {value!r}"
+        return value, None
+    if spec.kind is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"'{key}' must be a number, not {value!r}"
+        if not math.isfinite(value):
+            return None, f"'{key}' must be a finite number, not {value!r}"
+        return float(value), None
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            return None, f"'{key}' must be true or false, not {value!r}"
+        return value, None
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str):
+        return None, f"'{key}' must be a string, not {value!r}"
+    return value, None
+
+
+def _semantic_problems(cfg: TrainConfig) -> list[str]:
+    """Problems no single declaration can state: required values and their combinations."""
+    p: list[str] = []
+    if not cfg.arch:
+        p.append("no architecture given (--arch, e.g. n3hl or resnet50)")
+    if not cfg.data:
+        p.append("no data folder given (--data DIR with DIR/train/<class>/...)")
+    if not cfg.name or "/" in cfg.name or "\\" in cfg.name or cfg.name in (".", ".."):
+        p.append(f"run name '{cfg.name}' must be a plain folder name")
+    return p
+
+
+def normalize_keys(raw: dict[str, Any], origin: str) -> dict[str, Any]:
+    """Map `batch-size` to `batch_size`; unknown keys are an NhlError with suggestions."""
+    out: dict[str, Any] = {}
+    problems = []
+    for key, value in raw.items():
+        name = str(key).replace("-", "_")
+        if name not in _BY_NAME:
+            close = difflib.get_close_matches(name, list(_BY_NAME), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            problems.append(f"unknown key '{key}'{hint}")
+            continue
+        out[name] = value
+    if problems:
+        raise NhlError(f"{origin}: bad training settings", problems)
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a YAML config file (keys checked, values not yet)."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NhlError(f"config file not found: {p}") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NhlError(f"{p}: not a readable YAML file ({first})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise NhlError(f"{p}: a training config must be a YAML mapping of settings")
+    return normalize_keys(data, str(p))
+
+
+def build_config(
+    file_settings: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    origin: str = "settings",
+) -> TrainConfig:
+    """Defaults, then the file's settings, then the command line's (None = not given).
+
+    >>> build_config({"arch": "n3hl", "data": "imagenette2"}, {"epochs": 2}).epochs
+    2
+    """
+    merged: dict[str, Any] = {}
+    merged.update(file_settings or {})
+    merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    merged = normalize_keys(merged, origin)
+    problems = []
+    values = {}
+    for key, value in merged.items():
+        spec = _BY_NAME[key]
+        converted, problem = _convert(spec, value)
+        problem = problem or spec.problem(converted)
+        if problem:
+            problems.append(problem)
+        else:
+            values[key] = converted
+    if problems:
+        raise NhlError(f"{origin}: bad training settings", problems)
+    cfg = TrainConfig(**values)
+    problems = _semantic_problems(cfg)
+    if problems:
+        raise NhlError(f"{origin}: bad training settings", problems)
+    return cfg
+
+
+def _same(saved: Any, given: Any) -> bool:
+    """Equal settings; paths count as equal when they name the same file."""
+    if saved == given:
+        return True
+    if isinstance(saved, str) and isinstance(given, str | Path):
+        return Path(saved).resolve() == Path(given).resolve()
+    return False
+
+
+def resume_config(saved: dict[str, Any], overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The saved run's settings with the few that may change on resume applied."""
+    given = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
+    cfg_saved = build_config(saved, None, origin=f"{run_dir}/args.yaml")
+    changed = [
+        k
+        for k, v in given.items()
+        if k not in RESUME_OVERRIDABLE and k in _BY_NAME and not _same(getattr(cfg_saved, k), v)
+    ]
+    if changed:
+        shown = ", ".join(
+            f"{k} (run: {getattr(cfg_saved, k)!r}, given: {given[k]!r})" for k in changed
+        )
+        raise NhlError(
+            f"cannot change settings when resuming {run_dir}: {shown}; only "
+            f"{', '.join(sorted(RESUME_OVERRIDABLE))} may differ"
+        )
+    allowed = {k: v for k, v in given.items() if k in RESUME_OVERRIDABLE}
+    return build_config(saved, allowed, origin=f"{run_dir}/args.yaml")
+
+
+def config_from_sources(
+    config_file: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    resume_dir: str | Path | None = None,
+) -> TrainConfig:
+    """The settings of one `nhl train`: a config file, then options (None = not given).
+
+    With `resume_dir`, the run's saved args.yaml is the base and only resumable settings may differ.
+    """
+    from nhlcli.training.rundir import read_args
+
+    file_settings = read_config_file(config_file) if config_file else {}
+    given = {**file_settings, **{k: v for k, v in (options or {}).items() if v is not None}}
+    if resume_dir is not None:
+        run_dir = resolve_resume_dir(resume_dir)
+        return resume_config(read_args(run_dir), given, run_dir)
+    return build_config(
+        file_settings, options, origin=str(config_file) if config_file else "options"
+    )
+
+
+def resolve_resume_dir(path: str | Path) -> Path:
+    """The run directory of `--resume`: the run itself, or its `last/` or `best/` checkpoint."""
+    p = Path(path)
+    if p.name in ("last", "best") and (p.parent / "args.yaml").is_file():
+        return p.parent
+    if not p.is_dir():
+        raise NhlError(f"--resume: {p} is not a run directory")
+    return p
+
+
+def settings_table() -> str:
+    """The Markdown table of every setting (docs/training.md holds a copy; a test compares)."""
+    rows = ["| key | option | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for s in SETTINGS:
+        if s.default is None:
+            default = "—"
+        elif s.kind is bool:
+            default = str(s.default).lower()
+        else:
+            default = f"`{s.default}`" if s.default != "" else "(required)"
+        rows.append(
+            f"| `{s.key}` | `{s.flag}` | {default} | {s.range_text()} | "
+            f"{s.help}{' (may change on resume)' if s.resumable else ''} |"
+        )
+    return "\n".join(rows)

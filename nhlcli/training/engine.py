@@ -1,0 +1,189 @@
+"""The training loop: `train(config)` for every preset, one process or DDP.
+
+A run is set up (or restored) by `nhlcli/training/setup.py`, trained one epoch at a time and
+validated by `nhlcli/training/epoch.py`, and checkpointed here after every epoch: `last`, and
+`best` when val top-1 improved, with results.csv and results.png. Per epoch: shuffled batches
+(order fixed by seed and epoch), augmentation on the device (kornia), cross-entropy over all leaf
+logits (paper Sec. 3.1) with optional label smoothing, AMP (bf16/fp16) and channels-last on CUDA,
+a per-step warm-up + cosine schedule. Only rank 0 writes. A resumed run continues exactly like an
+uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nhlcli.errors import NhlError
+from nhlcli.training.checkpointing import capture_rng_state, save_training_checkpoint
+from nhlcli.training.config import TrainConfig
+from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
+from nhlcli.training.epoch import train_one_epoch, validate
+from nhlcli.training.progress import SilentReporter, TrainReporter
+from nhlcli.training.rundir import plot_results, write_results
+from nhlcli.training.setup import TrainingRun, prepare_run
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None  # None on ranks other than 0
+    epochs: int
+    best_epoch: int
+    best_top1: float
+    history: list[dict[str, Any]]
+    trunk_report: dict[str, Any] | None = None
+    skipped_files: list[str] = field(default_factory=list)
+    params: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir) if self.run_dir else None,
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "best_top1": self.best_top1,
+            "params": self.params,
+            "history": self.history,
+            "trunk_weights": self.trunk_report,
+            "skipped_files": self.skipped_files,
+        }
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the run stands and how to resume it."""
+
+
+def train(
+    cfg: TrainConfig,
+    resume_dir: str | Path | None = None,
+    reporter: TrainReporter | None = None,
+) -> TrainResult:
+    """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
+    ctx = setup_distributed(cfg.device)
+    try:
+        rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
+        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx)
+        _report_start(run, rep)
+        try:
+            for epoch in range(run.start_epoch, cfg.epochs):
+                _one_epoch(run, epoch, rep)
+        except KeyboardInterrupt:
+            rep.end()
+            raise TrainingInterrupted(_interrupted_message(run)) from None
+        rep.end()
+        return TrainResult(
+            run.run_dir,
+            cfg.epochs,
+            run.best_epoch,
+            run.best_top1,
+            run.history,
+            run.trunk_report,
+            run.skipped_files,
+            run.model.num_params(),
+        )
+    finally:
+        teardown_distributed()
+
+
+def _interrupted_message(run: TrainingRun) -> str:
+    done = len(run.history)
+    if run.run_dir is None:
+        return "interrupted"
+    if done == 0:
+        return f"interrupted before the first checkpoint: {run.run_dir} has nothing to resume"
+    return (
+        f"interrupted: {run.run_dir} has {done} of {run.cfg.epochs} epochs checkpointed; "
+        f"continue with: nhl train --resume {run.run_dir}"
+    )
+
+
+def _report_start(run: TrainingRun, rep: TrainReporter) -> None:
+    cfg = run.cfg
+    rep.start(
+        {
+            "run_dir": str(run.run_dir) if run.run_dir else None,
+            "arch": run.model.preset.name,
+            "classes": run.model.num_classes,
+            "params": run.model.num_params(),
+            "train_images": len(run.data.train),
+            "val_images": len(run.data.val) if run.data.val else 0,
+            "device": str(run.ctx.device),
+            "world": run.ctx.world,
+            "precision": run.precision.label,
+            "workers": run.workers,
+            "start_epoch": run.start_epoch,
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.effective_lr,
+        }
+    )
+
+
+def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> None:
+    """Train, validate, pick best, checkpoint (rank 0), report."""
+    t0 = time.perf_counter()
+    row = train_one_epoch(run, epoch, rep)
+    if run.val_loader is not None:
+        vl, vt, _, vs = validate(run, rep)
+        row.update(val_loss=vl, val_top1=vt)
+        row["skipped_images"] += vs
+    else:
+        row.update(val_loss=None, val_top1=None)
+    row["epoch_time_s"] = time.perf_counter() - t0
+    metric = row["val_top1"] if row["val_top1"] is not None else row["train_top1"]
+    improved = metric > run.best_top1
+    if improved:
+        run.best_top1, run.best_epoch = metric, epoch + 1
+    run.history.append(row)
+    save_epoch(run, row, improved)
+    rep.epoch_end(row, improved)
+
+
+def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
+    state = capture_rng_state()
+    if not ctx.distributed:
+        return [state]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * ctx.world
+    dist.all_gather_object(out, state)
+    return out
+
+
+def save_epoch(run: TrainingRun, row: dict[str, Any], improved: bool) -> None:
+    """The epoch's checkpoint (`last`, and `best` when improved), results.csv and results.png."""
+    rngs = _gather_rng(run.ctx)  # every rank takes part
+    if not run.ctx.is_main:
+        return
+    if run.run_dir is None:
+        raise NhlError("internal: rank 0 has no run directory")
+    epoch = row["epoch"]
+    train_state = {
+        "epoch": epoch,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.precision.scaler else {},
+        "rng": rngs,
+        "best_epoch": run.best_epoch,
+        "best_top1": run.best_top1,
+        "history": run.history,
+    }
+    extra = {
+        "training": {
+            "run": str(run.run_dir),
+            "epoch": epoch,
+            "val_top1": row["val_top1"],
+            "train_top1": row["train_top1"],
+        }
+    }
+    save_training_checkpoint(
+        run.run_dir,
+        run.model,
+        train_state,
+        epoch,
+        tags=("last", "best") if improved else ("last",),
+        extra=extra,
+    )
+    write_results(run.run_dir, run.history)
+    plot_results(run.run_dir, run.history)
