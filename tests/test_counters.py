@@ -14,7 +14,7 @@ from nhlcli.model.network import build_model
 from nhlcli.model.reference import PerBranchNet, synthetic_tree
 from nhlcli.profiling.compose import compose_profile
 from nhlcli.profiling.counters import count_with
-from nhlcli.profiling.report import profile_report, row
+from nhlcli.profiling.report import profile_report
 
 thop = pytest.importorskip("thop")
 
@@ -64,11 +64,12 @@ def test_resnet_counters_agree_on_parameters() -> None:
 
 def test_baseline_defaults_per_family_and_choice() -> None:
     tree = synthetic_tree([2, 3, 5])
-    assert profile_report("convnextv2-nhl", tree)["baseline"] == "convnextv2-tiny"
-    assert profile_report("n3hl152", tree)["baseline"] == "resnet152"
-    assert profile_report("n3hl", tree)["baseline"] == "resnet50"
+    assert profile_report("convnextv2-nhl", tree).baseline == "convnextv2-tiny"
+    assert profile_report("n3hl152", tree).baseline == "resnet152"
+    assert profile_report("n3hl", tree).baseline == "resnet50"
     rep = profile_report("n3hl", tree, baseline="resnet200")
-    assert row(rep, "baseline")["params"] == 62_624_832 + 2049 * 5
+    assert rep.row("baseline").params == 62_624_832 + 2049 * 5
+    assert rep.to_dict()["counter"] == "fvcore"
     with pytest.raises(NhlError, match="unknown baseline 'resnet9'"):
         profile_report("n3hl", tree, baseline="resnet9")
     with pytest.raises(NhlError, match="unknown counter 'flops'"):
@@ -95,6 +96,7 @@ def test_profile_cli_counter_and_baseline(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     report = json.loads(out)
     assert report["counter"] == "thop" and report["baseline"] == "resnet152"
-    assert row(report, "full")["params"] == 58_164_298
+    full = next(r for r in report["models"] if r["role"] == "full")
+    assert full["params"] == 58_164_298
     code, out, _ = run_cli([*args, "--baseline", "resnet18"], capsys)
     assert code == 0 and "Δ% vs resnet18" in out and "thop" in out
