@@ -268,3 +268,17 @@ def test_basic_block_levels_equal_the_per_branch_reference() -> None:
     set_attention(model.eval(), {model.class_ids[0]: 2.0})
     ref = PerBranchNet.from_model(model).eval()
     torch.testing.assert_close(logits(model, x), logits(ref, x), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "convnextv2-tiny"])
+def test_baselines_run_cut_and_load(arch: str, tmp_path: Path) -> None:
+    """The new baselines (shared head) run, cut out (a k-way FC sliced) and round-trip."""
+    torch.manual_seed(0)
+    model = build_model(arch, synthetic_tree([6]), img_size=32).eval()
+    x = images(2, 32, seed=5)
+    full = logits(model, x)
+    keep = [model.class_ids[4], model.class_ids[1]]
+    expert = cutout(model, keep)
+    torch.testing.assert_close(logits(expert, x), full[:, [4, 1]], atol=1e-5, rtol=1e-4)
+    save_model(expert, tmp_path / "e")
+    torch.testing.assert_close(logits(load_model(tmp_path / "e"), x), logits(expert, x))
