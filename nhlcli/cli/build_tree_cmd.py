@@ -88,7 +88,7 @@ def build_tree_command(
         None,
         "--table",
         help="For --source superclass: imagenet-superclass (default), a CSV/TSV file "
-        "(class,level1,...: level1 is the group right above the class) or a BREEDS folder.",
+        "(class,parent,grandparent,...: tabby,cat,pet puts pet on top) or a BREEDS folder.",
     ),
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."

@@ -6,10 +6,12 @@
   class's immediate parent in ImageNet's WordNet (558 superclasses). Gives a 2-level tree:
   superclass → class, each class under exactly its table superclass. Node ids are the superclass
   wnids (`superclass_wnids.txt`), names the first word of the table's name.
-- **a CSV or TSV file** with a header and one row per class: `class,level1,level2,...` (`.tsv` or a
-  tab in the header: tab-separated). The class is a wnid, a synset name or a name that resolves to
-  one ImageNet class; level1 is the top group. Any number of levels; cells may be left empty at the
-  end of a row (the class is then continued by single-child nodes). The tree follows the table
+- **a CSV or TSV file** with a header and one row per class: `class,parent,grandparent,...` (`.tsv`
+  or a tab in the header: tab-separated), read the way the row reads: `tabby,cat,pet` is "a tabby
+  is a cat, a cat is a pet", so pet is the top group, cat under it, tabby under cat. The class is a
+  wnid, a synset name or a name that resolves to one ImageNet class. Any number of levels; cells
+  may be left empty at the end of a row: its last group is then a top group and the class is
+  continued by single-child nodes. The tree follows the table
   exactly. A group's id is its cell text, or its whole path joined by `/` when the same text names
   groups under different parents. Rows for classes outside the class set are checked and ignored.
 - **a BREEDS hierarchy folder** (`class_hierarchy.txt`: `parent child` lines, `node_names.txt`:
@@ -93,7 +95,7 @@ def _lines(path: Path) -> list[str]:
 
 # --------------------------------------------------------------------------- CSV / TSV
 def read_csv_table(path: Path) -> Table:
-    """A `class,level1,level2,...` table with a header (see the module docstring)."""
+    """A `class,parent,grandparent,...` table with a header (see the module docstring)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
@@ -101,7 +103,7 @@ def read_csv_table(path: Path) -> Table:
     lines = text.splitlines()
     header_line = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), None)
     if header_line is None:
-        raise NhlError(f"{path}: the table is empty (it needs a header: class,level1,...)")
+        raise NhlError(f"{path}: the table is empty (it needs a header: class,parent,...)")
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in header_line else ","
     rows = list(csv.reader(io.StringIO(text), delimiter=delim))
     problems: list[str] = []
@@ -116,7 +118,7 @@ def read_csv_table(path: Path) -> Table:
             if len(header) < 2:
                 raise NhlError(
                     f"{path}: the header needs a class column and at least one level "
-                    f"column (class,level1,...), got {','.join(header)!r}"
+                    f"column (class,parent,...), got {','.join(header)!r}"
                 )
             continue
         if len(cells) > len(header):
@@ -138,7 +140,7 @@ def read_csv_table(path: Path) -> Table:
                 f"line {lineno}: class {wnid} ({refs[0].name}) is already on line {raw[wnid][0]}"
             )
             continue
-        raw[wnid] = (lineno, filled)
+        raw[wnid] = (lineno, filled[::-1])  # the row goes upwards; paths go top-down
     if problems:
         raise NhlError(f"{path}: {len(problems)} problem(s)", problems)
     if header is None or not raw:
