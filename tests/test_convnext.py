@@ -282,3 +282,44 @@ def test_baselines_run_cut_and_load(arch: str, tmp_path: Path) -> None:
     torch.testing.assert_close(logits(expert, x), full[:, [4, 1]], atol=1e-5, rtol=1e-4)
     save_model(expert, tmp_path / "e")
     torch.testing.assert_close(logits(load_model(tmp_path / "e"), x), logits(expert, x))
+
+
+@needs_reference
+def test_init_cli_loads_an_official_layout_trunk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from cli_helpers import run_cli
+
+    official = official_layout(load_st("convnextv2_tiny_trunk_fp16.safetensors"))
+    torch.save({"model": official}, tmp_path / "official.pt")
+    synthetic_tree([2, 3, 4]).save(tmp_path / "tree.json")
+    code, out, _ = run_cli(
+        ["init", "-a", "convnextv2-nhl", "-t", tmp_path / "tree.json", "-o", tmp_path / "m",
+         "--img-size", "64", "--trunk-weights", tmp_path / "official.pt", "--json"], capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)["trunk_weights"]
+    assert report["layout"] == "official-convnextv2" and report["loaded"] == len(official)
+    model = load_model(tmp_path / "m")
+    want = official["stages.2.8.grn.gamma"].reshape(-1).float()
+    assert torch.equal(model.trunk.stages[2].blocks[8].mlp.grn.weight.detach(), want)
+
+
+@needs_reference
+def test_every_official_key_maps_to_its_timm_key_and_shape() -> None:
+    from nhlcli.training.weight_layouts import official_to_timm
+
+    timm_shapes = dict(
+        row.split("\t")
+        for row in (REFERENCE / "convnextv2_tiny_timm_keys.tsv").read_text().splitlines()[1:]
+    )
+    rows = (REFERENCE / "convnextv2_tiny_official_keys.tsv").read_text().splitlines()[1:]
+    assert len(rows) == len(timm_shapes) == 200
+    for row in rows:
+        key, shape, timm_key = row.split("\t")
+        dims = tuple(int(d) for d in shape.split("x"))
+        name, tensor = official_to_timm(key, torch.zeros(dims))
+        assert name == timm_key
+        assert "x".join(map(str, tensor.shape)) == timm_shapes[timm_key]
