@@ -1,4 +1,8 @@
-"""Grouped levels: all nodes of one tree level run as ONE computation.
+"""Grouped levels: all nodes of one tree level run as ONE computation (the shared machinery).
+
+This module holds what every block kind's grouped level uses (`Wiring`, `parent_convs`,
+`LevelScales`) and the ResNet kinds' level (`GroupedLevel`, `GroupedConv`, `GroupedBatchNorm`);
+the kinds' grouped blocks live in `nhlcli/model/kinds/` (ConvNeXt: `ConvNeXtLevel`).
 
 A level with n nodes whose blocks have c output channels is one tensor of n·c channels (node i owns
 channels [i·c, (i+1)·c)). Every per-node parameter is stored with a leading node dimension:
