@@ -16,6 +16,12 @@ err_console = Console(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
+# The model argument, the same in every command that takes one.
+MODEL_HELP = (
+    "A model: a checkpoint or expert folder (config.json + model.safetensors) or a training run "
+    "(its best, else last, checkpoint)"
+)
+
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(
     8, "--batch-size", min=1, help="--latency: images per batch."
@@ -25,6 +31,19 @@ LATENCY_RUNS: Any = typer.Option(
 )
 LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untimed warm-up runs.")
 LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
+# `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
+PROFILE_COUNTER: Any = typer.Option(
+    "fvcore",
+    "--counter",
+    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
+    "(thop/ptflops: pip install 'nhl[counters]').",
+)
+PROFILE_BASELINE: Any = typer.Option(
+    None,
+    "--baseline",
+    help="Comparison row: resnet18, resnet50, resnet152, resnet200 or convnextv2-tiny "
+    "(default: the preset family's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
+)
 
 
 @contextmanager

@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
 def eval_command(
     checkpoint: Path = typer.Argument(
         ...,
+        metavar="MODEL",
         help="Model directory (a checkpoint, an expert) or a training run directory (its best).",
     ),
     data: Path = typer.Option(

@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
 def export(
     model_dir: str = typer.Argument(
-        ..., help="A model or expert folder (config.json + model.safetensors), or a training run."
+        ...,
+        metavar="MODEL",
+        help="A model or expert folder (config.json + model.safetensors), or a training run.",
     ),
     fmt: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
     output: str | None = typer.Option(

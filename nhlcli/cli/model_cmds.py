@@ -8,29 +8,15 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from nhlcli.cli import common
+from nhlcli.cli import llm_options as llm
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
     print_json,
 )
-from nhlcli.cli.llm_options import (
-    LLM_API_KEY_ENV,
-    LLM_BASE_URL,
-    LLM_CACHE_DIR,
-    LLM_MAX_REPAIRS,
-    LLM_MODEL,
-    LLM_NO_CACHE,
-    LLM_REFRESH,
-    LLM_TIMEOUT,
-    llm_values,
-)
-from nhlcli.cli.profile_cmd import BASELINE_OPTION, COUNTER_OPTION
 from nhlcli.errors import NhlError
 from nhlcli.model.presets import PRESETS
 
@@ -120,7 +106,7 @@ def init(
 
 # ----------------------------------------------------------------------------- cutout
 def cutout_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
+    checkpoint: Path = typer.Argument(..., metavar="MODEL", help=common.MODEL_HELP + "."),
     classes: str | None = typer.Option(
         None,
         "--classes",
@@ -134,14 +120,14 @@ def cutout_cmd(
         help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
     ),
     cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),
-    llm_model: str = LLM_MODEL,
-    llm_base_url: str | None = LLM_BASE_URL,
-    llm_api_key_env: str = LLM_API_KEY_ENV,
-    llm_timeout: float = LLM_TIMEOUT,
-    llm_max_repairs: int = LLM_MAX_REPAIRS,
-    llm_cache_dir: Path | None = LLM_CACHE_DIR,
-    llm_no_cache: bool = LLM_NO_CACHE,
-    llm_refresh: bool = LLM_REFRESH,
+    llm_model: str = llm.MODEL,
+    llm_base_url: str | None = llm.BASE_URL,
+    llm_api_key_env: str = llm.API_KEY_ENV,
+    llm_timeout: float = llm.TIMEOUT,
+    llm_max_repairs: int = llm.MAX_REPAIRS,
+    llm_cache_dir: Path | None = llm.CACHE_DIR,
+    llm_no_cache: bool = llm.NO_CACHE,
+    llm_refresh: bool = llm.REFRESH,
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only show what the cues select; cut and write nothing."
@@ -161,12 +147,12 @@ def cutout_cmd(
         False, "--profile", help="Also print params/GMACs: a baseline, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
-    counter: str = COUNTER_OPTION,
-    baseline: str | None = BASELINE_OPTION,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
+    counter: str = common.PROFILE_COUNTER,
+    baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
@@ -182,13 +168,8 @@ def cutout_cmd(
         from nhlcli.cli.cue_prompt import resolve_cue_option, show_and_confirm
         from nhlcli.hierarchy.llm.settings import LLMSettings
 
-        llm = LLMSettings(
-            **llm_values(
-                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                llm_cache_dir, llm_no_cache, llm_refresh,
-            )
-        )  # fmt: skip
-        resolution = resolve_cue_option(checkpoint, cue, cue_source, llm)
+        settings = LLMSettings(**llm.llm_values(locals()))
+        resolution = resolve_cue_option(checkpoint, cue, cue_source, settings)
         if not show_and_confirm(resolution, classes, yes, dry_run, checkpoint, picture, json_out):
             return  # --dry-run: shown (and drawn), nothing cut
     cue_ids = resolution.class_ids if resolution is not None else []

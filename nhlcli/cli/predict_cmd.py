@@ -36,10 +36,11 @@ def register(app: typer.Typer) -> None:
 def predict(
     model: str = typer.Argument(
         ...,
+        metavar="MODEL",
         help="A model/expert folder, a training run, or an exported .onnx / TorchScript .pt file.",
     ),
     images: list[str] = typer.Argument(
-        ..., help="Image files and/or folders (searched recursively)."
+        ..., metavar="IMAGES", help="Image files and/or folders (searched recursively)."
     ),
     top: int = typer.Option(5, "--top", "-k", help="How many classes to show per image."),
     attend: str | None = typer.Option(

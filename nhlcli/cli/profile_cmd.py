@@ -12,12 +12,9 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from nhlcli.cli import common
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
@@ -26,20 +23,6 @@ from nhlcli.cli.common import (
 
 if TYPE_CHECKING:
     from nhlcli.profiling.report import Profile
-
-
-COUNTER_OPTION = typer.Option(
-    "fvcore",
-    "--counter",
-    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
-    "(thop/ptflops: pip install 'nhl[counters]').",
-)
-BASELINE_OPTION = typer.Option(
-    None,
-    "--baseline",
-    help="Comparison row: resnet18, resnet50, resnet152, resnet200 or convnextv2-tiny "
-    "(default: the preset family's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -72,12 +55,12 @@ def profile(
     ),
     img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
     latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
-    counter: str = COUNTER_OPTION,
-    baseline: str | None = BASELINE_OPTION,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
+    counter: str = common.PROFILE_COUNTER,
+    baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).

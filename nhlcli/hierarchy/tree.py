@@ -128,14 +128,18 @@ class Tree:
         return depths.pop() if len(depths) == 1 else None
 
     def require_levels(self, n: int, hint: str = "") -> None:
-        """Raise unless every class sits at depth n (the tree is levelled with n levels)."""
+        """Raise unless every class sits at depth n (the tree is levelled with n levels).
+
+        `hint`, what to do about it, leads the message; the offending classes follow.
+        """
         off = [c for c in self.classes if self._depth[c.id] != n]
         if off:
             shown = ", ".join(f"{c.name} (depth {self._depth[c.id]})" for c in off[:5])
             more = f" and {len(off) - 5} more" if len(off) > 5 else ""
             depth = self.levels
             what = f"has {depth} levels" if depth is not None else "is not levelled"
-            raise TreeError(f"the tree {what} but {n} are required: {shown}{more}{hint}")
+            lead = f"{hint}; " if hint else ""
+            raise TreeError(f"{lead}the tree {what} but {n} are required: {shown}{more}")
 
     def level(self, n: int) -> list[str]:
         """Ids of the nodes at depth n, in network order (classes: logit order)."""

@@ -99,6 +99,17 @@ class ClassHead(nn.Module):
         return self.fc(z)
 
 
+def levels_hint(preset: Preset) -> str:
+    """What to do when a tree's depth does not fit the preset (leads the error message)."""
+    n = preset.num_levels
+    if n == 1:
+        return (
+            f"{preset.name} is a one-level preset: give it a class set (--classes imagenette) or "
+            "a 1-level tree (nhl build-tree --levels 1)"
+        )
+    return f"{preset.name} nests {n} levels: use a {n}-level tree (nhl build-tree --levels {n})"
+
+
 class HierNet(nn.Module):
     """A PHL/NHL network (or the ResNet50 baseline) for one preset and one category tree."""
 
@@ -107,11 +118,7 @@ class HierNet(nn.Module):
         if img_size < MIN_IMG_SIZE:
             raise NhlError(f"image size {img_size} is too small (at least {MIN_IMG_SIZE} px)")
         if preset.num_levels:
-            tree.require_levels(
-                preset.num_levels,
-                hint=f" (preset {preset.name} has {preset.num_levels} levels: build the tree "
-                f"with --levels {preset.num_levels})",
-            )
+            tree.require_levels(preset.num_levels, hint=levels_hint(preset))
         self.preset = preset
         self.tree = tree
         self.img_size = int(img_size)

@@ -19,6 +19,7 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.network import levels_hint
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
@@ -60,7 +61,7 @@ def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
     if preset.head == "shared":
         return [1] * len(preset.levels)
     n = preset.num_levels
-    tree.require_levels(n, hint=f" by {preset.name} (build the tree with --levels {n})")
+    tree.require_levels(n, hint=levels_hint(preset))
     return [len(tree.level(i)) for i in range(1, n + 1)]
 
 
