@@ -16,7 +16,7 @@ Torch is imported only when a function that needs it runs, so `import nhlcli` st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -201,12 +201,14 @@ def profile(
     experts: dict[str, Any] | None = None,
     counter: str = "fvcore",
     baseline: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Profile:
     """Parameters and GMACs of a model, its cutout for `subset`, and a baseline.
 
     `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
     network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
-    which times the models (`experts`: networks already built, by role "full"/"cutout").
+    which times the models interleaved (`experts`: networks already built, by role
+    "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
     `counter`: fvcore (default), thop or ptflops (the extra `counters`); `baseline`: resnet18/50/
     152/200 or convnextv2-tiny (default: the preset family's).
     """
@@ -226,7 +228,8 @@ def profile(
     ids = select_classes(the_tree, subset) if subset is not None else None
     return run_profile(
         preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,
-        warmup=warmup, device=device, models=built or None, counter=counter, baseline=baseline,
+        warmup=warmup, device=device, models=built or None, progress=progress,
+        counter=counter, baseline=baseline,
     )  # fmt: skip
 
 

@@ -12,17 +12,9 @@ from nhlcli.cli.common import err_console, print_json
 from nhlcli.errors import NhlError
 from nhlcli.experts.cues import CueResolution, resolve_cues
 from nhlcli.hierarchy.llm.settings import LLMSettings
-from nhlcli.hierarchy.tree import Tree
+from nhlcli.selection import model_tree
 
 CUE_SOURCES = ("wordnet", "llm")
-
-
-def checkpoint_tree(checkpoint: str | Path) -> Tree:
-    """The tree of a checkpoint or expert, read from its config (no weights loaded)."""
-    from nhlcli.checkpoint import read_config
-
-    config = read_config(checkpoint)
-    return Tree.from_dict(config.get("tree"), origin=f"{checkpoint}: tree")
 
 
 def resolve_cue_option(
@@ -33,7 +25,7 @@ def resolve_cue_option(
 ) -> CueResolution:
     if source not in CUE_SOURCES:
         raise NhlError(f"--cue-source must be one of {', '.join(CUE_SOURCES)}, not '{source}'")
-    tree = checkpoint_tree(checkpoint)
+    tree = model_tree(checkpoint)
     if source == "wordnet":
         with err_console.status("resolving cues with WordNet…"):
             return resolve_cues(cues, tree, "wordnet")
@@ -76,8 +68,8 @@ def show_and_confirm(
         if picture is not None:
             from nhlcli.hierarchy.drawing import draw_tree
 
-            draw_tree(checkpoint_tree(checkpoint), picture, res.class_ids)
-            err_console.print(f"wrote {picture} (the selection's paths in red)")
+            draw_tree(model_tree(checkpoint), picture, res.class_ids)
+            err_console.print(f"wrote {picture} (the selection's paths in red)", markup=False)
         if json_out:
             print_json({"dry_run": True, "cues": res.to_dict()})
         err_console.print("[yellow]dry run[/]: nothing cut out, nothing written")

@@ -192,12 +192,13 @@ def cutout_cmd(
         summary["picture"] = str(picture)
     report = None
     if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
-        from nhlcli.cli.profile_cmd import timing_status
+        from nhlcli.cli.common import progress_bar
 
-        with timing_status(latency):
+        with progress_bar("timing (models in turn)", enabled=latency and not json_out) as bar:
             report = nhl.profile(
                 model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
                 runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
+                progress=bar,
                 counter=counter, baseline=baseline,
             )  # fmt: skip
         summary["profile"] = report.to_dict()

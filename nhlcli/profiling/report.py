@@ -79,7 +79,10 @@ class ProfileRow:
     counts: ModelProfile
     reduction_vs_full_pct: dict[str, float] = field(default_factory=dict)
     reduction_vs_baseline_pct: dict[str, float] = field(default_factory=dict)
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # median ms per batch (measured)
+    latency_stats: dict[str, float] | None = None  # min / median / max / spread
+    gmacs_per_s: float | None = None  # the MAC rate at the timed batch
+    efficiency: float | None = None  # gmacs_per_s / the baseline's
 
     @property
     def params(self) -> int:
@@ -138,6 +141,9 @@ class Profile:
         if self.latency is not None:
             for d, r in zip(rows, self.rows, strict=True):
                 d["latency_ms"] = r.latency_ms
+                d["latency_stats"] = r.latency_stats
+                d["gmacs_per_s"] = r.gmacs_per_s
+                d["efficiency"] = r.efficiency
         out: dict[str, Any] = {
             "arch": self.arch,
             "description": self.description,
@@ -213,11 +219,19 @@ def profile_report(
 
 
 def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
-    """Put latencies measured by `latency.measure_report_latency` into the report's rows."""
+    """Put latencies measured by `latency.measure_report_latency` into the report's rows, with
+    each row's MAC rate (GMACs/s at the timed batch) and efficiency (rate / the baseline's)."""
     per_role = latency["ms"]
+    stats = latency.get("stats", {})
+    batch = latency["batch_size"]
     for r in report.rows:
         r.latency_ms = per_role.get(r.role)
-    report.latency = {k: v for k, v in latency.items() if k != "ms"}
+        r.latency_stats = stats.get(r.role)
+        r.gmacs_per_s = batch * r.gmacs / (r.latency_ms / 1e3) if r.latency_ms else None
+    base = report.row("baseline").gmacs_per_s
+    for r in report.rows:
+        r.efficiency = r.gmacs_per_s / base if r.gmacs_per_s and base else None
+    report.latency = {k: v for k, v in latency.items() if k not in ("ms", "stats")}
     return report
 
 
@@ -235,6 +249,7 @@ def profile(
     models: dict[str, Any] | None = None,
     counter: str = DEFAULT_COUNTER,
     baseline: str | None = None,
+    progress: Any = None,
 ) -> Profile:
     """The profile (baseline / full / cutout), with measured latency when asked.
 
@@ -248,6 +263,7 @@ def profile(
         measured = measure_report_latency(
             preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
             baseline=report.baseline,
+            progress=progress,
         )  # fmt: skip
         attach_latency(report, measured)
     return report
