@@ -59,9 +59,13 @@ def collect() -> list[dict[str, Any]]:
             "detail": f"nltk {nltk_v}; data at {where}" if where else INSTALL_HINT,
         }
     )
-    for name, module in (("onnx export (optional)", "onnxruntime"),):
+    for name, module, extra in (
+        ("onnx export (optional)", "onnxruntime", "export"),
+        ("thop counter (optional)", "thop", "counters"),
+        ("ptflops counter (optional)", "ptflops", "counters"),
+    ):
         v = _version(module)
-        rows.append({"item": name, "ok": bool(v), "detail": v or "pip install 'nhl[export]'"})
+        rows.append({"item": name, "ok": bool(v), "detail": v or f"pip install 'nhl[{extra}]'"})
     return rows
 
 
@@ -71,6 +75,7 @@ def checks(json_out: bool = JSON_OPTION) -> None:
     if json_out:
         print_json(rows)
         return
+
     table = Table("", "component", "detail", title="nhl checks")
     for r in rows:
         ok = "[green]ok[/]" if r["ok"] else "[yellow]--[/]"
