@@ -103,3 +103,11 @@ def test_flags_show_no_value_placeholder() -> None:
         for p in cmd.params:
             if getattr(p, "is_flag", False):
                 assert p.metavar == "", (cmd.name, p.name)
+
+
+def test_the_model_argument_has_one_name() -> None:
+    takes_model = {"cutout", "eval", "export", "predict"}
+    for path, cmd in _commands():
+        if path in takes_model:
+            first = next(p for p in cmd.params if not p.opts[0].startswith("-"))
+            assert first.metavar == "MODEL", path

@@ -11,18 +11,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from nhlcli.cli import llm_options as llm
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
-from nhlcli.cli.llm_options import (
-    LLM_API_KEY_ENV,
-    LLM_BASE_URL,
-    LLM_CACHE_DIR,
-    LLM_MAX_REPAIRS,
-    LLM_MODEL_NEW,
-    LLM_NO_CACHE,
-    LLM_REFRESH,
-    LLM_TIMEOUT,
-    llm_values,
-)
 from nhlcli.cli.tree_cmd import stats_table
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import load_classes
@@ -37,6 +27,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl build-tree --source wordnet --classes imagenette --levels 3 -o tree.json",
             "nhl build-tree --classes imagenet1k --levels 3 --groups 17,161 -o in1k.json",
+            "nhl build-tree -c imagenet1k --groups 17,161 --exact-groups -o in1k-17-161.json",
             "nhl build-tree --source superclass --classes imagenet100 --table imagenet-superclass "
             "-o sc.json",
             "nhl build-tree --source superclass --classes imagenet1k --table breeds/modified "
@@ -99,6 +90,12 @@ def build_tree_command(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."
     ),
+    exact_groups: bool = typer.Option(
+        False,
+        "--exact-groups",
+        help="Reach the --groups counts exactly (split / merge the source's groups), e.g. the "
+        "paper's 17,161.",
+    ),
     no_date: bool = typer.Option(
         False, "--no-date", help="Leave the date out of the provenance (byte-identical rebuilds)."
     ),
@@ -132,20 +129,20 @@ def build_tree_command(
     device: str | None = typer.Option(
         None, "--device", help="--source induced: cpu, cuda, cuda:N (default: cuda if available)."
     ),
-    llm_model: str = LLM_MODEL_NEW,
-    llm_base_url: str | None = LLM_BASE_URL,
-    llm_api_key_env: str = LLM_API_KEY_ENV,
-    llm_max_repairs: int = LLM_MAX_REPAIRS,
+    llm_model: str = llm.MODEL_NO_ALIAS,
+    llm_base_url: str | None = llm.BASE_URL,
+    llm_api_key_env: str = llm.API_KEY_ENV,
+    llm_max_repairs: int = llm.MAX_REPAIRS,
     llm_batch_size: int = typer.Option(
         200,
         "--llm-batch-size",
         "--batch-size",
         help="llm/hybrid: classes per request; larger sets are split (--batch-size: old spelling).",
     ),
-    llm_timeout: float = LLM_TIMEOUT,
-    llm_cache_dir: Path | None = LLM_CACHE_DIR,
-    llm_no_cache: bool = LLM_NO_CACHE,
-    llm_refresh: bool = LLM_REFRESH,
+    llm_timeout: float = llm.TIMEOUT,
+    llm_cache_dir: Path | None = llm.CACHE_DIR,
+    llm_no_cache: bool = llm.NO_CACHE,
+    llm_refresh: bool = llm.REFRESH,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Build a levelled category tree over a class set and write it (format nhl-tree/1)."""
@@ -173,8 +170,7 @@ def build_tree_command(
 
         class_set, options = induced_options(
             classes, model, data, embedding, linkage, names, device,
-            llm_values(llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                       llm_cache_dir, llm_no_cache, llm_refresh),
+            llm.llm_values(locals()),
         )  # fmt: skip
     else:
         class_set = load_classes(str(classes))
@@ -182,10 +178,7 @@ def build_tree_command(
         options = {"table": table, "allow_missing": allow_missing}
     if source in ("llm", "hybrid"):
         options = {
-            **llm_values(
-                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                llm_cache_dir, llm_no_cache, llm_refresh,
-            ),
+            **llm.llm_values(locals()),
             "batch_size": llm_batch_size,
         }  # fmt: skip
     ctx = SourceContext(date=None if no_date else TODAY)
@@ -197,7 +190,7 @@ def build_tree_command(
         with _llm_progress(f"{source} tree of {len(class_set)} classes") as progress:
             ctx.progress = progress
             tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, **options)  # fmt: skip
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
         err_console.print(
             f"{llm_model}: {llm_report.steps} answer(s), {llm_report.cached_steps} from the cache, "
             f"{llm_report.requests} request(s), {llm_report.repairs} repair(s); "
@@ -208,7 +201,7 @@ def build_tree_command(
     else:
         with err_console.status(f"building the {source} tree of {len(class_set)} classes"):
             tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, **options)  # fmt: skip
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
     for note in ctx.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if out_path is None:

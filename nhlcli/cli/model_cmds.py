@@ -8,29 +8,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from nhlcli.cli import common
+from nhlcli.cli import llm_options as llm
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
     print_json,
-)
-from nhlcli.cli.llm_options import (
-    LLM_API_KEY_ENV,
-    LLM_BASE_URL,
-    LLM_CACHE_DIR,
-    LLM_MAX_REPAIRS,
-    LLM_MODEL,
-    LLM_NO_CACHE,
-    LLM_REFRESH,
-    LLM_TIMEOUT,
-    llm_values,
+    safe,
 )
 from nhlcli.errors import NhlError
+from nhlcli.fileio import check_output
 from nhlcli.model.presets import PRESETS
 
 
@@ -40,6 +29,8 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl init --arch n3hl --tree imagenette-wordnet-L3 -o models/n3hl-random",
             "nhl init --arch phl-latesp --classes imagenette -o models/phl --img-size 128",
+            "nhl init --arch convnextv2-nhl --tree imagenet1k-wordnet-L3 -o models/cnx "
+            "--trunk-weights convnextv2_tiny.safetensors",
         ),
     )(init)
     app.command(
@@ -69,6 +60,12 @@ def init(
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint directory to write."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
     img_size: int = typer.Option(224, "--img-size", help="Nominal input size in pixels."),
+    trunk_weights: str | None = typer.Option(
+        None,
+        "--trunk-weights",
+        help="Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
@@ -76,7 +73,12 @@ def init(
 
     with err_console.status(f"building {arch}", spinner="dots"):
         model = nhl.build_model(arch, tree, classes=classes, img_size=img_size, seed=seed)
-        nhl.save_model(model, output, extra={"init": {"seed": seed}})
+        init: dict[str, Any] = {"seed": seed}
+        if trunk_weights:
+            from nhlcli.training.trunk_weights import load_trunk_weights
+
+            init["trunk_weights"] = load_trunk_weights(model, trunk_weights).to_dict()
+        nhl.save_model(model, output, extra={"init": init})
     info = {
         "path": str(output),
         "arch": model.preset.name,
@@ -85,10 +87,18 @@ def init(
         "params": model.num_params(),
         "img_size": model.img_size,
         "seed": seed,
+        "trunk_weights": init.get("trunk_weights"),
     }
     if json_out:
         print_json(info)
         return
+    if trunk_weights:
+        rep = init["trunk_weights"]
+        console.print(
+            f"trunk weights ({rep['layout']}): loaded {rep['loaded']} tensors, "
+            f"{len(rep['unused'])} unused, {len(rep['missing'])} missing",
+            markup=False,
+        )
     console.print(
         f"wrote {output}: {info['arch']}, {info['classes']} classes, nodes per level "
         f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})",
@@ -98,7 +108,7 @@ def init(
 
 # ----------------------------------------------------------------------------- cutout
 def cutout_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
+    checkpoint: Path = typer.Argument(..., metavar="MODEL", help=common.MODEL_HELP + "."),
     classes: str | None = typer.Option(
         None,
         "--classes",
@@ -112,14 +122,14 @@ def cutout_cmd(
         help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
     ),
     cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),
-    llm_model: str = LLM_MODEL,
-    llm_base_url: str | None = LLM_BASE_URL,
-    llm_api_key_env: str = LLM_API_KEY_ENV,
-    llm_timeout: float = LLM_TIMEOUT,
-    llm_max_repairs: int = LLM_MAX_REPAIRS,
-    llm_cache_dir: Path | None = LLM_CACHE_DIR,
-    llm_no_cache: bool = LLM_NO_CACHE,
-    llm_refresh: bool = LLM_REFRESH,
+    llm_model: str = llm.MODEL,
+    llm_base_url: str | None = llm.BASE_URL,
+    llm_api_key_env: str = llm.API_KEY_ENV,
+    llm_timeout: float = llm.TIMEOUT,
+    llm_max_repairs: int = llm.MAX_REPAIRS,
+    llm_cache_dir: Path | None = llm.CACHE_DIR,
+    llm_no_cache: bool = llm.NO_CACHE,
+    llm_refresh: bool = llm.REFRESH,
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only show what the cues select; cut and write nothing."
@@ -136,13 +146,15 @@ def cutout_cmd(
         None, "--attend-level", help="Level of the attention (1 = top; default: the leaf level)."
     ),
     profile: bool = typer.Option(
-        False, "--profile", help="Also print params/GMACs: ResNet50, the model, the expert."
+        False, "--profile", help="Also print params/GMACs: a baseline, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
+    counter: str = common.PROFILE_COUNTER,
+    baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
@@ -158,13 +170,8 @@ def cutout_cmd(
         from nhlcli.cli.cue_prompt import resolve_cue_option, show_and_confirm
         from nhlcli.hierarchy.llm.settings import LLMSettings
 
-        llm = LLMSettings(
-            **llm_values(
-                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                llm_cache_dir, llm_no_cache, llm_refresh,
-            )
-        )  # fmt: skip
-        resolution = resolve_cue_option(checkpoint, cue, cue_source, llm)
+        settings = LLMSettings(**llm.llm_values(locals()))
+        resolution = resolve_cue_option(checkpoint, cue, cue_source, settings)
         if not show_and_confirm(resolution, classes, yes, dry_run, checkpoint, picture, json_out):
             return  # --dry-run: shown (and drawn), nothing cut
     cue_ids = resolution.class_ids if resolution is not None else []
@@ -175,26 +182,37 @@ def cutout_cmd(
         attend_level=attend_level, origin=str(checkpoint),
     )  # fmt: skip
     summary = cutout_summary(model, expert)
+    # everything is checked and computed before the first file is written
+    if output is not None:
+        check_output(output, whole_dir=True)
+    picture_data = None
+    if picture is not None:
+        from nhlcli.hierarchy.drawing import picture_format, render_tree
+
+        check_output(picture)
+        picture_data = render_tree(model.tree, picture_format(picture), expert.class_ids)
+    report = None
+    if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
+        from nhlcli.cli.common import progress_bar
+
+        with progress_bar("timing (models in turn)", enabled=latency and not json_out) as bar:
+            report = nhl.profile(
+                model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
+                runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
+                progress=bar,
+                counter=counter, baseline=baseline,
+            )  # fmt: skip
+        summary["profile"] = report.to_dict()
     if output is not None:
         nhl.save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
     summary["path"] = str(output) if output is not None else None
     if resolution is not None:
         summary["cues"] = resolution.to_dict()
-    if picture is not None:
-        from nhlcli.hierarchy.drawing import draw_tree
+    if picture is not None and picture_data is not None:
+        from nhlcli.hierarchy.drawing import write_picture
 
-        draw_tree(model.tree, picture, expert.class_ids)
+        write_picture(picture, picture_data)
         summary["picture"] = str(picture)
-    report = None
-    if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
-        from nhlcli.cli.profile_cmd import timing_status
-
-        with timing_status(latency):
-            report = nhl.profile(
-                model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
-                runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
-            )  # fmt: skip
-        summary["profile"] = report.to_dict()
     if json_out:
         print_json(summary)
         return
@@ -208,7 +226,7 @@ def cutout_cmd(
 def render_cutout(summary: dict[str, Any]) -> None:
     table = Table("#", "id", "name", title=f"expert: {len(summary['classes'])} classes")
     for i, c in enumerate(summary["classes"]):
-        table.add_row(str(i), c["id"], c["name"])
+        table.add_row(str(i), safe(c["id"]), safe(c["name"]))
     console.print(table)
     p = summary["params"]
     npl = summary["nodes_per_level"]

@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
 from nhlcli.hierarchy.classsets import ClassSet, resolve_token
 from nhlcli.hierarchy.levelling import (
     TODAY,
@@ -47,6 +47,7 @@ from nhlcli.hierarchy.levelling import (
 )
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.resources import shipped
+from nhlcli.textio import read_json, read_text
 
 SUPERCLASS = "imagenet-superclass"
 BUILTIN_TABLES = {SUPERCLASS: "s-kumano/imagenet-superclass (MIT): each ImageNet class's parent"}
@@ -90,22 +91,19 @@ def superclass_table() -> Table:
 
 
 def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in read_text(path).splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- CSV / TSV
 def read_csv_table(path: Path) -> Table:
     """A `class,parent,grandparent,...` table with a header (see the module docstring)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NhlError(f"cannot read table {path}: {e}") from None
+    text = read_text(path, "table")
     lines = text.splitlines()
     header_line = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), None)
     if header_line is None:
         raise NhlError(f"{path}: the table is empty (it needs a header: class,parent,...)")
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in header_line else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delim))
+    rows = _csv_rows(text, delim, path)
     problems: list[str] = []
     header: list[str] | None = None
     raw: dict[str, tuple[int, list[str]]] = {}
@@ -160,15 +158,34 @@ def read_csv_table(path: Path) -> Table:
     return Table("csv", path.name, paths, len(header))
 
 
+def _csv_rows(text: str, delim: str, path: Path) -> list[list[str]]:
+    """The rows of a CSV/TSV text; an unclosed quote is named by the line where it opens."""
+    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+    rows: list[list[str]] = []
+    start = 1
+    try:
+        for row in reader:
+            rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        what = "an unclosed quote" if "end of data" in str(e) or "EOF" in str(e) else str(e)
+        raise NhlError(
+            f'{path}: line {start}: {what} (a cell that starts with " must end with "; '
+            'write "" for a quote inside a cell)'
+        ) from None
+    return rows
+
+
 # --------------------------------------------------------------------------- BREEDS folder
 def read_breeds(folder: Path) -> Table:
     """A BREEDS-style hierarchy folder: `parent child` edges and `id<TAB>name` node names."""
     missing = [f for f in BREEDS_FILES if not (folder / f).is_file()]
     if missing:
         raise NhlError(f"{folder} is not a BREEDS hierarchy folder: {', '.join(missing)} missing")
+    register_input(folder)
     parent: dict[str, str] = {}
     problems: list[str] = []
-    edges = (folder / "class_hierarchy.txt").read_text(encoding="utf-8").splitlines()
+    edges = read_text(folder / "class_hierarchy.txt").splitlines()
     for lineno, line in enumerate(edges, start=1):
         parts = line.split()
         if not parts:
@@ -178,16 +195,16 @@ def read_breeds(folder: Path) -> Table:
             continue
         parent.setdefault(parts[1], parts[0])  # several parents: the first listed is kept
     names: dict[str, str] = {}
-    for line in (folder / "node_names.txt").read_text(encoding="utf-8").splitlines():
+    for line in read_text(folder / "node_names.txt").splitlines():
         if "\t" in line:
             node, name = line.split("\t", 1)
             names[node.strip()] = name.strip()
     info = folder / "dataset_class_info.json"
     if info.is_file():  # optional here: class names come from the class set
         try:
-            json.loads(info.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            problems.append(f"dataset_class_info.json: not readable JSON ({e})")
+            read_json(info)
+        except NhlError as e:
+            problems.append(str(e))
     if problems:
         raise NhlError(f"{folder}: {len(problems)} problem(s)", problems)
     paths: dict[str, Ancestors] = {}

@@ -11,6 +11,7 @@ uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ from nhlcli.errors import NhlError
 from nhlcli.training.checkpointing import capture_rng_state, save_training_checkpoint
 from nhlcli.training.config import TrainConfig
 from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
-from nhlcli.training.epoch import train_one_epoch, validate
+from nhlcli.training.epoch import check_finite, train_one_epoch, validate
 from nhlcli.training.progress import SilentReporter, TrainReporter
-from nhlcli.training.rundir import plot_results, write_results
+from nhlcli.training.rundir import mark_complete, plot_results, write_results
 from nhlcli.training.setup import TrainingRun, prepare_run
 
 
@@ -61,9 +62,10 @@ def train(
 ) -> TrainResult:
     """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
     ctx = setup_distributed(cfg.device)
+    held = contextlib.ExitStack()  # the run directory's lock while this process trains in it
     try:
         rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
-        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx)
+        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx, held)
         _report_start(run, rep)
         try:
             for epoch in range(run.start_epoch, cfg.epochs):
@@ -83,6 +85,7 @@ def train(
             run.model.num_params(),
         )
     finally:
+        held.close()
         teardown_distributed()
 
 
@@ -131,6 +134,7 @@ def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> None:
     else:
         row.update(val_loss=None, val_top1=None)
     row["epoch_time_s"] = time.perf_counter() - t0
+    check_finite(run.model, row, epoch + 1, run.steps)  # before anything of this epoch is saved
     metric = row["val_top1"] if row["val_top1"] is not None else row["train_top1"]
     improved = metric > run.best_top1
     if improved:
@@ -185,5 +189,6 @@ def save_epoch(run: TrainingRun, row: dict[str, Any], improved: bool) -> None:
         tags=("last", "best") if improved else ("last",),
         extra=extra,
     )
+    mark_complete(run.run_dir)
     write_results(run.run_dir, run.history)
     plot_results(run.run_dir, run.history)
