@@ -202,6 +202,20 @@ class HierNet(nn.Module):
         return f"arch={self.preset.name}, classes={self.num_classes}, img_size={self.img_size}"
 
 
+def zero_init_residual(model: nn.Module) -> int:
+    """Zero the last batch-norm scale (γ) of every bottleneck, trunk and levels (torchvision's
+    `zero_init_residual`): each residual branch starts as the identity. Returns the blocks set."""
+    from nhlcli.model.blocks import Bottleneck
+    from nhlcli.model.levels import GroupedBottleneck
+
+    n = 0
+    for m in model.modules():
+        if isinstance(m, Bottleneck | GroupedBottleneck):
+            nn.init.zeros_(m.bn3.weight)
+            n += 1
+    return n
+
+
 def build_model(
     arch: str | Preset,
     tree: Tree,

@@ -1,5 +1,6 @@
 """Run directories: naming, args.yaml, results.csv and results.png.
 
+The same naming serves evaluation (`runs/eval/NAME`) and prediction outputs (`runs/predict/NAME`).
 `runs/train/exp` is used when free; otherwise `exp-2`, `exp-3`, … (or `exp` itself with exist_ok).
 Every file is written atomically and rewritten whole after each epoch, so results.csv always agrees
 with a complete checkpoint: on resume, rows after the checkpoint's epoch are dropped.
@@ -28,6 +29,8 @@ RESULT_COLUMNS = (
     "val_loss",
     "train_top1",
     "val_top1",
+    "ema_val_loss",
+    "ema_val_top1",
     "lr",
     "images_per_s",
     "skipped_images",
@@ -111,8 +114,8 @@ def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     panels = (
         ("loss", (("train_loss", "train"), ("val_loss", "val"))),
-        ("top-1 (%)", (("train_top1", "train"), ("val_top1", "val"))),
-        ("learning rate (end of epoch)", (("lr", "lr"),)),
+        ("top-1 (%)", (("train_top1", "train"), ("val_top1", "val"), ("ema_val_top1", "val EMA"))),
+        ("learning rate (last step of the epoch)", (("lr", "lr"),)),
         ("training images/s", (("images_per_s", "images/s"),)),
     )
     for ax, (title, keys) in zip(axes, panels, strict=True):
