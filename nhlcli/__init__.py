@@ -2,7 +2,8 @@
 
 The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `build_tree`, `select_classes`,
 `build_model`, `load_model`, `save_model`, `cutout`, `profile`, `train`, `evaluate`, `predict`,
-`export`. They are loaded on first use, so `import nhlcli` (and `nhl --help`) stays fast.
+`export` (`nhlcli/api.py`, which imports torch only inside the functions, so `import nhlcli` and
+`nhl --help` stay fast).
 """
 
 from __future__ import annotations
@@ -11,20 +12,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = (
-    "build_model",
-    "build_tree",
-    "cutout",
-    "evaluate",
-    "export",
-    "load_model",
-    "load_tree",
-    "predict",
-    "profile",
-    "save_model",
-    "select_classes",
-    "train",
-)
+from nhlcli.api import *  # noqa: F403 - the public functions
+from nhlcli.api import __all__ as _API
+
 _TYPES = {
     "Tree": "nhlcli.hierarchy.tree",
     "HierNet": "nhlcli.model.network",
@@ -39,8 +29,6 @@ __all__ = ["__version__", *_API, *_TYPES]
 def __getattr__(name: str) -> Any:
     import importlib
 
-    if name in _API:
-        return getattr(importlib.import_module("nhlcli.api"), name)
     if name in _TYPES:
         return getattr(importlib.import_module(_TYPES[name]), name)
     raise AttributeError(f"module 'nhlcli' has no attribute {name!r}")

@@ -16,7 +16,7 @@ Torch is imported only when a function that needs it runs, so `import nhlcli` st
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,13 +115,12 @@ def build_model(
     """
     import torch
 
-    from nhlcli.model.network import MIN_IMG_SIZE
     from nhlcli.model.network import build_model as build
+    from nhlcli.model.network import check_img_size
     from nhlcli.model.presets import get_preset
 
     preset = get_preset(arch) if isinstance(arch, str) else arch
-    if not isinstance(img_size, int) or isinstance(img_size, bool) or img_size < MIN_IMG_SIZE:
-        raise NhlError(f"image size {img_size!r} is too small (at least {MIN_IMG_SIZE} px)")
+    check_img_size(img_size)
     the_tree = _as_tree(preset, tree, classes)
     if seed is not None:
         if not 0 <= seed < 2**63:
@@ -195,12 +194,14 @@ def profile(
     warmup: int = 3,
     device: str = "cpu",
     experts: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Profile:
     """Parameters and GMACs (fvcore) of a model, its cutout for `subset`, and ResNet50.
 
     `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
     network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
-    which times the models (`experts`: networks already built, by role "full"/"cutout").
+    which times the models interleaved (`experts`: networks already built, by role
+    "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
     """
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset
@@ -218,7 +219,7 @@ def profile(
     ids = select_classes(the_tree, subset) if subset is not None else None
     return run_profile(
         preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,
-        warmup=warmup, device=device, models=built or None,
+        warmup=warmup, device=device, models=built or None, progress=progress,
     )  # fmt: skip
 
 
@@ -241,9 +242,10 @@ def train(
     >>> train({"arch": "resnet50", "data": "imagenette2", "epochs": 8})  # doctest: +SKIP
     """
     from nhlcli.training.config import TrainConfig, config_from_sources, resolve_resume_dir
-    from nhlcli.training.distributed import launch_training
+    from nhlcli.training.distributed import check_devices, launch_training
     from nhlcli.training.engine import train as run_training
 
+    check_devices(devices)
     options = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
     cfg = config_from_sources(config_file, options, resume)
     resume_dir = resolve_resume_dir(resume) if resume is not None else None
@@ -287,12 +289,18 @@ def predict(
     img_size: int | None = None,
     device: str = "cpu",
     progress: Any = None,
+    trust_torchscript: bool = False,
 ) -> PredictReport:
-    """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file."""
+    """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file.
+
+    A TorchScript .pt file runs code stored in it when it loads: it is refused unless
+    `trust_torchscript` (model folders and ONNX files never run code from the file)."""
     from nhlcli.prediction import list_images, open_predictor, predict_images
 
     inputs = [images] if isinstance(images, str | Path) else list(images)
-    predictor = open_predictor(model, attend=attend, img_size=img_size, device=device)
+    predictor = open_predictor(
+        model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
+    )
     files = list_images(inputs)
     return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
 

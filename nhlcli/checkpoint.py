@@ -25,6 +25,7 @@ import torch
 
 from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
 from nhlcli.errors import NhlError
+from nhlcli.fileio import check_output, commit
 from nhlcli.model.network import MODEL_FORMAT, HierNet
 
 __all__ = [
@@ -42,6 +43,7 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
     from safetensors.torch import save_file
 
     target = Path(path)
+    check_output(target, whole_dir=True)
     if target.exists() and not target.is_dir():
         raise NhlError(f"{target} exists and is not a directory")
     if target.is_dir() and any(target.iterdir()) and not (target / CONFIG_FILE).is_file():
@@ -69,7 +71,7 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
-        os.replace(tmp, target)
+        commit(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None and not target.exists():

@@ -7,11 +7,12 @@ either of those two files stands for its directory, and a training run directory
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
+from nhlcli.textio import read_json
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -38,16 +39,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
     missing = [f for f in (CONFIG_FILE, WEIGHTS_FILE) if not (p / f).is_file()]
     if missing:
         raise NhlError(f"{p} is not an nhl model: missing {' and '.join(missing)}")
+    register_input(p)  # no output of the running command may replace or enter it
     return p
 
 
 def read_config_json(path: str | Path) -> dict[str, Any]:
     """The parsed config.json of the model at `path` (any form `resolve_checkpoint` takes)."""
     f = resolve_checkpoint(path) / CONFIG_FILE
-    try:
-        config = json.loads(f.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise NhlError(f"{f}: not a readable JSON config ({type(e).__name__})") from None
+    config = read_json(f, "config")
     if not isinstance(config, dict):
         raise NhlError(f"{f}: not an nhl model config (not a JSON object)")
     return config

@@ -1,15 +1,145 @@
-"""Atomic file writes: a failure (or a kill) never leaves a half-written file behind."""
+"""Atomic file writes, and the rule that a command never writes onto or into its own inputs.
+
+* `write_bytes_atomic` / `write_text_atomic`: a failure (or a kill) never leaves a half-written
+  file behind (temporary file in the same folder, fsync, rename).
+* `guard_inputs` opens a scope (the CLI opens one per command); inside it, every reader registers
+  the files and folders it reads (`register_input`) and every writer asks `check_output` first,
+  which raises `NhlError` when the output is one of the inputs (the same file, also through a
+  symlink or hard link), lies inside an input folder, or (for outputs replaced as a whole folder)
+  contains an input. Outside a scope nothing is registered and nothing is refused.
+* Ctrl-C: once `note_interrupt` has been called (the CLI's SIGINT handler does), no further file
+  is committed, and `created_outputs` lists the files this scope created, for the CLI to remove.
+"""
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+
+from nhlcli.errors import NhlError
+
+_INPUTS: ContextVar[tuple[Path, ...] | None] = ContextVar("nhl_inputs", default=None)
+_CREATED: ContextVar[list[Path] | None] = ContextVar("nhl_created", default=None)
+_INTERRUPTED = threading.Event()
+
+
+@contextmanager
+def guard_inputs() -> Iterator[None]:
+    """A scope in which registered inputs are protected from every nhl writer."""
+    token = _INPUTS.set(())
+    created = _CREATED.set([])
+    _INTERRUPTED.clear()
+    try:
+        yield
+    finally:
+        _INPUTS.reset(token)
+        _CREATED.reset(created)
+
+
+def note_interrupt() -> None:
+    """Ctrl-C was pressed: commit no further output."""
+    _INTERRUPTED.set()
+
+
+def interrupted() -> bool:
+    return _INTERRUPTED.is_set()
+
+
+def created_outputs() -> list[Path]:
+    """Files (and checkpoint folders) this scope created that did not exist before."""
+    return list(_CREATED.get() or [])
+
+
+def commit(tmp: str | Path, path: Path) -> None:
+    """Rename a finished temporary file or folder onto `path`, unless Ctrl-C was pressed.
+
+    SIGINT is held back while deciding and renaming, so an interrupt never lands half-way.
+    """
+    existed = os.path.lexists(path)
+    with _sigint_held():
+        if _INTERRUPTED.is_set():
+            raise KeyboardInterrupt
+        os.replace(tmp, path)
+        created = _CREATED.get()
+        if created is not None and not existed:
+            created.append(Path(path))
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "pthread_sigmask"
+    ):  # other threads never receive SIGINT in Python; Windows has no signal masks
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def register_input(*paths: str | Path) -> None:
+    """Note files or folders a command reads (no-op outside `guard_inputs`)."""
+    current = _INPUTS.get()
+    if current is None:
+        return
+    new = tuple(_real(p) for p in paths if p is not None and os.path.exists(p))
+    if new:
+        _INPUTS.set(current + new)
+
+
+def registered_inputs() -> tuple[Path, ...]:
+    return _INPUTS.get() or ()
+
+
+def check_output(path: str | Path, whole_dir: bool = False) -> None:
+    """NhlError if writing `path` would overwrite, or write into, an input of this command.
+
+    `whole_dir`: the output is a folder replaced as a whole, so it must not contain an input either.
+    """
+    inputs = _INPUTS.get()
+    if not inputs:
+        return
+    out = _real(path)
+    for inp in inputs:
+        if out == inp or _same_file(out, inp):
+            raise NhlError(
+                f"refusing to write {path}: it is an input of this command (choose another output)"
+            )
+        if inp.is_dir() and out.is_relative_to(inp):
+            raise NhlError(
+                f"refusing to write {path}: it is inside the input folder {inp} "
+                "(choose an output outside it)"
+            )
+        if whole_dir and inp.is_relative_to(out):
+            raise NhlError(
+                f"refusing to write {path}: it would replace the folder holding the input {inp} "
+                "(choose another output)"
+            )
+
+
+def _real(path: str | Path) -> Path:
+    return Path(os.path.realpath(os.path.abspath(path)))
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""
     path = Path(path)
+    check_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -18,7 +148,7 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600 files; give the usual umask mode
-        os.replace(tmp, path)
+        commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

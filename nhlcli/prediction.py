@@ -33,7 +33,7 @@ from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
 from nhlcli.data.loader import make_loader
 from nhlcli.errors import NhlError
-from nhlcli.fileio import write_text_atomic
+from nhlcli.fileio import register_input, write_text_atomic
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -96,9 +96,9 @@ class PredictReport:
         """`project/NAME` (numbered like training runs): predictions.json and predictions.csv."""
         import json
 
-        from nhlcli.training.rundir import new_run_dir
+        from nhlcli.training.rundir import numbered_dir
 
-        out = new_run_dir(project, name, exist_ok)
+        out = numbered_dir(project, name, exist_ok)
         write_text_atomic(out / "predictions.json", json.dumps(self.to_dict(), indent=1))
         self.write_csv(out / "predictions.csv")
         return out
@@ -183,13 +183,20 @@ def open_predictor(
     attend: str | None = None,
     img_size: int | None = None,
     device: str = "cpu",
+    trust_torchscript: bool = False,
 ) -> Predictor:
-    """A predictor for a model/expert folder, an .onnx file or a TorchScript file."""
+    """A predictor for a model/expert folder, an .onnx file or a TorchScript file.
+
+    Model folders (safetensors + JSON) and ONNX files are data: loading them runs no code from the
+    file. A TorchScript file can run arbitrary code as it loads, so it is refused (NhlError, before
+    it is opened) unless `trust_torchscript` is set.
+    """
     path = Path(source)
     if path.is_dir():
         return _torch_predictor(path, attend, img_size, device)
     if not path.exists():
         raise NhlError(f"model not found: {path}")
+    register_input(path)
     suffix = path.suffix.lower()
     if suffix not in ONNX_SUFFIXES + TORCHSCRIPT_SUFFIXES:
         raise NhlError(
@@ -227,7 +234,7 @@ def open_predictor(
         return OnnxPredictor(str(path), session, info)
     from nhlcli.exporters.metadata import read_torchscript_info
 
-    info, module = read_torchscript_info(path)
+    info, module = read_torchscript_info(path, trusted=trust_torchscript)
     _check_size(path, info.img_size, img_size)
     return TorchScriptPredictor(str(path), module, info)
 
@@ -246,15 +253,13 @@ def _torch_predictor(
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
     from nhlcli.model.attention import parse_attend, set_attention
-    from nhlcli.model.network import MIN_IMG_SIZE
+    from nhlcli.model.network import check_img_size
 
     folder = resolve_checkpoint(path)
     model = load_model(folder)
     if attend:
         set_attention(model, parse_attend(attend, model.tree))
-    size = int(img_size or model.img_size)
-    if size < MIN_IMG_SIZE:
-        raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
+    size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     from nhlcli.devices import resolve_device
 
     return TorchPredictor(str(path), model, size, resolve_device(device))
@@ -275,6 +280,7 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
                 raise NhlError(f"no images in folder {p} (looked for {suffixes})")
             out.extend(found)
         elif p.is_file():
+            register_input(p)
             out.append(str(p))
         else:
             raise NhlError(f"image or folder not found: {p}")

@@ -59,13 +59,18 @@ def resolve_tokens(tree: Tree, tokens: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def model_classes(folder: str | Path) -> list[str]:
-    """The class ids of a model, expert or run folder, read from its config.json (no weights)."""
+def model_tree(folder: str | Path) -> Tree:
+    """The tree of a model, expert or run folder, read from its config.json (no weights)."""
     config = read_config_json(folder)
     try:
-        return Tree.from_dict(config["tree"], origin=f"{folder}: tree").class_ids
+        return Tree.from_dict(config["tree"], origin=f"{folder}: tree")
     except (KeyError, TypeError) as e:
         raise NhlError(f"{folder}: not a readable nhl model config ({type(e).__name__})") from None
+
+
+def model_classes(folder: str | Path) -> list[str]:
+    """The class ids of a model, expert or run folder, read from its config.json (no weights)."""
+    return model_tree(folder).class_ids
 
 
 def _tree_resolver(tree: Tree) -> Resolver:

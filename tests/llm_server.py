@@ -30,6 +30,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
+    raw: str | None = None  # send this body as it is (e.g. HTML from a proxy), not a completion
 
     @staticmethod
     def text(content: str, **kw: Any) -> Reply:
@@ -38,6 +39,10 @@ class Reply:
     @staticmethod
     def json(data: Any, **kw: Any) -> Reply:
         return Reply(content=json.dumps(data), **kw)
+
+    @staticmethod
+    def body(raw: str, status: int = 200, **kw: Any) -> Reply:
+        return Reply(status=status, raw=raw, **kw)
 
     @staticmethod
     def fail(status: int, error: str = "scripted failure", **kw: Any) -> Reply:
@@ -215,7 +220,7 @@ class LLMServer:
                     }
                 else:
                     payload = {"error": {"message": reply.error, "type": "test", "code": None}}
-                data = json.dumps(payload).encode()
+                data = json.dumps(payload).encode() if reply.raw is None else reply.raw.encode()
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

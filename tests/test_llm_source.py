@@ -766,3 +766,46 @@ def test_cli_help_lists_the_llm_options(capsys: pytest.CaptureFixture[str]) -> N
     ):
         assert option in text
     assert "--source llm" in text and "localhost:11434/v1" in text
+
+
+# ------------------------------------------------------------------ bodies that are not completions
+@pytest.mark.parametrize(
+    "raw", ["<html><body>502 Bad Gateway</body></html>", "", "{not json", '"a string"', "[1, 2]"]
+)
+def test_a_200_answer_that_is_not_a_completion_is_retried_then_one_error(
+    tmp_path: Path, raw: str
+) -> None:
+    with LLMServer([Reply.body(raw)] * 3) as server, pytest.raises(NhlError) as err:
+        build(server, tmp_path)
+    assert len(server.requests) == 3  # the first try and max_retries=2 retries
+    assert "failed 3 time(s)" in str(err.value) and len(str(err.value).splitlines()) == 1
+    assert not (tmp_path / "cache").exists() or not files_under(tmp_path / "cache")
+
+
+def test_a_200_answer_that_is_not_a_completion_then_a_good_one(tmp_path: Path) -> None:
+    script = [Reply.body("<html>proxy</html>"), Reply.json(answer(NETTE_GROUPS))]
+    with LLMServer(script) as server:
+        tree = build(server, tmp_path)
+    assert len(server.requests) == 2 and tree.num_classes == 10
+
+
+@pytest.mark.parametrize("echo", [SECRET, SECRET.upper(), SECRET.lower(), SECRET.swapcase()])
+def test_an_answer_echoing_the_key_in_any_case_never_shows_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], echo: str
+) -> None:
+    # as a group name that becomes part of the tree, and as a class label the check rejects
+    good = with_change(**{f"animals {echo}": ["tench", "English springer"]})
+    del good["groups"][0]
+    with LLMServer([Reply.json(good)]) as server:
+        tree = build(server, tmp_path, use_cache=False)
+    text = tree.to_json()
+    assert echo.lower() not in text.lower() and "animals ***" in text
+    bad = with_change(animals=["tench", echo])
+    out = tmp_path / "t.json"
+    with LLMServer([Reply.json(bad)] * 3) as server:
+        code = run_cli(["build-tree", "--source", "llm", "--classes", "imagenette", "--levels",
+                        "2", "--base-url", server.url, "--max-repairs", "1", "--no-cache",
+                        "-o", str(out)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert echo.lower() not in err.lower() and not out.exists()

@@ -205,3 +205,19 @@ def test_channels_last_and_dtype_conversions() -> None:
     model.double()
     assert weight.dtype == torch.float64
     assert_close(logits(model, x.double()).float(), base)
+
+
+def test_a_model_run_in_inference_mode_can_then_be_trained() -> None:
+    """Wiring's cached index tensors must not be inference tensors (they are saved for backward)."""
+    import torch
+
+    from nhlcli.hierarchy.shipped_trees import resolve_tree
+    from nhlcli.model.network import build_model
+
+    model = build_model("n3hl", resolve_tree("imagenette-wordnet-L3"), img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

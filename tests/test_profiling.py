@@ -303,3 +303,33 @@ def test_cutout_profile_reports_the_expert(
     assert summary["profile"]["img_size"] == 48
     code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile"], capsys)
     assert code == 0 and "cutout, k=1" in out and "per part" in out
+
+
+def test_latency_is_interleaved_with_spread_and_progress() -> None:
+    import torch
+    from torch import nn
+
+    from nhlcli.profiling.latency import summary, time_interleaved
+
+    order: list[str] = []
+
+    class Probe(nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            order.append(self.name)
+            return x
+
+    calls: list[tuple[int, int]] = []
+    times = time_interleaved(
+        {"a": Probe("a"), "b": Probe("b")}, 1, 8, torch.device("cpu"), runs=3, warmup=1,
+        progress=lambda done, total: calls.append((done, total)),
+    )  # fmt: skip
+    assert order == ["a", "b", "a", "b", "a", "b", "a", "b"]  # warm-up each, then in turn
+    assert [len(t) for t in times.values()] == [3, 3]
+    assert calls[-1] == (8, 8) and len(calls) == 8
+    st = summary([10.0, 12.0, 11.0, 30.0, 10.5])
+    assert (st["min"], st["median"], st["max"]) == (10.0, 11.0, 30.0)
+    assert st["spread"] == pytest.approx((30.0 - 11.0) / 11.0)

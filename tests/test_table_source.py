@@ -68,15 +68,15 @@ def test_superclass_subset_and_errors() -> None:
     assert placed.provenance["params"]["missing"] == ["n02114100"]
 
 
-CSV = """class,kingdom,group
-# a comment row
-tench,animal,fish
-goldfish.n.01,animal,fish
-n01484850,animal,shark
+CSV = """class,group,kingdom
+# a comment row: each row reads upwards (a tench is a fish, a fish is an animal)
+tench,fish,animal
+goldfish.n.01,fish,animal
+n01484850,shark,animal
 church,building,
 tabby,animal,
-wolf.n.01,animal,other
-cassette player,thing,other
+wolf.n.01,other,animal
+cassette player,other,thing
 """
 
 

@@ -3,6 +3,7 @@ validation, --save-every, --patience, --recipe, --print-config and resolved args
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -62,10 +63,11 @@ def test_capped_validation_sees_every_class(nette: Path, tree_file: Path, tmp_pa
     # 3 val images per class, sorted by class: the first 2 batches of 5 would hold 4 classes only
     cfg = build_config(settings(nette, tree_file, tmp_path, max_val_batches=2))
     ctx = setup_distributed("cpu")
-    run = prepare_run(cfg, None, SilentReporter(), ctx)
-    val = run.val_loader.dataset.samples
+    with contextlib.ExitStack() as held:
+        val = prepare_run(cfg, None, SilentReporter(), ctx, held).val_loader.dataset.samples
     assert len(val) == 10 and len({y for _, y in val}) == 10
-    again = prepare_run(cfg, None, SilentReporter(), ctx).val_loader.dataset.samples
+    with contextlib.ExitStack() as held:
+        again = prepare_run(cfg, None, SilentReporter(), ctx, held).val_loader.dataset.samples
     assert again == val  # fixed by the seed
     assert train(cfg).history[0]["val_top1"] is not None
 

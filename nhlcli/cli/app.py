@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import signal
 import sys
+import threading
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from nhlcli import __version__
 from nhlcli.cli import (
@@ -22,8 +24,9 @@ from nhlcli.cli import (
     train_cmd,
     tree_cmd,
 )
-from nhlcli.cli.common import err_console, examples
+from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
+from nhlcli.fileio import created_outputs, guard_inputs, interrupted, note_interrupt
 
 app = typer.Typer(
     name="nhl",
@@ -72,6 +75,9 @@ predict_cmd.register(app)
 UsageError: type[Exception] = next(
     c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
 )
+ClickError: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 def _usage_line(e: Any) -> str:
@@ -96,23 +102,61 @@ def command() -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run `nhl`: every failure is one `error:` line; user errors and usage errors exit with 2.
+
+    The command runs inside `guard_inputs`, so no output can overwrite one of its inputs.
+    """
+    with guard_inputs(), _sigint_noted():
+        _run(argv)
+
+
+def _on_sigint(signum: int, frame: Any) -> None:
+    note_interrupt()
+    raise KeyboardInterrupt
+
+
+class _sigint_noted:
+    """Ctrl-C during a command: noted (no output is committed after it), then KeyboardInterrupt."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, _on_sigint)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def _interrupted() -> None:
+    for path in created_outputs():  # an interrupt leaves nothing this command created
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    err_console.print("interrupted", style="red", markup=False)
+    sys.exit(130)
+
+
+def _run(argv: list[str] | None) -> None:
     try:
         rc = command().main(args=argv, prog_name="nhl", standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else 0)  # like click's standalone mode
     except UsageError as e:
         if type(e).__name__ == "NoArgsIsHelpError" and getattr(e, "ctx", None) is not None:
             typer.echo(e.ctx.get_help())  # type: ignore[attr-defined]
             sys.exit(0)
-        err_console.print(f"[bold red]error:[/] {escape(_usage_line(e))}", soft_wrap=True)
+        print_error(_usage_line(e))
         sys.exit(2)
-    except typer.Abort:
-        err_console.print("interrupted", markup=False)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt):
+        _interrupted()
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except NhlError as e:
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", soft_wrap=True)
+        print_error(e)
         sys.exit(2)
-    except KeyboardInterrupt as e:
-        err_console.print(str(e) or "interrupted", markup=False, soft_wrap=True)
-        sys.exit(130)
+    except ClickError as e:  # click's other errors (a file it could not open): one line too
+        print_error(" ".join(e.format_message().split()))  # type: ignore[attr-defined]
+        sys.exit(2)
+    if rc == 130 or interrupted():  # typer turns Ctrl-C into exit code 130
+        _interrupted()
+    sys.exit(rc if isinstance(rc, int) else 0)  # like click's standalone mode

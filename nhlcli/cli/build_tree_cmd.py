@@ -11,18 +11,8 @@ from typing import Any
 import typer
 from rich.markup import escape
 
+from nhlcli.cli import llm_options as llm
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
-from nhlcli.cli.llm_options import (
-    LLM_API_KEY_ENV,
-    LLM_BASE_URL,
-    LLM_CACHE_DIR,
-    LLM_MAX_REPAIRS,
-    LLM_MODEL,
-    LLM_NO_CACHE,
-    LLM_REFRESH,
-    LLM_TIMEOUT,
-    llm_values,
-)
 from nhlcli.cli.tree_cmd import stats_table
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import load_classes
@@ -87,7 +77,7 @@ def build_tree_command(
         None,
         "--table",
         help="For --source superclass: imagenet-superclass (default), a CSV/TSV file "
-        "(class,level1,...: level1 is the group right above the class) or a BREEDS folder.",
+        "(class,parent,grandparent,...: tabby,cat,pet puts pet on top) or a BREEDS folder.",
     ),
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."
@@ -98,20 +88,20 @@ def build_tree_command(
     output: str = typer.Option(
         ..., "--output", "-o", help="The tree file to write; '-' prints it."
     ),
-    llm_model: str = LLM_MODEL,
-    llm_base_url: str | None = LLM_BASE_URL,
-    llm_api_key_env: str = LLM_API_KEY_ENV,
-    llm_max_repairs: int = LLM_MAX_REPAIRS,
+    llm_model: str = llm.MODEL,
+    llm_base_url: str | None = llm.BASE_URL,
+    llm_api_key_env: str = llm.API_KEY_ENV,
+    llm_max_repairs: int = llm.MAX_REPAIRS,
     llm_batch_size: int = typer.Option(
         200,
         "--llm-batch-size",
         "--batch-size",
         help="llm/hybrid: classes per request; larger sets are split (--batch-size: old spelling).",
     ),
-    llm_timeout: float = LLM_TIMEOUT,
-    llm_cache_dir: Path | None = LLM_CACHE_DIR,
-    llm_no_cache: bool = LLM_NO_CACHE,
-    llm_refresh: bool = LLM_REFRESH,
+    llm_timeout: float = llm.TIMEOUT,
+    llm_cache_dir: Path | None = llm.CACHE_DIR,
+    llm_no_cache: bool = llm.NO_CACHE,
+    llm_refresh: bool = llm.REFRESH,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Build a levelled category tree over a class set and write it (format nhl-tree/1)."""
@@ -130,10 +120,7 @@ def build_tree_command(
         raise NhlError(f"--table and --allow-missing apply to --source superclass, not {source}")
     if source in ("llm", "hybrid"):
         options = {
-            **llm_values(
-                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                llm_cache_dir, llm_no_cache, llm_refresh,
-            ),
+            **llm.llm_values(locals()),
             "batch_size": llm_batch_size,
         }  # fmt: skip
     ctx = SourceContext(date=None if no_date else TODAY)

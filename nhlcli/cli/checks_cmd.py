@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
 
 
 def register(app: typer.Typer) -> None:
@@ -73,5 +73,6 @@ def checks(json_out: bool = JSON_OPTION) -> None:
         return
     table = Table("", "component", "detail", title="nhl checks")
     for r in rows:
-        table.add_row("[green]ok[/]" if r["ok"] else "[yellow]--[/]", r["item"], r["detail"])
+        ok = "[green]ok[/]" if r["ok"] else "[yellow]--[/]"
+        table.add_row(ok, safe(r["item"]), safe(r["detail"]))
     console.print(table)

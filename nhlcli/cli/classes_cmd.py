@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
 from nhlcli.hierarchy.classsets import BUILTIN_SETS, builtin_set, imagenet, load_classes
 
 
@@ -37,7 +37,7 @@ def list_sets(json_out: bool = JSON_OPTION) -> None:
         return
     table = Table("name", "size", "source", title="built-in class sets")
     for r in rows:
-        table.add_row(r["name"], str(r["size"]), r["source"])
+        table.add_row(safe(r["name"]), str(r["size"]), safe(r["source"]))
     console.print(table)
 
 
@@ -63,8 +63,12 @@ def show_set(
     if json_out:
         print_json({"name": cs.name, "source": cs.source, "size": len(cs), "classes": rows})
         return
-    table = Table("#", "wnid", "name", "in1k", "synonyms", title=f"{cs.name} ({len(cs)} classes)")
+    table = Table(
+        "#", "wnid", "name", "in1k", "synonyms", title=f"{safe(cs.name)} ({len(cs)} classes)"
+    )
     for r in rows:
         in1k = "" if r["imagenet_index"] is None else str(r["imagenet_index"])
-        table.add_row(str(r["index"]), r["wnid"], r["name"], in1k, ", ".join(r["synonyms"]))
+        table.add_row(
+            str(r["index"]), safe(r["wnid"]), safe(r["name"]), in1k, safe(", ".join(r["synonyms"]))
+        )
     console.print(table)

@@ -10,11 +10,36 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+MAX_ERROR_CHARS = 2000  # one line, however many problems
+
+
+def safe(text: object) -> str:
+    """User text (a file or class name) made inert inside rich markup: `[bold]` prints as is."""
+    return escape(str(text))
+
+
+def print_error(message: object) -> None:
+    """The one line a failed command prints: `error: MESSAGE` (markup in it printed literally)."""
+    body = " ".join(str(message).split())
+    if len(body) > MAX_ERROR_CHARS:
+        body = body[: MAX_ERROR_CHARS - 1] + "…"
+    line = Text("error:", style="bold red")
+    line.append(" " + body)
+    err_console.print(line, soft_wrap=True, markup=False, highlight=False)
+
+
+# The model argument, the same in every command that takes one.
+MODEL_HELP = (
+    "A model: a checkpoint or expert folder (config.json + model.safetensors) or a training run "
+    "(its best, else last, checkpoint)"
+)
 
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(

@@ -8,21 +8,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import err_console, print_json
+from nhlcli.cli.common import err_console, print_json, safe
 from nhlcli.errors import NhlError
 from nhlcli.experts.cues import CueResolution, resolve_cues
 from nhlcli.hierarchy.llm.settings import LLMSettings
-from nhlcli.hierarchy.tree import Tree
+from nhlcli.selection import model_tree
 
 CUE_SOURCES = ("wordnet", "llm")
-
-
-def checkpoint_tree(checkpoint: str | Path) -> Tree:
-    """The tree of a checkpoint or expert, read from its config (no weights loaded)."""
-    from nhlcli.checkpoint import read_config
-
-    config = read_config(checkpoint)
-    return Tree.from_dict(config.get("tree"), origin=f"{checkpoint}: tree")
 
 
 def resolve_cue_option(
@@ -33,24 +25,25 @@ def resolve_cue_option(
 ) -> CueResolution:
     if source not in CUE_SOURCES:
         raise NhlError(f"--cue-source must be one of {', '.join(CUE_SOURCES)}, not '{source}'")
-    tree = checkpoint_tree(checkpoint)
+    tree = model_tree(checkpoint)
     if source == "wordnet":
         with err_console.status("resolving cues with WordNet…"):
             return resolve_cues(cues, tree, "wordnet")
-    with err_console.status(f"asking {llm.model} about the cues…"):
+    with err_console.status(f"asking {safe(llm.model)} about the cues…"):
         return resolve_cues(cues, tree, "llm", llm)
 
 
 def cue_table(res: CueResolution) -> Table:
     table = Table(
         "#", "class", "name", "cue", "matched",
-        title=f"cue{'s' if len(res.cues) > 1 else ''} {', '.join(repr(c) for c in res.cues)} "
+        title=f"cue{'s' if len(res.cues) > 1 else ''} {safe(', '.join(repr(c) for c in res.cues))} "
         f"({res.source}): {_classes(len(res.class_ids))}",
         title_justify="left",
     )  # fmt: skip
     for i, (cid, matches) in enumerate(res.by_class().items()):
         first = matches[0]
-        table.add_row(str(i), cid, first.name, ", ".join(m.cue for m in matches), first.why)
+        cues = ", ".join(m.cue for m in matches)
+        table.add_row(str(i), safe(cid), safe(first.name), safe(cues), safe(first.why))
     return table
 
 
@@ -71,13 +64,13 @@ def show_and_confirm(
     """
     err_console.print(cue_table(res))
     for note in res.notes:
-        err_console.print(f"[dim]{note}[/]")
+        err_console.print(f"[dim]{safe(note)}[/]")
     if dry_run:
         if picture is not None:
             from nhlcli.hierarchy.drawing import draw_tree
 
-            draw_tree(checkpoint_tree(checkpoint), picture, res.class_ids)
-            err_console.print(f"wrote {picture} (the selection's paths in red)")
+            draw_tree(model_tree(checkpoint), picture, res.class_ids)
+            err_console.print(f"wrote {picture} (the selection's paths in red)", markup=False)
         if json_out:
             print_json({"dry_run": True, "cues": res.to_dict()})
         err_console.print("[yellow]dry run[/]: nothing cut out, nothing written")

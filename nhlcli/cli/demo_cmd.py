@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
 
 DEMO_TREE = "imagenette-wordnet-L3"
 
@@ -55,7 +55,7 @@ def demo(
     nhl.save_model(model, model_dir, extra={"init": {"seed": 0}})
     if not json_out:
         console.print(
-            f"wrote [bold]{model_dir}[/]: {model.num_classes} classes, nodes per level "
+            f"wrote [bold]{safe(model_dir)}[/]: {model.num_classes} classes, nodes per level "
             f"{model.nodes_per_level()}, {model.num_params():,} parameters"
         )
         console.rule(f"3. a {len(subset)}-class expert cut out of it (nhl cutout --profile)")

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 
 EPILOG = examples(
     "nhl eval runs/train/exp/best --data imagenette2/val",
@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
 def eval_command(
     checkpoint: Path = typer.Argument(
         ...,
+        metavar="MODEL",
         help="Model directory (a checkpoint, an expert) or a training run directory (its best).",
     ),
     data: Path = typer.Option(
@@ -144,12 +145,14 @@ def eval_command(
     )
     console.print(f"{report.checkpoint} ({report.arch}) on {report.data}: {over}", markup=False)
     if report.attention:
-        shown = ", ".join(f"{k}={v:g}" for k, v in report.attention.items())
+        shown = safe(", ".join(f"{k}={v:g}" for k, v in report.attention.items()))
         console.print(f"top-down attention at level {report.attention_level}: {shown}")
     table = Table("class", "id", "images", "correct", "top-1", title="per-class accuracy")
     for row in report.per_class:
         acc = "-" if row["top1"] is None else f"{row['top1']:.2f}%"
-        table.add_row(row["name"], row["id"], str(row["images"]), str(row["correct"]), acc)
+        table.add_row(
+            safe(row["name"]), safe(row["id"]), str(row["images"]), str(row["correct"]), acc
+        )
     console.print(table)
     if report.skipped:
         console.print(f"[yellow]{len(report.skipped)} unreadable image(s) skipped[/]")
@@ -164,7 +167,7 @@ def eval_command(
             f"wrote {report.output_dir}/: report.json, confusion.csv, confusion.png", markup=False
         )
     if report.oracle:
-        console.print(f"[bold yellow]note:[/] {report.oracle_note}")
+        console.print(f"[bold yellow]note:[/] {safe(report.oracle_note)}")
         ot = Table(
             "scale", "top-1", "change", title=f"oracle attention at level {report.attention_level}"
         )

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 from nhlcli.errors import NhlError
 
 
@@ -27,7 +27,9 @@ def register(app: typer.Typer) -> None:
 
 def export(
     model_dir: str = typer.Argument(
-        ..., help="A model or expert folder (config.json + model.safetensors), or a training run."
+        ...,
+        metavar="MODEL",
+        help="A model or expert folder (config.json + model.safetensors), or a training run.",
     ),
     fmt: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
     output: str | None = typer.Option(
@@ -109,6 +111,6 @@ def _table(d: dict[str, Any]) -> Table:
     )
     att = d.get("attention")
     if att:
-        scales = ", ".join(f"{k}={v:g}" for k, v in att["scales"].items())
+        scales = safe(", ".join(f"{k}={v:g}" for k, v in att["scales"].items()))
         t.add_row("attention", f"level {att['level']}: {scales} (baked in)")
     return t

@@ -8,29 +8,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from nhlcli.cli import common
+from nhlcli.cli import llm_options as llm
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
     print_json,
-)
-from nhlcli.cli.llm_options import (
-    LLM_API_KEY_ENV,
-    LLM_BASE_URL,
-    LLM_CACHE_DIR,
-    LLM_MAX_REPAIRS,
-    LLM_MODEL,
-    LLM_NO_CACHE,
-    LLM_REFRESH,
-    LLM_TIMEOUT,
-    llm_values,
+    safe,
 )
 from nhlcli.errors import NhlError
+from nhlcli.fileio import check_output
 from nhlcli.model.presets import PRESETS
 
 
@@ -98,7 +87,7 @@ def init(
 
 # ----------------------------------------------------------------------------- cutout
 def cutout_cmd(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint directory (or an expert)."),
+    checkpoint: Path = typer.Argument(..., metavar="MODEL", help=common.MODEL_HELP + "."),
     classes: str | None = typer.Option(
         None,
         "--classes",
@@ -112,14 +101,14 @@ def cutout_cmd(
         help="A word, sound or phrase selecting classes (e.g. meow); repeatable; adds to -c.",
     ),
     cue_source: str = typer.Option("wordnet", "--cue-source", help="Resolve cues: wordnet or llm."),
-    llm_model: str = LLM_MODEL,
-    llm_base_url: str | None = LLM_BASE_URL,
-    llm_api_key_env: str = LLM_API_KEY_ENV,
-    llm_timeout: float = LLM_TIMEOUT,
-    llm_max_repairs: int = LLM_MAX_REPAIRS,
-    llm_cache_dir: Path | None = LLM_CACHE_DIR,
-    llm_no_cache: bool = LLM_NO_CACHE,
-    llm_refresh: bool = LLM_REFRESH,
+    llm_model: str = llm.MODEL,
+    llm_base_url: str | None = llm.BASE_URL,
+    llm_api_key_env: str = llm.API_KEY_ENV,
+    llm_timeout: float = llm.TIMEOUT,
+    llm_max_repairs: int = llm.MAX_REPAIRS,
+    llm_cache_dir: Path | None = llm.CACHE_DIR,
+    llm_no_cache: bool = llm.NO_CACHE,
+    llm_refresh: bool = llm.REFRESH,
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Only show what the cues select; cut and write nothing."
@@ -139,10 +128,10 @@ def cutout_cmd(
         False, "--profile", help="Also print params/GMACs: ResNet50, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
@@ -158,13 +147,8 @@ def cutout_cmd(
         from nhlcli.cli.cue_prompt import resolve_cue_option, show_and_confirm
         from nhlcli.hierarchy.llm.settings import LLMSettings
 
-        llm = LLMSettings(
-            **llm_values(
-                llm_model, llm_base_url, llm_api_key_env, llm_timeout, llm_max_repairs,
-                llm_cache_dir, llm_no_cache, llm_refresh,
-            )
-        )  # fmt: skip
-        resolution = resolve_cue_option(checkpoint, cue, cue_source, llm)
+        settings = LLMSettings(**llm.llm_values(locals()))
+        resolution = resolve_cue_option(checkpoint, cue, cue_source, settings)
         if not show_and_confirm(resolution, classes, yes, dry_run, checkpoint, picture, json_out):
             return  # --dry-run: shown (and drawn), nothing cut
     cue_ids = resolution.class_ids if resolution is not None else []
@@ -175,26 +159,36 @@ def cutout_cmd(
         attend_level=attend_level, origin=str(checkpoint),
     )  # fmt: skip
     summary = cutout_summary(model, expert)
+    # everything is checked and computed before the first file is written
+    if output is not None:
+        check_output(output, whole_dir=True)
+    picture_data = None
+    if picture is not None:
+        from nhlcli.hierarchy.drawing import picture_format, render_tree
+
+        check_output(picture)
+        picture_data = render_tree(model.tree, picture_format(picture), expert.class_ids)
+    report = None
+    if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
+        from nhlcli.cli.common import progress_bar
+
+        with progress_bar("timing (models in turn)", enabled=latency and not json_out) as bar:
+            report = nhl.profile(
+                model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
+                runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
+                progress=bar,
+            )  # fmt: skip
+        summary["profile"] = report.to_dict()
     if output is not None:
         nhl.save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
     summary["path"] = str(output) if output is not None else None
     if resolution is not None:
         summary["cues"] = resolution.to_dict()
-    if picture is not None:
-        from nhlcli.hierarchy.drawing import draw_tree
+    if picture is not None and picture_data is not None:
+        from nhlcli.hierarchy.drawing import write_picture
 
-        draw_tree(model.tree, picture, expert.class_ids)
+        write_picture(picture, picture_data)
         summary["picture"] = str(picture)
-    report = None
-    if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
-        from nhlcli.cli.profile_cmd import timing_status
-
-        with timing_status(latency):
-            report = nhl.profile(
-                model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
-                runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
-            )  # fmt: skip
-        summary["profile"] = report.to_dict()
     if json_out:
         print_json(summary)
         return
@@ -208,7 +202,7 @@ def cutout_cmd(
 def render_cutout(summary: dict[str, Any]) -> None:
     table = Table("#", "id", "name", title=f"expert: {len(summary['classes'])} classes")
     for i, c in enumerate(summary["classes"]):
-        table.add_row(str(i), c["id"], c["name"])
+        table.add_row(str(i), safe(c["id"]), safe(c["name"]))
     console.print(table)
     p = summary["params"]
     npl = summary["nodes_per_level"]

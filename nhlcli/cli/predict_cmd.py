@@ -15,6 +15,7 @@ from nhlcli.cli.common import (
     examples,
     print_json,
     progress_bar,
+    safe,
 )
 
 if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
@@ -28,7 +29,7 @@ def register(app: typer.Typer) -> None:
             "nhl predict experts/cats photos/",
             "nhl predict experts/cats.onnx cat1.jpg cat2.jpg --top 3",
             "nhl predict runs/train/exp photos/ --attend tabby=1.8 --csv predictions.csv",
-            "nhl predict experts/cats.pt photos/ --json",
+            "nhl predict experts/cats.pt photos/ --trust-torchscript --json",
             "nhl predict runs/train/exp photos/ --save --name holiday   # runs/predict/holiday/",
         ),
     )(predict)
@@ -37,10 +38,11 @@ def register(app: typer.Typer) -> None:
 def predict(
     model: str = typer.Argument(
         ...,
+        metavar="MODEL",
         help="A model/expert folder, a training run, or an exported .onnx / TorchScript .pt file.",
     ),
     images: list[str] = typer.Argument(
-        ..., help="Image files and/or folders (searched recursively)."
+        ..., metavar="IMAGES", help="Image files and/or folders (searched recursively)."
     ),
     top: int = typer.Option(5, "--top", "-k", help="How many classes to show per image."),
     attend: str | None = typer.Option(
@@ -53,6 +55,13 @@ def predict(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (model folders only)."),
     csv_file: str | None = typer.Option(
         None, "--csv", help="Also write the results to this CSV file (path, rank, class, name, p)."
+    ),
+    trust_torchscript: bool = typer.Option(
+        False,
+        "--trust-torchscript",
+        help="Allow loading a TorchScript .pt file. RISK: loading TorchScript runs code stored in "
+        "the file, which can do anything your account can; use it only for files you exported "
+        "yourself. Model folders and ONNX files never run code from the file.",
     ),
     save: bool = typer.Option(
         False, "--save", help="Also write predictions.json and .csv to PROJECT/NAME."
@@ -67,7 +76,7 @@ def predict(
     with progress_bar("predicting", enabled=not json_out) as progress:
         report = nhl.predict(
             model, images, top=top, batch_size=batch_size, attend=attend, img_size=img_size,
-            device=device, progress=progress,
+            device=device, progress=progress, trust_torchscript=trust_torchscript,
         )  # fmt: skip
     if csv_file:
         report.write_csv(csv_file)
@@ -79,23 +88,24 @@ def predict(
     if report.skipped:
         err_console.print(
             f"[yellow]skipped {len(report.skipped)} unreadable file(s)[/]: "
-            + ", ".join(report.skipped[:5])
+            + safe(", ".join(report.skipped[:5]))
             + (" …" if len(report.skipped) > 5 else "")
         )
     if csv_file:
-        console.print(f"wrote {csv_file}")
+        console.print(f"wrote {safe(csv_file)}")
     if saved is not None:
-        console.print(f"wrote {saved}/: predictions.json, predictions.csv", markup=False)
+        console.print(f"wrote {safe(str(saved))}/: predictions.json, predictions.csv")
 
 
 def _table(report: PredictReport) -> Table:
     att = ""
     if report.attention:
-        att = ", attention " + ", ".join(
-            f"{k}={v:g}" for k, v in report.attention["scales"].items()
+        att = ", attention " + safe(
+            ", ".join(f"{k}={v:g}" for k, v in report.attention["scales"].items())
         )
     title = (
-        f"{report.source} ({report.kind}, {report.classes} classes, {report.img_size} px{att}): "
+        f"{safe(report.source)} ({report.kind}, {report.classes} classes, "
+        f"{report.img_size} px{att}): "
         f"{len(report.predictions)} image(s)"
     )
     t = Table(title=title, title_justify="left")
@@ -106,7 +116,7 @@ def _table(report: PredictReport) -> Table:
         t.add_column(f"next {report.top_k - 1}")
     for p in report.predictions:
         cid, name, prob = p.top[0]
-        rest = ", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:])
+        rest = safe(", ".join(f"{n} {q:.3f}" for _, n, q in p.top[1:]))
         cells = [escape(p.path), f"{escape(name)} [dim]{escape(cid)}[/]", f"{prob:.3f}"]
         t.add_row(*cells, *([rest] if report.top_k > 1 else []))
     return t

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -11,16 +9,15 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from nhlcli.cli import common
 from nhlcli.cli.common import (
     JSON_OPTION,
-    LATENCY_BATCH_SIZE,
-    LATENCY_DEVICE,
-    LATENCY_RUNS,
-    LATENCY_WARMUP,
     console,
     err_console,
     examples,
     print_json,
+    progress_bar,
+    safe,
 )
 
 if TYPE_CHECKING:
@@ -54,10 +51,10 @@ def profile(
     ),
     img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
     latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
-    batch_size: int = LATENCY_BATCH_SIZE,
-    runs: int = LATENCY_RUNS,
-    warmup: int = LATENCY_WARMUP,
-    device: str = LATENCY_DEVICE,
+    batch_size: int = common.LATENCY_BATCH_SIZE,
+    runs: int = common.LATENCY_RUNS,
+    warmup: int = common.LATENCY_WARMUP,
+    device: str = common.LATENCY_DEVICE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Parameters and GMACs of a preset for a tree, its cutout and ResNet50 (no checkpoint needed).
@@ -73,25 +70,15 @@ def profile(
         model_classes = None
     else:
         subset, model_classes = None, classes
-    with timing_status(latency):
+    with progress_bar("timing (models in turn)", enabled=latency and not json_out) as progress:
         report = nhl.profile(
             arch, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
-            batch_size=batch_size, runs=runs, warmup=warmup, device=device,
+            batch_size=batch_size, runs=runs, warmup=warmup, device=device, progress=progress,
         )  # fmt: skip
     if json_out:
         print_json(report.to_dict())
     else:
         print_profile(report)
-
-
-@contextmanager
-def timing_status(latency: bool) -> Iterator[None]:
-    """A spinner on stderr while models are timed (nothing when only counting)."""
-    if not latency:
-        yield
-        return
-    with err_console.status("timing forward passes…", spinner="dots"):
-        yield
 
 
 def print_profile(profile: Profile) -> None:
@@ -100,8 +87,15 @@ def print_profile(profile: Profile) -> None:
     render_profile(report)
     if report["fvcore_skipped"]:
         err_console.print(f"[dim]note: {escape(report['fvcore_skipped'])}[/]", soft_wrap=True)
-    for why in report.get("latency", {}).get("skipped", []):
-        err_console.print(f"[yellow]warning:[/] {why}", soft_wrap=True)
+    lat = report.get("latency", {})
+    for role in lat.get("noisy", []):
+        err_console.print(
+            f"[yellow]warning:[/] {role}: the slowest runs are more than 25% above the median; "
+            "the machine is too busy to measure well (close other work or raise --runs)",
+            soft_wrap=True,
+        )
+    for why in lat.get("skipped", []):
+        err_console.print(f"[yellow]warning:[/] {safe(why)}", soft_wrap=True)
 
 
 def _delta(reduction: float) -> str:
@@ -127,31 +121,46 @@ def render_profile(report: dict[str, Any]) -> None:
         "GMACs: fvcore at batch 1 (one multiply-accumulate = one flop). "
         "Δ: change in % of params / GMACs, negative = smaller."
     )
-    if lat:
-        caption += (
-            f" ms/batch: median of {lat['runs']} runs after {lat['warmup']} warm-up, "
-            f"batch {lat['batch_size']}, {lat['device']}"
-            + (f" ({lat['threads']} threads)." if lat.get("threads") else ".")
-        )
     table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, collapse_padding=True)
     table.add_column("model", min_width=10)
     table.add_column("params", justify="right", no_wrap=True)
     table.add_column("GMACs", justify="right", no_wrap=True)
-    if lat:
-        table.add_column("ms/batch", justify="right", no_wrap=True)
     table.add_column("Δ% vs full", justify="right", no_wrap=True)
     table.add_column(f"Δ% vs {report['baseline']}", justify="right", no_wrap=True)
     for r in report["models"]:
         cells = [_model_label(r), f"{r['params']:,}", f"{r['gmacs']:.3f}"]
-        if lat:
-            ms = r.get("latency_ms")
-            cells.append("—" if ms is None else f"{ms:,.1f}")
         for key in ("reduction_vs_full_pct", "reduction_vs_baseline_pct"):
             red = r[key]
             cells.append(f"{_delta(red['params'])}/{_delta(red['macs'])}")
         table.add_row(*cells)
     console.print(table)
+    if lat:
+        console.print(latency_table(report))
     console.print(breakdown_table(report))
+
+
+def latency_table(report: dict[str, Any]) -> Table:
+    """Measured ms per batch (median, min, max), the MAC rate and the efficiency per model."""
+    lat = report["latency"]
+    threads = f", {lat['threads']} threads" if lat.get("threads") else ""
+    table = Table(
+        title=f"latency: batch {lat['batch_size']}, {lat['device']}{threads}",
+        box=box.SIMPLE_HEAD,
+        caption=f"{lat['runs']} timed runs per model after {lat['warmup']} warm-up, the models "
+        f"in turn. GMAC/s: the MAC rate; eff.: that rate over {report['baseline']}'s.",
+    )
+    for name in ("model", "median ms", "min", "max", "GMAC/s", "eff."):
+        table.add_column(name, justify="left" if name == "model" else "right", no_wrap=True)
+    for r in report["models"]:
+        st = r.get("latency_stats")
+        if st is None:
+            table.add_row(_model_label(r), "—", "—", "—", "—", "—")
+            continue
+        table.add_row(
+            _model_label(r), f"{st['median']:,.1f}", f"{st['min']:,.1f}", f"{st['max']:,.1f}",
+            f"{r['gmacs_per_s']:,.2f}", f"{r['efficiency']:.2f}",
+        )  # fmt: skip
+    return table
 
 
 def breakdown_table(report: dict[str, Any]) -> Table:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 from rich.tree import Tree as RichTree
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.drawing import draw_tree
 from nhlcli.hierarchy.shipped_trees import resolve_tree
@@ -93,7 +92,9 @@ def show(
         if json_out:
             print_json({"tree": tree_spec, "output": output, "highlighted": marked})
         else:
-            console.print(f"wrote {output} ({tree.num_classes} classes, {len(marked)} highlighted)")
+            console.print(
+                f"wrote {safe(output)} ({tree.num_classes} classes, {len(marked)} highlighted)"
+            )
         return
     stats = tree_summary(tree)
     if depth is None:
@@ -120,7 +121,8 @@ def render_rich(tree: Tree, depth: int, title: str, highlight: Sequence[str] = (
     marked = set(highlight)
     on_path = {a for c in marked for a in tree.path(c)}
     prov = tree.provenance
-    label = f"[bold]{title}[/]  [dim]{prov.get('source', '?')}, {tree.num_classes} classes[/]"
+    source = safe(prov.get("source", "?"))
+    label = f"[bold]{safe(title)}[/]  [dim]{source}, {tree.num_classes} classes[/]"
     root = RichTree(label, guide_style="dim")
 
     def add(branch: RichTree, items: list[dict[str, Any]]) -> None:
@@ -131,10 +133,12 @@ def render_rich(tree: Tree, depth: int, title: str, highlight: Sequence[str] = (
                 )
                 name = _esc(item["name"])
                 name = f"[bold red]{name}[/]" if item["id"] in marked else name
-                branch.add(f"{name} [dim]{item['id']} #{item['index']}[/]{tags}")
+                branch.add(f"{name} [dim]{safe(item['id'])} #{item['index']}[/]{tags}")
                 continue
             style = "bold red" if item["id"] in on_path else "bold cyan"
-            text = f"[{style}]{_esc(item['name'])}[/] [dim]{item['id']}[/] ({item['classes']})"
+            text = (
+                f"[{style}]{_esc(item['name'])}[/] [dim]{safe(item['id'])}[/] ({item['classes']})"
+            )
             if "children" in item:
                 add(branch.add(text), item["children"])
             else:
@@ -153,7 +157,7 @@ def _tag(key: str, value: Any) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace("[", r"\[")
+    return safe(text)
 
 
 def stats_table(tree: Tree, stats: dict[str, Any]) -> Table:
@@ -168,16 +172,16 @@ def stats_table(tree: Tree, stats: dict[str, Any]) -> Table:
     t.add_row("nodes per level", " / ".join(map(str, stats["nodes_per_level"])))
     t.add_row("singleton groups", f"{stats['singleton_groups']} (nodes with one child)")
     lg = stats["largest_group"]
-    t.add_row("largest group", f"{lg['name']} ({lg['children']} children)")
+    t.add_row("largest group", f"{safe(lg['name'])} ({lg['children']} children)")
     placed = _count_attr(tree, "placed_by")
     if placed:
-        t.add_row("placed by", ", ".join(f"{k}: {v}" for k, v in sorted(placed.items())))
+        t.add_row("placed by", safe(", ".join(f"{k}: {v}" for k, v in sorted(placed.items()))))
     ambiguous = sum(1 for c in tree.classes if c.attrs.get("ambiguous"))
     if ambiguous:
         t.add_row("ambiguous classes", f"{ambiguous} (several parents in the source)")
     prov = tree.provenance
     date = prov.get("date") or "none (pinned)"
-    t.add_row("source", f"{prov.get('source', '?')}  {prov.get('tool', '')}  date {date}")
+    t.add_row("source", safe(f"{prov.get('source', '?')}  {prov.get('tool', '')}  date {date}"))
     return t
 
 
@@ -201,14 +205,12 @@ def export(
     """Export a tree as GraphML, DOT, node-link JSON or a picture (PNG/SVG; big ones summarised)."""
     if fmt is not None and fmt not in FORMATS:
         raise NhlError(f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    if Path(tree_spec).exists() and Path(output).resolve() == Path(tree_spec).resolve():
-        raise NhlError(f"-o {output} is the tree being exported; choose another output file")
     tree = resolve_tree(tree_spec)
     used = export_tree(tree, output, fmt)
     if json_out:
         print_json({"tree": tree_spec, "output": output, "format": used})
     else:
-        console.print(f"wrote {output} ({used}, {tree.num_classes} classes)")
+        console.print(f"wrote {safe(output)} ({used}, {tree.num_classes} classes)")
 
 
 # --------------------------------------------------------------------------- validate
@@ -237,6 +239,6 @@ def validate(
     else:
         lv = stats["levels"] if stats["levels"] is not None else "not levelled"
         console.print(
-            f"[green]valid[/]: {tree_spec}: {stats['classes']} classes, levels {lv}, "
+            f"[green]valid[/]: {safe(tree_spec)}: {stats['classes']} classes, levels {lv}, "
             f"nodes per level {' / '.join(map(str, stats['nodes_per_level']))}"
         )

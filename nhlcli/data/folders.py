@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
 from nhlcli.hierarchy.classsets import resolve_token
 from nhlcli.hierarchy.tree import Tree
 
@@ -89,9 +90,24 @@ def match_folder(folder: str, tree: Tree) -> list[str]:
 
 
 def scan_images(folder: Path) -> list[str]:
-    """Image files under a class folder (recursively), sorted for a reproducible order."""
+    """Image files under a class folder (recursively), sorted for a reproducible order.
+
+    Symbolic links to folders are followed, but every real folder is read once: a link back up
+    (`loop -> .`) neither repeats images nor loops forever.
+    """
+    register_input(folder)
     out = []
+    seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        try:
+            st = os.stat(dirpath)
+        except OSError:
+            dirnames[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:

@@ -22,7 +22,7 @@ from nhlcli.evaluation.confusion_files import (
 from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, tree_order
 from nhlcli.fileio import write_bytes_atomic, write_text_atomic
 from nhlcli.hierarchy.tree import Tree
-from nhlcli.training.rundir import new_run_dir
+from nhlcli.training.rundir import numbered_dir
 
 REPORT_JSON = "report.json"
 CONFUSION_CSV = "confusion.csv"
@@ -69,7 +69,7 @@ def write_eval_dir(
     names = [tree.node(c).name for c in ids]
     title = f"{report.get('arch', '')} on {len(ids)} classes: top-1 {report.get('top1', 0):.1f}%"
     picture = confusion_picture(tree, matrix, class_ids, title)
-    out = new_run_dir(project, name, exist_ok)
+    out = numbered_dir(project, name, exist_ok)
     write_text_atomic(out / REPORT_JSON, json.dumps({**report, "output_dir": str(out)}, indent=1))
     write_text_atomic(out / CONFUSION_CSV, confusion_csv(matrix[order][:, order], ids, names))
     write_bytes_atomic(out / CONFUSION_PNG, picture)

@@ -27,7 +27,7 @@ from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metric
 from nhlcli.evaluation.inference import run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
 from nhlcli.model.attention import MAX_SCALE, parse_attend, set_attention
-from nhlcli.model.network import HierNet
+from nhlcli.model.network import HierNet, check_img_size
 from nhlcli.selection import Selection, select_classes
 
 ORACLE_NOTE = (
@@ -169,7 +169,7 @@ def evaluate(
     )
     idx = [tree.class_index(c) for c in eval_ids]
     folder = folder.restricted(idx)
-    size = img_size or net.img_size
+    size = check_img_size(img_size if img_size is not None else net.img_size, "--img-size")
     dataset = ImageFileDataset(folder.samples, size, "eval")
     n_workers = workers if workers is not None else default_workers()
     loader = make_loader(

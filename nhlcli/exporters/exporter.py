@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
@@ -41,7 +43,7 @@ from nhlcli.exporters.metadata import (
     preprocess_spec,
 )
 from nhlcli.fileio import write_bytes_atomic
-from nhlcli.model.network import MIN_IMG_SIZE, HierNet
+from nhlcli.model.network import HierNet, check_img_size
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "legacy", "dynamo")
@@ -102,9 +104,7 @@ def export_model(
         raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
     if exporter not in EXPORTERS:
         raise NhlError(f"unknown ONNX exporter '{exporter}' (choose from {', '.join(EXPORTERS)})")
-    size = int(img_size or model.img_size)
-    if size < MIN_IMG_SIZE:
-        raise NhlError(f"image size {size} is too small (at least {MIN_IMG_SIZE} px)")
+    size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     if batch_size < 1:
         raise NhlError("--batch-size must be at least 1")
     batch = batch_size
@@ -183,11 +183,37 @@ def _onnx_with_fallback(
         version = int(opset) if opset is not None else DEFAULT_OPSET[name]
         if version < MIN_OPSET:
             raise NhlError(f"--opset {version} is too old: nhl exports opset {MIN_OPSET} or newer")
+        newest = _newest_opset()
+        if version > newest:
+            raise NhlError(
+                f"--opset {version} is newer than the installed onnx knows (at most {newest})"
+            )
         try:
-            return _onnx_bytes(model, example, dynamic_batch, version, name), name, version
+            data = _onnx_bytes(model, example, dynamic_batch, version, name)
+            written = _written_opset(data)
+            if written != version:
+                raise NhlError(
+                    f"the {name} ONNX exporter cannot write opset {version} (it wrote opset "
+                    f"{written}); choose --opset {MIN_OPSET}..{max(MIN_OPSET, written)}"
+                )
+            return data, name, version
         except NhlError as e:
             errors.append(str(e))
     raise NhlError(errors[0] if len(errors) == 1 else " / ".join(errors))
+
+
+def _newest_opset() -> int:
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def _written_opset(data: bytes) -> int:
+    """The default-domain opset an exported ONNX file declares."""
+    import onnx
+
+    proto = onnx.load_from_string(data)
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), -1)
 
 
 def _check_onnx_size(model: HierNet) -> None:
@@ -204,9 +230,37 @@ def _check_onnx_size(model: HierNet) -> None:
 def _quiet() -> Any:
     """The exporters warn about deprecations and print progress; keep the CLI output clean."""
     sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(sink),
+        contextlib.redirect_stderr(sink),
+        _quiet_fd(1),  # torch's C++ side prints graphs and traces straight to the terminal
+        _quiet_fd(2),
+    ):
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def _quiet_fd(fd: int) -> Any:
+    """Send what is written to file descriptor `fd` to a discarded temporary file meanwhile."""
+    try:
+        saved = os.dup(fd)
+    except OSError:  # no such descriptor (an embedding host): nothing to silence
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+                with contextlib.suppress(Exception):
+                    stream.flush()  # type: ignore[union-attr]
+            os.dup2(sink.fileno(), fd)
+            try:
+                yield
+            finally:
+                os.dup2(saved, fd)
+    finally:
+        os.close(saved)
 
 
 def _onnx_bytes(

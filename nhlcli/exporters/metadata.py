@@ -25,6 +25,9 @@ from typing import Any
 from nhlcli.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from nhlcli.data.dataset import eval_resize_size
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
+from nhlcli.model.network import check_img_size
+from nhlcli.textio import parse_json
 
 EXPORT_FORMAT = "nhl-export/1"
 ONNX_KEYS = {
@@ -96,9 +99,9 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
             )
     for key, text in entries.items():
         try:
-            parsed[key] = json.loads(text)
-        except json.JSONDecodeError:
-            raise NhlError(f"{path}: damaged nhl metadata '{key}' (not JSON)") from None
+            parsed[key] = parse_json(text, f"{path}: nhl metadata '{key}'", "value")
+        except NhlError as e:
+            raise NhlError(f"{path}: damaged nhl metadata '{key}' ({e})") from None
     classes = parsed["classes"]
     if not isinstance(classes, list) or not all(
         isinstance(c, dict) and isinstance(c.get("id"), str) for c in classes
@@ -113,6 +116,10 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
     prep = parsed["preprocess"]
     if not isinstance(prep, dict) or not isinstance(prep.get("img_size"), int):
         raise NhlError(f"{path}: damaged nhl metadata 'preprocess'")
+    try:
+        check_img_size(prep["img_size"])
+    except NhlError as e:
+        raise NhlError(f"{path}: damaged nhl metadata 'preprocess' ({e})") from None
     classes = [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in classes]
     return ExportedInfo(path, fmt, classes, prep, parsed.get("config"), export)
 
@@ -126,6 +133,7 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
     import onnx
 
     p = Path(path)
+    register_input(p)
     try:
         model = onnx.load(str(p), load_external_data=False)
     except FileNotFoundError:
@@ -137,11 +145,30 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
     return _decode(entries, p, "onnx")
 
 
-def read_torchscript_info(path: str | Path) -> tuple[ExportedInfo, Any]:
-    """The nhl metadata of a TorchScript file and the loaded module (CPU, eval mode)."""
+TORCHSCRIPT_RISK = (
+    "loading a TorchScript file runs code stored in it (it can do anything your account can)"
+)
+
+
+def read_torchscript_info(path: str | Path, *, trusted: bool = False) -> tuple[ExportedInfo, Any]:
+    """The nhl metadata of a TorchScript file and the loaded module (CPU, eval mode).
+
+    TorchScript can execute arbitrary code while it loads (a scripted ``__setstate__``), so the
+    file is only opened when the caller says it is `trusted`; otherwise NhlError before anything
+    of it is read.
+    """
     import torch
 
     p = Path(path)
+    register_input(p)
+    if not trusted:
+        raise NhlError(
+            f"{p}: refusing to load TorchScript without --trust-torchscript: {TORCHSCRIPT_RISK}; "
+            "pass it only for files you exported yourself, or predict with the ONNX export or "
+            "the model folder"
+        )
+    if not p.is_file():
+        raise NhlError(f"TorchScript file not found: {p}")
     extra = {name: "" for name in TORCHSCRIPT_FILES.values()}
     try:
         with warnings.catch_warnings():
@@ -149,7 +176,7 @@ def read_torchscript_info(path: str | Path) -> tuple[ExportedInfo, Any]:
             module = torch.jit.load(str(p), map_location="cpu", _extra_files=extra)
     except FileNotFoundError:
         raise NhlError(f"TorchScript file not found: {p}") from None
-    except (RuntimeError, ValueError) as e:
+    except Exception as e:  # torch raises many kinds for damaged archives
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise NhlError(f"{p}: not a readable TorchScript file ({first})") from None
     entries = {}

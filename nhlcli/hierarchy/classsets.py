@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import MAX_SHOWN_PROBLEMS, NhlError
 from nhlcli.resources import shipped
+from nhlcli.textio import read_text
 
 WNID_RE = re.compile(r"^n\d{8}$")
 SYNSET_RE = re.compile(r"^[^\s.]+(?:\.[^\s.]+)*\.n\.\d{2}$")
@@ -164,6 +165,8 @@ def builtin_set(name: str) -> ClassSet:
 
 
 Resolver = Callable[[str], "list[ClassRef] | None"]
+MAX_CLASSES = 100_000  # WordNet has about 82,000 noun synsets
+MAX_CLASS_FILE_BYTES = 64 * 1024 * 1024
 
 
 def load_classes(spec: str | Path, extra: Resolver | None = None) -> ClassSet:
@@ -181,10 +184,7 @@ def load_classes(spec: str | Path, extra: Resolver | None = None) -> ClassSet:
             f"'{text_spec}' is neither a built-in class set ({', '.join(BUILTIN_SETS)}) "
             "nor a class file"
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NhlError(f"cannot read class file {path}: {e}") from None
+    text = read_text(path, "class file", limit=MAX_CLASS_FILE_BYTES)
     return parse_class_lines(text.splitlines(), origin=str(path), extra=extra)
 
 
@@ -194,12 +194,16 @@ def parse_class_lines(
     refs: list[ClassRef] = []
     first_line: dict[str, int] = {}
     problems: list[str] = []
+    tokens = 0
     for lineno, raw in enumerate(lines, start=1):
         token = raw.split("#", 1)[0].strip()
         if not token:
             continue
-        try:
-            found = resolve_token(token, extra)
+        tokens += 1
+        if tokens > MAX_CLASSES:
+            raise NhlError(f"{origin}: more than {MAX_CLASSES:,} classes; nhl reads at most that")
+        try:  # spelling suggestions only for the problems a message will show
+            found = resolve_token(token, extra, suggest=len(problems) < MAX_SHOWN_PROBLEMS)
         except NhlError as e:
             problems.append(f"line {lineno}: {e}")
             continue
@@ -220,8 +224,11 @@ def parse_class_lines(
     return ClassSet(Path(origin).stem, origin, tuple(refs))
 
 
-def resolve_token(token: str, extra: Resolver | None = None) -> list[ClassRef]:
-    """Resolve one class-file token to its class(es) or raise NhlError saying why not."""
+def resolve_token(
+    token: str, extra: Resolver | None = None, suggest: bool = True
+) -> list[ClassRef]:
+    """Resolve one class-file token to its class(es) or raise NhlError saying why not
+    (with close spellings unless `suggest` is off)."""
     if extra is not None:
         found = extra(token)
         if found is not None:
@@ -241,7 +248,7 @@ def resolve_token(token: str, extra: Resolver | None = None) -> list[ClassRef]:
     if len(matches) > 1:
         cands = ", ".join(f"{c.wnid} ({', '.join(c.synonyms[:2])})" for c in matches)
         raise NhlError(f"'{token}' is ambiguous: {cands}; write the wnid instead")
-    close = cat.suggestions(token)
+    close = cat.suggestions(token) if suggest else []
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise NhlError(f"'{token}' is not an ImageNet class name, wnid or synset{hint}")
 

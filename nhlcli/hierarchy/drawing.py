@@ -248,12 +248,18 @@ def draw_tree(
 ) -> Path:
     """Write the picture to `path` (format from `fmt` or the suffix), atomically."""
     out = Path(path)
-    data = render_tree(tree, picture_format(out, fmt), highlight, title, max_rows)
+    return write_picture(
+        out, render_tree(tree, picture_format(out, fmt), highlight, title, max_rows)
+    )
+
+
+def write_picture(path: Path, data: bytes) -> Path:
+    """Write rendered picture bytes atomically (NhlError if the file cannot be written)."""
     try:
-        write_bytes_atomic(out, data)
+        write_bytes_atomic(path, data)
     except OSError as e:
-        raise NhlError(f"cannot write {out}: {e.strerror or e}") from None
-    return out
+        raise NhlError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
 
 
 def _default_title(tree: Tree, selected: list[str], layout: TreeLayout) -> str:

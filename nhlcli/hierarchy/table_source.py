@@ -6,10 +6,12 @@
   class's immediate parent in ImageNet's WordNet (558 superclasses). Gives a 2-level tree:
   superclass → class, each class under exactly its table superclass. Node ids are the superclass
   wnids (`superclass_wnids.txt`), names the first word of the table's name.
-- **a CSV or TSV file** with a header and one row per class: `class,level1,level2,...` (`.tsv` or a
-  tab in the header: tab-separated). The class is a wnid, a synset name or a name that resolves to
-  one ImageNet class; level1 is the top group. Any number of levels; cells may be left empty at the
-  end of a row (the class is then continued by single-child nodes). The tree follows the table
+- **a CSV or TSV file** with a header and one row per class: `class,parent,grandparent,...` (`.tsv`
+  or a tab in the header: tab-separated), read the way the row reads: `tabby,cat,pet` is "a tabby
+  is a cat, a cat is a pet", so pet is the top group, cat under it, tabby under cat. The class is a
+  wnid, a synset name or a name that resolves to one ImageNet class. Any number of levels; cells
+  may be left empty at the end of a row: its last group is then a top group and the class is
+  continued by single-child nodes. The tree follows the table
   exactly. A group's id is its cell text, or its whole path joined by `/` when the same text names
   groups under different parents. Rows for classes outside the class set are checked and ignored.
 - **a BREEDS hierarchy folder** (`class_hierarchy.txt`: `parent child` lines, `node_names.txt`:
@@ -26,13 +28,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import register_input
 from nhlcli.hierarchy.classsets import ClassSet, resolve_token
 from nhlcli.hierarchy.levelling import (
     TODAY,
@@ -45,6 +47,7 @@ from nhlcli.hierarchy.levelling import (
 )
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.resources import shipped
+from nhlcli.textio import read_json, read_text
 
 SUPERCLASS = "imagenet-superclass"
 BUILTIN_TABLES = {SUPERCLASS: "s-kumano/imagenet-superclass (MIT): each ImageNet class's parent"}
@@ -88,22 +91,19 @@ def superclass_table() -> Table:
 
 
 def _lines(path: Path) -> list[str]:
-    return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [line for line in read_text(path).splitlines() if line.strip()]
 
 
 # --------------------------------------------------------------------------- CSV / TSV
 def read_csv_table(path: Path) -> Table:
-    """A `class,level1,level2,...` table with a header (see the module docstring)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise NhlError(f"cannot read table {path}: {e}") from None
+    """A `class,parent,grandparent,...` table with a header (see the module docstring)."""
+    text = read_text(path, "table")
     lines = text.splitlines()
     header_line = next((ln for ln in lines if ln.strip() and not ln.startswith("#")), None)
     if header_line is None:
-        raise NhlError(f"{path}: the table is empty (it needs a header: class,level1,...)")
+        raise NhlError(f"{path}: the table is empty (it needs a header: class,parent,...)")
     delim = "\t" if path.suffix.lower() in (".tsv", ".tab") or "\t" in header_line else ","
-    rows = list(csv.reader(io.StringIO(text), delimiter=delim))
+    rows = _csv_rows(text, delim, path)
     problems: list[str] = []
     header: list[str] | None = None
     raw: dict[str, tuple[int, list[str]]] = {}
@@ -116,7 +116,7 @@ def read_csv_table(path: Path) -> Table:
             if len(header) < 2:
                 raise NhlError(
                     f"{path}: the header needs a class column and at least one level "
-                    f"column (class,level1,...), got {','.join(header)!r}"
+                    f"column (class,parent,...), got {','.join(header)!r}"
                 )
             continue
         if len(cells) > len(header):
@@ -138,7 +138,7 @@ def read_csv_table(path: Path) -> Table:
                 f"line {lineno}: class {wnid} ({refs[0].name}) is already on line {raw[wnid][0]}"
             )
             continue
-        raw[wnid] = (lineno, filled)
+        raw[wnid] = (lineno, filled[::-1])  # the row goes upwards; paths go top-down
     if problems:
         raise NhlError(f"{path}: {len(problems)} problem(s)", problems)
     if header is None or not raw:
@@ -158,15 +158,34 @@ def read_csv_table(path: Path) -> Table:
     return Table("csv", path.name, paths, len(header))
 
 
+def _csv_rows(text: str, delim: str, path: Path) -> list[list[str]]:
+    """The rows of a CSV/TSV text; an unclosed quote is named by the line where it opens."""
+    reader = csv.reader(io.StringIO(text), delimiter=delim, strict=True)
+    rows: list[list[str]] = []
+    start = 1
+    try:
+        for row in reader:
+            rows.append(row)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        what = "an unclosed quote" if "end of data" in str(e) or "EOF" in str(e) else str(e)
+        raise NhlError(
+            f'{path}: line {start}: {what} (a cell that starts with " must end with "; '
+            'write "" for a quote inside a cell)'
+        ) from None
+    return rows
+
+
 # --------------------------------------------------------------------------- BREEDS folder
 def read_breeds(folder: Path) -> Table:
     """A BREEDS-style hierarchy folder: `parent child` edges and `id<TAB>name` node names."""
     missing = [f for f in BREEDS_FILES if not (folder / f).is_file()]
     if missing:
         raise NhlError(f"{folder} is not a BREEDS hierarchy folder: {', '.join(missing)} missing")
+    register_input(folder)
     parent: dict[str, str] = {}
     problems: list[str] = []
-    edges = (folder / "class_hierarchy.txt").read_text(encoding="utf-8").splitlines()
+    edges = read_text(folder / "class_hierarchy.txt").splitlines()
     for lineno, line in enumerate(edges, start=1):
         parts = line.split()
         if not parts:
@@ -176,16 +195,16 @@ def read_breeds(folder: Path) -> Table:
             continue
         parent.setdefault(parts[1], parts[0])  # several parents: the first listed is kept
     names: dict[str, str] = {}
-    for line in (folder / "node_names.txt").read_text(encoding="utf-8").splitlines():
+    for line in read_text(folder / "node_names.txt").splitlines():
         if "\t" in line:
             node, name = line.split("\t", 1)
             names[node.strip()] = name.strip()
     info = folder / "dataset_class_info.json"
     if info.is_file():  # optional here: class names come from the class set
         try:
-            json.loads(info.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            problems.append(f"dataset_class_info.json: not readable JSON ({e})")
+            read_json(info)
+        except NhlError as e:
+            problems.append(str(e))
     if problems:
         raise NhlError(f"{folder}: {len(problems)} problem(s)", problems)
     paths: dict[str, Ancestors] = {}

@@ -27,8 +27,11 @@ from typing import Any
 from nhlcli.errors import NhlError
 from nhlcli.fileio import write_text_atomic
 from nhlcli.hierarchy.classsets import normalize_name
+from nhlcli.textio import parse_json, read_text
 
 FORMAT = "nhl-tree/1"
+MAX_DEPTH = 100  # deeper trees are refused (WordNet's longest hypernym chains are about 20)
+MAX_NODES = 1_000_000
 
 
 class TreeError(NhlError):
@@ -60,14 +63,12 @@ class Tree:
     ) -> None:
         self.classes: tuple[TreeNode, ...] = tuple(classes)
         self.provenance: dict[str, Any] = dict(provenance or {})
-        problems = _structural_problems(self.classes, tuple(nodes))
+        problems, depth = _structural_problems(self.classes, tuple(nodes))
         if problems:
             raise TreeError(f"invalid tree ({len(problems)} problem(s))", problems)
         self._by_id: dict[str, TreeNode] = {n.id: n for n in (*self.classes, *nodes)}
         self._class_pos = {c.id: i for i, c in enumerate(self.classes)}
-        self._depth: dict[str, int] = {}
-        for n in self._by_id.values():
-            self._depth_of(n.id)
+        self._depth: dict[str, int] = depth
         first_leaf: dict[str, int] = {}
         for i, c in enumerate(self.classes):
             p = c.parent
@@ -82,12 +83,6 @@ class Tree:
             self._children.setdefault(n.parent, []).append(n.id)
 
     # ----------------------------------------------------------------- structure
-    def _depth_of(self, node_id: str) -> int:
-        if node_id not in self._depth:
-            parent = self._by_id[node_id].parent
-            self._depth[node_id] = 1 if parent is None else self._depth_of(parent) + 1
-        return self._depth[node_id]
-
     @property
     def class_ids(self) -> list[str]:
         return [c.id for c in self.classes]
@@ -128,14 +123,18 @@ class Tree:
         return depths.pop() if len(depths) == 1 else None
 
     def require_levels(self, n: int, hint: str = "") -> None:
-        """Raise unless every class sits at depth n (the tree is levelled with n levels)."""
+        """Raise unless every class sits at depth n (the tree is levelled with n levels).
+
+        `hint`, what to do about it, leads the message; the offending classes follow.
+        """
         off = [c for c in self.classes if self._depth[c.id] != n]
         if off:
             shown = ", ".join(f"{c.name} (depth {self._depth[c.id]})" for c in off[:5])
             more = f" and {len(off) - 5} more" if len(off) > 5 else ""
             depth = self.levels
             what = f"has {depth} levels" if depth is not None else "is not levelled"
-            raise TreeError(f"the tree {what} but {n} are required: {shown}{more}{hint}")
+            lead = f"{hint}; " if hint else ""
+            raise TreeError(f"{lead}the tree {what} but {n} are required: {shown}{more}")
 
     def level(self, n: int) -> list[str]:
         """Ids of the nodes at depth n, in network order (classes: logit order)."""
@@ -260,12 +259,11 @@ class Tree:
     @classmethod
     def load(cls, path: str | Path) -> Tree:
         p = Path(path)
+        text = read_text(p, "tree file")
         try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NhlError(f"tree file not found: {p}") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise TreeError(f"{p}: not a readable JSON tree ({e})") from None
+            data = parse_json(text, str(p), "tree")
+        except NhlError as e:
+            raise TreeError(str(e)) from None
         return cls.from_dict(data, origin=str(p))
 
     def save(self, path: str | Path) -> None:
@@ -317,10 +315,16 @@ def _read_nodes(raw: Any, key: str, problems: list[str]) -> list[TreeNode]:
     return out
 
 
-def _structural_problems(classes: tuple[TreeNode, ...], nodes: tuple[TreeNode, ...]) -> list[str]:
+def _structural_problems(
+    classes: tuple[TreeNode, ...], nodes: tuple[TreeNode, ...]
+) -> tuple[list[str], dict[str, int]]:
+    """Every problem of the structure, and (when there is none) the depth of every node."""
     problems: list[str] = []
     if not classes:
         problems.append("the tree has no classes")
+    if len(classes) + len(nodes) > MAX_NODES:
+        total = len(classes) + len(nodes)
+        return [f"the tree has {total:,} nodes; nhl reads at most {MAX_NODES:,}"], {}
     seen: dict[str, str] = {}
     for kind, group in (("class", classes), ("node", nodes)):
         for n in group:
@@ -339,23 +343,49 @@ def _structural_problems(classes: tuple[TreeNode, ...], nodes: tuple[TreeNode, .
         elif n.parent not in node_ids:
             problems.append(f"'{n.id}' has a parent '{n.parent}' that is not in the tree")
     if problems:
-        return problems
-    parent = {n.id: n.parent for n in (*classes, *nodes)}
-    for start in parent:  # cycle: following parents never reaches the root
-        seen_path: list[str] = []
-        cur: str | None = start
-        while cur is not None and cur not in seen_path:
-            seen_path.append(cur)
-            cur = parent[cur]
-        if cur is not None:
-            cycle = seen_path[seen_path.index(cur) :]
-            msg = "cycle: " + " -> ".join([*cycle, cur])
-            if msg not in problems and not any(set(cycle) <= set(p.split(" ")) for p in problems):
-                problems.append(msg)
+        return problems, {}
+    depth, problems = _depths({n.id: n.parent for n in (*classes, *nodes)})
     if problems:
-        return problems
+        return problems, {}
     has_child = {n.parent for n in (*classes, *nodes)}
     for n in nodes:
         if n.id not in has_child:
             problems.append(f"empty group '{n.id}' ({n.name}) has no classes under it")
-    return problems
+    return problems, depth
+
+
+def _depths(parent: dict[str, str | None]) -> tuple[dict[str, int], list[str]]:
+    """Depth of every node (level-1 nodes: 1), found in one pass; cycles and depths beyond
+    MAX_DEPTH are problems. Each node is walked once, so this is linear in the tree's size."""
+    depth: dict[str, int] = {}
+    on_walk: set[str] = set()
+    failed: set[str] = set()
+    problems: list[str] = []
+    too_deep = 0
+    for start in parent:
+        walk: list[str] = []
+        cur: str | None = start
+        while cur is not None and cur not in depth and cur not in failed and cur not in on_walk:
+            on_walk.add(cur)
+            walk.append(cur)
+            cur = parent[cur]
+        on_walk.difference_update(walk)
+        if cur is not None and cur not in depth:  # back on this walk (a cycle) or a failed node
+            if cur in walk:
+                cycle = walk[walk.index(cur) :]
+                shown = cycle if len(cycle) <= 8 else [*cycle[:4], "…", *cycle[-3:]]
+                problems.append("cycle: " + " -> ".join([*shown, cur]) + f" ({len(cycle)} nodes)")
+            failed.update(walk)
+            continue
+        base = 0 if cur is None else depth[cur]
+        if base + len(walk) > MAX_DEPTH:
+            too_deep = max(too_deep, base + len(walk))
+            failed.update(walk)
+            continue
+        for i, node in enumerate(reversed(walk), start=1):
+            depth[node] = base + i
+    if too_deep:
+        problems.append(
+            f"the tree is at least {too_deep} levels deep; nhl accepts at most {MAX_DEPTH}"
+        )
+    return depth, problems

@@ -104,8 +104,10 @@ def parse_attend(text: str, tree: Tree | None = None) -> dict[str, float]:
 
 def _check_scale(name: str, raw: object) -> float:
     try:
+        if isinstance(raw, bool):
+            raise TypeError
         s = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise NhlError(f"attention scale for '{name}' is not a number: {raw!r}") from None
     if not math.isfinite(s) or not 0 < s <= MAX_SCALE:
         raise NhlError(

@@ -85,7 +85,10 @@ class Wiring:
                 what, i = key.split(":")
                 ps, kids, _ = self.buckets[int(i)]
                 values = ps if what == "bucket_parents" else kids
-            t = torch.tensor(values, dtype=torch.long, device=device)
+            # made outside inference mode even when first needed there: a cached inference
+            # tensor cannot be saved for backward when the model is trained afterwards
+            with torch.inference_mode(False):
+                t = torch.tensor(values, dtype=torch.long, device=device)
             self._cache[ck] = t
         return t
 

@@ -29,10 +29,23 @@ from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.blocks import Trunk
 from nhlcli.model.levels import GroupedLevel, Wiring
-from nhlcli.model.presets import Preset, get_preset
+from nhlcli.model.presets import Preset, get_preset, preset_problems
 
 MODEL_FORMAT = "nhl-model/1"
 MIN_IMG_SIZE = 32
+MAX_IMG_SIZE = 1024
+MAX_PARAMS = 4_000_000_000  # a config asking for more is refused before anything is built
+
+
+def check_img_size(size: Any, what: str = "image size") -> int:
+    """`size` if it is an integer within MIN_IMG_SIZE..MAX_IMG_SIZE; NhlError otherwise."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise NhlError(f"{what} must be an integer number of pixels, not {size!r}")
+    if size < MIN_IMG_SIZE:
+        raise NhlError(f"{what} {size} is too small (at least {MIN_IMG_SIZE} px)")
+    if size > MAX_IMG_SIZE:
+        raise NhlError(f"{what} {size} is too large (at most {MAX_IMG_SIZE} px)")
+    return size
 
 
 class PerClassHead(nn.Module):
@@ -60,19 +73,25 @@ class PerClassHead(nn.Module):
         return f"classes={self.k}, in_features={self.c}"
 
 
+def levels_hint(preset: Preset) -> str:
+    """What to do when a tree's depth does not fit the preset (leads the error message)."""
+    n = preset.num_levels
+    if n == 1:
+        return (
+            f"{preset.name} is a one-level preset: give it a class set (--classes imagenette) or "
+            "a 1-level tree (nhl build-tree --levels 1)"
+        )
+    return f"{preset.name} nests {n} levels: use a {n}-level tree (nhl build-tree --levels {n})"
+
+
 class HierNet(nn.Module):
     """A PHL/NHL network (or the ResNet50 baseline) for one preset and one category tree."""
 
     def __init__(self, preset: Preset, tree: Tree, img_size: int = 224) -> None:
         super().__init__()
-        if img_size < MIN_IMG_SIZE:
-            raise NhlError(f"image size {img_size} is too small (at least {MIN_IMG_SIZE} px)")
+        check_img_size(img_size)
         if preset.num_levels:
-            tree.require_levels(
-                preset.num_levels,
-                hint=f" (preset {preset.name} has {preset.num_levels} levels: build the tree "
-                f"with --levels {preset.num_levels})",
-            )
+            tree.require_levels(preset.num_levels, hint=levels_hint(preset))
         self.preset = preset
         self.tree = tree
         self.img_size = int(img_size)
@@ -176,26 +195,56 @@ class HierNet(nn.Module):
             raise NhlError(
                 f"{origin}: unknown model format {fmt!r} (this nhl reads {MODEL_FORMAT!r})"
             )
+        problems = preset_problems(config.get("preset"))
+        if problems:
+            raise NhlError(f"{origin}: invalid model config", problems)
+        preset = Preset.from_dict(config["preset"])
+        tree = Tree.from_dict(config["tree"], origin=f"{origin}: tree")
         try:
-            preset = Preset.from_dict(config["preset"])
-            tree = Tree.from_dict(config["tree"], origin=f"{origin}: tree")
-            img_size = int(config.get("img_size", 224))
-        except NhlError:
-            raise
-        except (KeyError, TypeError, ValueError, AttributeError) as e:
-            raise NhlError(f"{origin}: invalid model config ({type(e).__name__}: {e})") from None
+            img_size = check_img_size(config.get("img_size", 224), "img_size")
+        except NhlError as e:
+            raise NhlError(f"{origin}: invalid model config: {e}") from None
+        if "arch" in config and config["arch"] != preset.name:
+            raise NhlError(
+                f"{origin}: invalid model config: arch {config['arch']!r} but the preset is "
+                f"{preset.name!r}"
+            )
+        if preset.num_levels:
+            tree.require_levels(preset.num_levels, hint=f" ({origin})")
+            counts = [len(tree.level(lv)) for lv in range(1, preset.num_levels + 1)]
+        else:
+            counts = [1] * len(preset.levels)
+        total = preset.params(counts, tree.num_classes)
+        if total > MAX_PARAMS:
+            raise NhlError(
+                f"{origin}: invalid model config: {total:,} parameters (nhl builds at most "
+                f"{MAX_PARAMS:,})"
+            )
         ctx = torch.device("meta") if meta else contextlib.nullcontext()
         with ctx:
             model = cls(preset, tree, img_size)
-        model.cut_from = config.get("cut_from")
+        stated = {"nodes_per_level": model.nodes_per_level(), "params": model.num_params()}
+        wrong = [
+            f"'{k}' says {config[k]!r}, the preset and tree give {v!r}"
+            for k, v in stated.items()
+            if k in config and config[k] != v
+        ]
+        if wrong:
+            raise NhlError(f"{origin}: invalid model config", wrong)
+        cut_from = config.get("cut_from")
+        if cut_from is not None and not isinstance(cut_from, dict):
+            raise NhlError(f"{origin}: invalid model config: 'cut_from' must be an object or null")
+        model.cut_from = cut_from
         att = config.get("attention")
         if att:
             from nhlcli.model.attention import set_attention
 
-            try:
-                set_attention(model, dict(att["scales"]), level=int(att["level"]))
-            except (KeyError, TypeError, ValueError) as e:
-                raise NhlError(f"{origin}: invalid attention settings ({e})") from None
+            if not isinstance(att, dict) or not isinstance(att.get("scales"), dict):
+                raise NhlError(f"{origin}: invalid attention settings (expected level and scales)")
+            level = att.get("level")
+            if isinstance(level, bool) or not isinstance(level, int):
+                raise NhlError(f"{origin}: invalid attention settings (level {level!r})")
+            set_attention(model, dict(att["scales"]), level=level)
         return model
 
     def extra_repr(self) -> str:

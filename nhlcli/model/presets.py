@@ -153,6 +153,81 @@ class Preset:
         )
 
 
+MAX_WIDTH = 8192  # channels of any convolution
+MAX_BLOCKS = 64  # bottlenecks in one trunk stage or one node (ResNet152's conv4 has 36)
+MAX_STAGES = 4
+MAX_LEVELS = 8
+HEADS = ("per_class", "shared")
+STEM_CHANNELS = 64
+
+
+def preset_problems(d: Any) -> list[str]:
+    """Everything wrong with a preset as stored in a config (types, ranges, chained widths).
+
+    Checked before anything is built, so a damaged or edited config never allocates, hangs or
+    divides by zero.
+    """
+    if not isinstance(d, dict):
+        return ["'preset' must be an object"]
+    p: list[str] = []
+    for key, kind in (("name", str), ("description", str), ("head", str)):
+        if not isinstance(d.get(key), kind):
+            p.append(f"preset.{key} must be a string")
+    if d.get("head") not in HEADS:
+        p.append(f"preset.head must be one of {', '.join(HEADS)}")
+    if not isinstance(d.get("extrapolated", False), bool):
+        p.append("preset.extrapolated must be true or false")
+    trunk = d.get("trunk")
+    if not isinstance(trunk, dict) or not isinstance(trunk.get("name"), str):
+        return [*p, "preset.trunk must be an object with a name and stages"]
+    stages, levels = trunk.get("stages"), d.get("levels")
+    if not isinstance(stages, list) or not 1 <= len(stages) <= MAX_STAGES:
+        return [*p, f"preset.trunk.stages must be a list of 1..{MAX_STAGES} stages"]
+    if not isinstance(levels, list) or len(levels) > MAX_LEVELS:
+        return [*p, f"preset.levels must be a list of at most {MAX_LEVELS} levels"]
+    width = STEM_CHANNELS
+    for i, stage in enumerate(stages):
+        where = f"preset.trunk.stages[{i}]"
+        if not _spec_ok(stage, ("blocks", "cin", "mid", "cout", "stride"), where, p):
+            return p
+        if not 1 <= stage["blocks"] <= MAX_BLOCKS:
+            p.append(f"{where}.blocks must be in 1..{MAX_BLOCKS}")
+        if stage["cin"] != width:
+            p.append(f"{where}.cin is {stage['cin']} but the layer before gives {width}")
+        width = stage["cout"]
+    for lv, blocks in enumerate(levels, start=1):
+        if not isinstance(blocks, list) or not 1 <= len(blocks) <= MAX_BLOCKS:
+            p.append(f"preset.levels[{lv - 1}] must be a list of 1..{MAX_BLOCKS} blocks")
+            return p
+        for j, block in enumerate(blocks):
+            where = f"preset.levels[{lv - 1}][{j}]"
+            if not _spec_ok(block, ("cin", "mid", "cout", "stride"), where, p):
+                return p
+            if block["cin"] != width:
+                p.append(f"{where}.cin is {block['cin']} but the layer before gives {width}")
+            width = block["cout"]
+    return p
+
+
+def _spec_ok(spec: Any, keys: tuple[str, ...], where: str, problems: list[str]) -> bool:
+    """Whether a stage/block spec has exactly these integer keys in range (problems appended)."""
+    if not isinstance(spec, dict) or set(spec) != set(keys):
+        problems.append(f"{where} must be an object with {', '.join(keys)}")
+        return False
+    for key in keys:
+        v = spec[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            problems.append(f"{where}.{key} must be an integer, not {v!r}")
+            return False
+        if key == "stride" and v not in (1, 2):
+            problems.append(f"{where}.stride must be 1 or 2, not {v}")
+            return False
+        if key in ("cin", "mid", "cout") and not 1 <= v <= MAX_WIDTH:
+            problems.append(f"{where}.{key} must be in 1..{MAX_WIDTH}, not {v}")
+            return False
+    return True
+
+
 B = BlockSpec
 _LATESP = (B(1024, 128, 512, 2), B(512, 64, 256, 2), B(256, 32, 128, 1))
 

@@ -1,16 +1,20 @@
 """Measured wall-clock time per batch of the report's three models (these ARE allocated).
 
-Each model is put in eval mode on the device, run `warmup` times, then timed `runs` times (CUDA is
-synchronised before and after every run); the median is reported in milliseconds per batch. The
-full model is only built when its weights fit `max_params`; otherwise its row is skipped with a
-message and the cutout is built directly from the sub-tree (the same network a cutout produces).
+The models are built first, each run `warmup` times, then timed **interleaved**: run r times the
+baseline, the full model and the cutout once each, so a change in the machine's load hits all of
+them alike (CUDA is synchronised around every run). Each model gets min / median / max ms per
+batch, its MAC rate (GMACs per second at that batch) and its efficiency: its rate over the
+baseline's. A wide spread (the slowest runs more than 25 % above the median) is reported as a
+warning: the machine was too busy to measure well. The full model is only built when its weights
+fit `max_params`; otherwise its row is skipped with a message and the cutout is built directly
+from the sub-tree (the same network a cutout produces).
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +41,53 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def _runner(model: nn.Module, batch_size: int, img_size: int, device: torch.device) -> Any:
+    """A function that runs one timed forward pass of `model` and returns its milliseconds."""
+    model.eval()
+    x = torch.randn(batch_size, 3, img_size, img_size, device=device)
+
+    def run() -> float:
+        with torch.inference_mode():
+            _sync(device)
+            t0 = time.perf_counter()
+            model(x)
+            _sync(device)
+        return (time.perf_counter() - t0) * 1000.0
+
+    return run
+
+
+def time_interleaved(
+    models: dict[str, nn.Module],
+    batch_size: int,
+    img_size: int,
+    device: torch.device,
+    runs: int = 20,
+    warmup: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[float]]:
+    """Milliseconds per forward pass of each model, timed in turn (run r of every model, then
+    run r + 1), after `warmup` untimed runs each; `progress(done, total)` after every run."""
+    _check_counts(batch_size, runs, warmup)
+    runners = {role: _runner(m, batch_size, img_size, device) for role, m in models.items()}
+    total = (runs + warmup) * len(runners)
+    done = 0
+    for run in runners.values():
+        for _ in range(warmup):
+            run()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    times: dict[str, list[float]] = {role: [] for role in runners}
+    for _ in range(runs):
+        for role, run in runners.items():
+            times[role].append(run())
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return times
+
+
 def time_forward(
     model: nn.Module,
     batch_size: int,
@@ -45,21 +96,24 @@ def time_forward(
     runs: int = 20,
     warmup: int = 3,
 ) -> list[float]:
-    """Milliseconds per forward pass of a (batch_size, 3, img, img) batch, one per timed run."""
-    _check_counts(batch_size, runs, warmup)
-    model.eval()
-    x = torch.randn(batch_size, 3, img_size, img_size, device=device)
-    times: list[float] = []
-    with torch.inference_mode():
-        for _ in range(warmup):
-            model(x)
-        _sync(device)
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            model(x)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1000.0)
-    return times
+    """Milliseconds per forward pass of one model, one per timed run."""
+    return time_interleaved({"m": model}, batch_size, img_size, device, runs, warmup)["m"]
+
+
+def summary(times: Sequence[float]) -> dict[str, float]:
+    """min / median / max ms, and the spread: how far the slowest runs are above the median."""
+    ordered = sorted(times)
+    med = statistics.median(ordered)
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+    return {
+        "min": ordered[0],
+        "median": med,
+        "max": ordered[-1],
+        "spread": (p90 - med) / med if med > 0 else 0.0,
+    }
+
+
+BUSY_SPREAD = 0.25  # slowest-runs-above-median share beyond which a measurement is called noisy
 
 
 def measure_report_latency(
@@ -73,39 +127,36 @@ def measure_report_latency(
     warmup: int = 3,
     max_params: int = MAX_LATENCY_PARAMS,
     models: dict[str, nn.Module] | None = None,
+    baseline: str = BASELINE_ARCH,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Median ms per batch of ResNet50 (k classes), the full model and its cutout.
+    """ms per batch of the baseline (k classes), the full model and its cutout, interleaved.
 
     `models` may hold already built networks by role ("full", "cutout"; e.g. a loaded checkpoint
     and its expert, moved to the device); missing ones are built with random weights (the same
     computation).
 
-    Returns {"ms": {role: median | None}, "device", "batch_size", "runs", "warmup", "threads",
-    "skipped": [why a row was not measured]}.
+    Returns {"ms": {role: median | None}, "stats": {role: min/median/max/spread}, "device",
+    "batch_size", "runs", "warmup", "threads", "skipped": [why a row was not measured],
+    "noisy": [roles whose spread is wide]}.
     """
     from nhlcli.model.cutout import cutout
-    from nhlcli.model.network import HierNet, build_model
+    from nhlcli.model.network import build_model
 
     p = get_preset(preset) if isinstance(preset, str) else preset
     dev = resolve_device(device)
     _check_counts(batch_size, runs, warmup)
-    ms: dict[str, float | None] = {"baseline": None, "full": None}
     skipped: list[str] = []
-
-    def timed(model: nn.Module) -> float:
-        return statistics.median(time_forward(model, batch_size, img_size, dev, runs, warmup))
-
     given = dict(models or {})
     k = tree.num_classes
-    ms["baseline"] = timed(build_model(BASELINE_ARCH, tree, img_size=img_size, device=dev))
-
+    built: dict[str, nn.Module] = {
+        "baseline": build_model(baseline, tree, img_size=img_size, device=dev)
+    }
     full_params = p.params(tree_nodes_per_level(p, tree), k)
-    full: HierNet | None = None
     if "full" in given:
-        ms["full"] = timed(given["full"].to(dev))
+        built["full"] = given["full"].to(dev)
     elif full_params <= max_params:
-        full = build_model(p.name, tree, img_size=img_size, device=dev)
-        ms["full"] = timed(full)
+        built["full"] = build_model(p.name, tree, img_size=img_size, device=dev)
     else:
         skipped.append(
             f"full {p.name}: not timed, {full_params / 1e6:,.0f} M parameters "
@@ -113,29 +164,31 @@ def measure_report_latency(
             "limit for allocating a model; time a smaller class set (e.g. imagenet100)"
         )
     if subset_class_ids is not None:
-        ms["cutout"] = None
         sub = tree.subtree(subset_class_ids, order="given")
         sub_params = p.params(tree_nodes_per_level(p, sub), sub.num_classes)
         if "cutout" in given:
-            ms["cutout"] = timed(given["cutout"].to(dev))
+            built["cutout"] = given["cutout"].to(dev)
         elif sub_params > max_params:
             skipped.append(
                 f"cutout: not timed, {sub_params / 1e6:,.0f} M parameters exceed the "
                 f"{max_params / 1e6:,.0f} M limit; choose fewer classes"
             )
-        elif full is not None:
-            expert = cutout(full, list(subset_class_ids), "given")
-            full = None  # free the full model before timing the expert
-            ms["cutout"] = timed(expert)
+        elif "full" in built:
+            built["cutout"] = cutout(built["full"], list(subset_class_ids), "given")  # type: ignore[arg-type]
         else:  # the full model is too large to allocate: build the same network directly
-            ms["cutout"] = timed(build_model(p.name, sub, img_size=img_size, device=dev))
+            built["cutout"] = build_model(p.name, sub, img_size=img_size, device=dev)
+    times = time_interleaved(built, batch_size, img_size, dev, runs, warmup, progress)
+    stats = {role: summary(t) for role, t in times.items()}
+    roles = ["baseline", "full"] + (["cutout"] if subset_class_ids is not None else [])
     return {
-        "ms": ms,
+        "ms": {role: stats[role]["median"] if role in stats else None for role in roles},
+        "stats": stats,
         "device": str(dev),
         "batch_size": batch_size,
         "runs": runs,
         "warmup": warmup,
         "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "statistic": "median ms per batch",
+        "statistic": "median ms per batch, models timed in turn",
         "skipped": skipped,
+        "noisy": [role for role, st in stats.items() if st["spread"] > BUSY_SPREAD],
     }

@@ -17,6 +17,7 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.network import levels_hint
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.fvcore_count import SkippedOps
@@ -35,7 +36,7 @@ def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
     if preset.head == "shared":
         return [1] * len(preset.levels)
     n = preset.num_levels
-    tree.require_levels(n, hint=f" by {preset.name} (build the tree with --levels {n})")
+    tree.require_levels(n, hint=levels_hint(preset))
     return [len(tree.level(i)) for i in range(1, n + 1)]
 
 
@@ -53,7 +54,10 @@ class ProfileRow:
     counts: ModelProfile
     reduction_vs_full_pct: dict[str, float] = field(default_factory=dict)
     reduction_vs_baseline_pct: dict[str, float] = field(default_factory=dict)
-    latency_ms: float | None = None
+    latency_ms: float | None = None  # median ms per batch (measured)
+    latency_stats: dict[str, float] | None = None  # min / median / max / spread
+    gmacs_per_s: float | None = None  # the MAC rate at the timed batch
+    efficiency: float | None = None  # gmacs_per_s / the baseline's
 
     @property
     def params(self) -> int:
@@ -111,6 +115,9 @@ class Profile:
         if self.latency is not None:
             for d, r in zip(rows, self.rows, strict=True):
                 d["latency_ms"] = r.latency_ms
+                d["latency_stats"] = r.latency_stats
+                d["gmacs_per_s"] = r.gmacs_per_s
+                d["efficiency"] = r.efficiency
         out: dict[str, Any] = {
             "arch": self.arch,
             "description": self.description,
@@ -179,11 +186,19 @@ def profile_report(
 
 
 def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
-    """Put latencies measured by `latency.measure_report_latency` into the report's rows."""
+    """Put latencies measured by `latency.measure_report_latency` into the report's rows, with
+    each row's MAC rate (GMACs/s at the timed batch) and efficiency (rate / the baseline's)."""
     per_role = latency["ms"]
+    stats = latency.get("stats", {})
+    batch = latency["batch_size"]
     for r in report.rows:
         r.latency_ms = per_role.get(r.role)
-    report.latency = {k: v for k, v in latency.items() if k != "ms"}
+        r.latency_stats = stats.get(r.role)
+        r.gmacs_per_s = batch * r.gmacs / (r.latency_ms / 1e3) if r.latency_ms else None
+    base = report.row("baseline").gmacs_per_s
+    for r in report.rows:
+        r.efficiency = r.gmacs_per_s / base if r.gmacs_per_s and base else None
+    report.latency = {k: v for k, v in latency.items() if k not in ("ms", "stats")}
     return report
 
 
@@ -199,6 +214,7 @@ def profile(
     warmup: int = 3,
     device: str = "cpu",
     models: dict[str, Any] | None = None,
+    progress: Any = None,
 ) -> Profile:
     """The profile (baseline / full / cutout), with measured latency when asked.
 
@@ -210,7 +226,8 @@ def profile(
         from nhlcli.profiling.latency import measure_report_latency
 
         measured = measure_report_latency(
-            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models
-        )
+            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
+            progress=progress,
+        )  # fmt: skip
         attach_latency(report, measured)
     return report

@@ -1,0 +1,1 @@
+"""Training: settings declared once, setup and restore, one epoch, the loop, checkpoints."""

@@ -27,13 +27,14 @@ import os
 import random
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, first_line
 
 STORE = ".checkpoints"
 TRAIN_STATE = "train_state.pt"
@@ -234,9 +235,11 @@ def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise NhlError(f"{checkpoint_dir} has no {TRAIN_STATE}: not a training checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about unknown pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, refused globals
-        raise NhlError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
+        raise NhlError(f"{path}: unreadable training state ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise NhlError(f"{path}: not an nhl training state ({STATE_FORMAT})")
     return state

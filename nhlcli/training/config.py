@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError
+from nhlcli.textio import read_text
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -188,7 +189,9 @@ class TrainConfig:
         None, "Data loader workers [CPU cores - 1, at most 8].", low=0, high=256, resumable=True
     )
     device: str | None = setting(None, "cpu, cuda, cuda:N [cuda when available].", resumable=True)
-    img_size: int = setting(224, "Training resolution in pixels.", low=16, high=4096)
+    img_size: int = setting(  # nhlcli.model.network.MIN_IMG_SIZE / MAX_IMG_SIZE
+        224, "Training resolution in pixels.", low=32, high=1024
+    )
     randaugment_n: int = setting(2, "RandAugment operations per image, 0 = off.", low=0, high=16)
     randaugment_m: int = setting(
         9, "RandAugment magnitude.", low=0, low_open=True, high=30, high_open=True
@@ -356,13 +359,7 @@ def normalize_keys(raw: dict[str, Any], origin: str) -> dict[str, Any]:
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The settings of a YAML config file (keys checked, values not yet)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NhlError(f"config file not found: {p}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise NhlError(f"{p}: not a readable YAML file ({first})") from None
+    data = load_yaml(read_text(p, "config file"), str(p))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -498,3 +495,36 @@ def settings_table() -> str:
             f"{s.help}{' (may change on resume)' if s.resumable else ''} |"
         )
     return "\n".join(rows)
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        if key in seen:
+            raise NhlError(
+                f"duplicate key {key!r} (lines {seen[key] + 1} and {key_node.start_mark.line + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _mapping_without_duplicates,  # type: ignore[arg-type]
+)
+
+
+def load_yaml(text: str, origin: str) -> Any:
+    """YAML (safe types only) with duplicate keys refused; NhlError in one line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass
+    except NhlError as e:
+        raise NhlError(f"{origin}: {e}") from None
+    except (yaml.YAMLError, RecursionError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise NhlError(f"{origin}: not a readable YAML file ({first})") from None

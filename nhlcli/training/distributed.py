@@ -104,10 +104,18 @@ def torchrun_command(nproc: int, args: list[str], port: int | None = None) -> li
     ]
 
 
+MAX_DEVICES = 1024
+
+
+def check_devices(nproc: int | None) -> None:
+    """NhlError unless `--devices` is absent or 1..MAX_DEVICES."""
+    if nproc is not None and not 1 <= nproc <= MAX_DEVICES:
+        raise NhlError(f"--devices must be in 1..{MAX_DEVICES}, not {nproc}")
+
+
 def launch_torchrun(nproc: int, args: list[str]) -> int:
     """Run `nhl ARGS` in nproc processes on this machine; returns torchrun's exit code."""
-    if nproc < 1:
-        raise NhlError("--devices must be at least 1")
+    check_devices(nproc)
     if os.environ.get("WORLD_SIZE") not in (None, "1"):
         raise NhlError("--devices cannot be used inside a torchrun process")
     env = dict(os.environ)

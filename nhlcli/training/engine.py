@@ -15,6 +15,7 @@ better val top-1, `--tensorboard` logs each epoch's scalars (`nhlcli/training/te
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,9 @@ from nhlcli.training.checkpointing import capture_rng_state, save_training_check
 from nhlcli.training.config import TrainConfig
 from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
 from nhlcli.training.ema import ema_state
-from nhlcli.training.epoch import train_one_epoch, validate
+from nhlcli.training.epoch import check_finite, train_one_epoch, validate
 from nhlcli.training.progress import SilentReporter, TrainReporter
-from nhlcli.training.rundir import plot_results, write_results
+from nhlcli.training.rundir import mark_complete, plot_results, write_results
 from nhlcli.training.setup import TrainingRun, prepare_run
 from nhlcli.training.tensorboard_log import log_epoch, open_writer
 
@@ -71,9 +72,10 @@ def train(
 ) -> TrainResult:
     """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
     ctx = setup_distributed(cfg.device)
+    held = contextlib.ExitStack()  # the run directory's lock while this process trains in it
     try:
         rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
-        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx)
+        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx, held)
         _report_start(run, rep)
         writer = open_writer(run.run_dir) if cfg.tensorboard and run.run_dir else None
         try:
@@ -108,6 +110,7 @@ def train(
             run.best_ema_top1 if run.ema is not None else None,
         )
     finally:
+        held.close()
         teardown_distributed()
 
 
@@ -160,6 +163,7 @@ def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> list[float]:
             e = validate(run, rep, model=run.ema.module)
             row.update(ema_val_loss=e.loss, ema_val_top1=e.top1)
     row["epoch_time_s"] = time.perf_counter() - t0
+    check_finite(run.model, row, epoch + 1, run.steps)  # before anything of this epoch is saved
     metric = row["val_top1"] if row["val_top1"] is not None else row["train_top1"]
     improved = metric > run.best_top1
     if improved:
@@ -232,5 +236,6 @@ def save_epoch(
         ema_model=run.ema.module if run.ema is not None else None,
         ema_tags=("last-ema", "best-ema") if ema_improved else ("last-ema",),
     )
+    mark_complete(run.run_dir)
     write_results(run.run_dir, run.history)
     plot_results(run.run_dir, run.history)

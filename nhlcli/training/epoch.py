@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from nhlcli.data.mixing import mixed_loss
 from nhlcli.errors import NhlError
@@ -88,8 +89,9 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
             avg = loss_sum.item() / max(seen, 1)
             if not math.isfinite(avg):
                 raise NhlError(
-                    f"the loss became {avg} in epoch {epoch + 1}, step {i + 1}: "
-                    "lower --lr or use --amp bf16/none"
+                    f"the loss became {avg} in epoch {epoch + 1}, step {i + 1}; nothing of "
+                    "this epoch was saved (the last good checkpoint is kept): lower --lr or "
+                    "use --amp bf16/none"
                 )
             elapsed = time.perf_counter() - t0
             rep.step(i + 1, avg, 100.0 * correct.item() / max(seen, 1), seen * ctx.world / elapsed)
@@ -168,3 +170,19 @@ def validate(run: TrainingRun, rep: TrainReporter, model: Any = None) -> Validat
         skipped=int(sums[3]),
         level_top1=[100.0 * c / n for c in sums[4:]],
     )
+
+
+def check_finite(model: nn.Module, row: dict[str, Any], epoch: int, step: int) -> None:
+    """NhlError (before anything is saved) when the epoch left non-finite weights or losses."""
+    bad = [
+        name for name, p in model.named_parameters() if not bool(torch.isfinite(p.detach()).all())
+    ]
+    losses = [
+        k for k in ("train_loss", "val_loss") if row[k] is not None and not math.isfinite(row[k])
+    ]
+    if bad or losses:
+        what = f"{len(bad)} weight tensor(s) ({bad[0]}, ...)" if bad else " and ".join(losses)
+        raise NhlError(
+            f"training diverged in epoch {epoch}, step {step}: {what} not finite; nothing of this "
+            "epoch was saved (the last good checkpoint is kept): lower --lr or use --amp bf16/none"
+        )

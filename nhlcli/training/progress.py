@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -76,13 +77,13 @@ class RichReporter(TrainReporter):
             f"batch {info['batch_size']} · lr {info['lr']:.4g} · {info['workers']} loader workers"
         )
         if info["run_dir"]:
-            c.print(f"run directory: [cyan]{info['run_dir']}[/]")
+            c.print(f"run directory: [cyan]{escape(str(info['run_dir']))}[/]")
         self.progress.start()
         remaining = self.epochs - int(info["start_epoch"])
         self.run_task = self.progress.add_task("run", total=remaining, stats="")
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, markup=False)
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if self.epoch_task is not None:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nhlcli.errors import NhlError
-from nhlcli.fileio import write_bytes_atomic, write_text_atomic
+from nhlcli.fileio import check_output, write_bytes_atomic, write_text_atomic
+from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
 RESULTS_CSV = "results.csv"
@@ -39,20 +42,103 @@ RESULT_COLUMNS = (
 )
 
 
-def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """Create and return the run directory (auto-numbered unless exist_ok)."""
+INCOMPLETE_FILE = ".incomplete"  # present until the run's first checkpoint is written
+LOCK_FILE = ".lock"  # flock-ed by the process training in the run directory
+
+
+def numbered_dir(
+    project: str | Path,
+    name: str,
+    exist_ok: bool = False,
+    reusable: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Create and return `project/name`, or `name-2`, `name-3`, … when taken (exist_ok: `name`
+    itself); a taken directory for which `reusable` says True is used again."""
     base = Path(project)
     candidate = base / name
     if not exist_ok:
         n = 2
-        while candidate.exists():
+        while candidate.exists() and not (reusable is not None and reusable(candidate)):
             candidate = base / f"{name}-{n}"
             n += 1
+    check_output(candidate, whole_dir=True)
     try:
-        candidate.mkdir(parents=True, exist_ok=exist_ok)
+        candidate.mkdir(parents=True, exist_ok=exist_ok or candidate.exists())
     except OSError as e:
-        raise NhlError(f"cannot create run directory {candidate}: {e.strerror or e}") from None
+        raise NhlError(f"cannot create output directory {candidate}: {e.strerror or e}") from None
     return candidate
+
+
+def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """Create and return the run directory (auto-numbered unless exist_ok), marked incomplete.
+
+    A directory left by a run stopped before its first checkpoint (marked incomplete, not in use)
+    is taken over by the next run of that name instead of making `name-2`.
+    """
+    candidate = numbered_dir(project, name, exist_ok, reusable=is_abandoned)
+    if not (candidate / "last").exists():
+        write_text_atomic(candidate / INCOMPLETE_FILE, "stopped before its first checkpoint\n")
+    return candidate
+
+
+def is_incomplete(run_dir: Path) -> bool:
+    """A run directory whose run has not yet written (or never wrote) a checkpoint."""
+    return (run_dir / INCOMPLETE_FILE).is_file() and not (run_dir / "last").exists()
+
+
+def is_abandoned(run_dir: Path) -> bool:
+    """Incomplete and not locked by a running process."""
+    return is_incomplete(run_dir) and _lock_holder(run_dir) is None
+
+
+def mark_complete(run_dir: Path) -> None:
+    (run_dir / INCOMPLETE_FILE).unlink(missing_ok=True)
+
+
+@contextmanager
+def locked_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock while a run writes into it; NhlError if another holds it."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - no flock (Windows): no protection
+        yield
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = _lock_holder(run_dir) or "?"
+            raise NhlError(
+                f"run directory {run_dir} is in use by another training run (pid {holder}); "
+                "wait for it to finish, or train under another --name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_holder(run_dir: Path) -> str | None:
+    """The pid written by the process holding the lock, or None when nobody holds it."""
+    path = run_dir / LOCK_FILE
+    if not path.is_file():
+        return None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return os.read(fd, 32).decode(errors="replace").strip() or "?"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
 
 
 def write_args(run_dir: Path, settings: dict[str, Any]) -> None:
@@ -65,10 +151,9 @@ def read_args(run_dir: Path) -> dict[str, Any]:
     path = run_dir / ARGS_FILE
     if not path.is_file():
         raise NhlError(f"{run_dir} is not a training run directory (no {ARGS_FILE})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise NhlError(f"{path}: unreadable ({type(e).__name__})") from None
+    from nhlcli.training.config import load_yaml
+
+    data = load_yaml(read_text(path, "run settings", register=False), str(path))
     if not isinstance(data, dict):
         raise NhlError(f"{path}: expected a mapping of settings")
     return data

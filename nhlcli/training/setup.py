@@ -8,6 +8,7 @@ exactly like an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import TrainingData, load_training_data
 from nhlcli.training.progress import TrainReporter
-from nhlcli.training.rundir import new_run_dir, write_args
+from nhlcli.training.rundir import is_incomplete, locked_run_dir, new_run_dir, write_args
 from nhlcli.training.schedule import warmup_cosine
 from nhlcli.training.trunk_weights import freeze_trunk, load_trunk_weights
 
@@ -173,6 +174,12 @@ def _model_and_data(
     """(model, data, saved training state or None, trunk-weights report or None)."""
     if resume_dir is not None:
         last = resume_dir / "last"
+        if is_incomplete(resume_dir):
+            raise NhlError(
+                f"{resume_dir} is an incomplete run: it was stopped before its first checkpoint, "
+                "so there is nothing to resume; start a new run (a new run of that name takes "
+                "the folder over)"
+            )
         if not (last / "config.json").is_file():
             raise NhlError(
                 f"{resume_dir} has no complete checkpoint yet (no last/): start a new run instead"
@@ -205,9 +212,16 @@ def _model_and_data(
 
 
 def prepare_run(
-    cfg: TrainConfig, resume_dir: Path | None, rep: TrainReporter, ctx: DistContext
+    cfg: TrainConfig,
+    resume_dir: Path | None,
+    rep: TrainReporter,
+    ctx: DistContext,
+    held: contextlib.ExitStack,
 ) -> TrainingRun:
-    """Build (or restore) everything one run needs; rank 0 also creates the run directory."""
+    """Build (or restore) everything one run needs; rank 0 also creates the run directory and
+    holds its lock in `held` (released when the caller closes it)."""
+    if resume_dir is not None and ctx.is_main:
+        held.enter_context(locked_run_dir(resume_dir))
     device = ctx.device
     configure_determinism(cfg.deterministic, device)
     precision = resolve_precision(cfg, device)
@@ -290,7 +304,7 @@ def prepare_run(
     else:
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
-        _open_run_dir(run, resume_dir)
+        _open_run_dir(run, resume_dir, held)
     return run
 
 
@@ -324,13 +338,14 @@ def _restore_ema(run: TrainingRun, last: Path, state: dict[str, Any]) -> None:
     restore_ema(run.ema, last / EMA_DIR, state["ema"])
 
 
-def _open_run_dir(run: TrainingRun, resume_dir: Path | None) -> None:
+def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack) -> None:
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
         write_args(resume_dir, {**resolved_settings(run), "arch": run.model.preset.name})
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
+    held.enter_context(locked_run_dir(run.run_dir))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
         write_text_atomic(

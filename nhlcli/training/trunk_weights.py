@@ -11,6 +11,7 @@ trunk tensors the file did not provide.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, first_line
+from nhlcli.fileio import register_input
 
 WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 
@@ -69,15 +71,18 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     p = Path(path)
     if not p.is_file():
         raise NhlError(f"trunk weights file not found: {p}")
+    register_input(p)
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             raw: Any = load_file(str(p), device="cpu")
         else:
-            raw = torch.load(p, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about unknown pickle protocols
+                warnings.simplefilter("ignore")
+                raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt files, refused pickled code, wrong format
-        raise NhlError(f"{p}: not a readable state dict ({type(e).__name__}: {e})") from None
+        raise NhlError(f"{p}: not a readable state dict ({first_line(e)})") from None
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     elif isinstance(raw, dict) and isinstance(raw.get("model"), dict):

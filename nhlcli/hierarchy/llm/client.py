@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,6 +137,9 @@ class ChatClient:
                         "(is it running? check --base-url / OPENAI_BASE_URL)"
                     ) from None
                 fault, retry_after = f"connection failed ({_root_cause(e)})", None
+            except (openai.APIResponseValidationError, ValueError) as e:  # 200, but not JSON
+                fault = f"an answer that is not a chat completion ({type(e).__name__})"
+                retry_after = None
             except openai.APIStatusError as e:
                 status = e.status_code
                 if status in (400, 422) and self._downgrade_format():
@@ -146,7 +150,9 @@ class ChatClient:
                 else:
                     raise self._status_error(e) from None
             else:
-                return self._reply(response)
+                if isinstance(getattr(response, "choices", None), list):
+                    return self._reply(response)
+                fault, retry_after = "an answer that is not a chat completion", None
             if retries >= self.retry.max_retries:
                 raise NhlError(
                     f"the model server at {self.server} failed {retries + 1} time(s), "
@@ -176,10 +182,11 @@ class ChatClient:
         if not choices:
             return ChatReply("", None, None, self.format_mode)
         message = choices[0].message
-        return ChatReply(
-            text=(message.content or "") if message is not None else "",
+        refusal = getattr(message, "refusal", None)
+        return ChatReply(  # an answer echoing the key never reaches a message, cache or tree
+            text=self.hide_key((message.content or "") if message is not None else ""),
             finish_reason=choices[0].finish_reason,
-            refusal=getattr(message, "refusal", None),
+            refusal=self.hide_key(refusal) if isinstance(refusal, str) else None,
             format_mode=self.format_mode,
         )
 
@@ -193,11 +200,15 @@ class ChatClient:
         text = text or str(getattr(e, "message", "") or e)
         return self.scrub(text)
 
+    def hide_key(self, text: str) -> str:
+        """`text` with the API key (in any letter case) replaced by ***."""
+        if not self._key:
+            return text
+        return re.sub(re.escape(self._key), "***", text, flags=re.IGNORECASE)
+
     def scrub(self, text: str) -> str:
         """One line, at most 300 characters, never the key."""
-        if self._key:
-            text = text.replace(self._key, "***")
-        text = " ".join(text.split())
+        text = " ".join(self.hide_key(text).split())
         return text if len(text) <= 300 else text[:297] + "..."
 
     def _status_error(self, e: Any) -> NhlError:

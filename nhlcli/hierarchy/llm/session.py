@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nhlcli.hierarchy.llm.cache import AnswerCache
 from nhlcli.hierarchy.llm.client import ChatClient, RetryPolicy, public_url, resolve_base_url
+
+if TYPE_CHECKING:
+    from nhlcli.hierarchy.llm.settings import LLMSettings
 
 # progress(done, total, description): total grows as a large build discovers its sub-tasks
 ProgressFn = Callable[[int, int, str], None]
@@ -28,29 +31,20 @@ class BuildReport:
 
 
 class Session:
+    """One build's conversation with the model, under the given `LLMSettings`."""
+
     def __init__(
-        self,
-        model: str,
-        base_url: str | None,
-        api_key_env: str,
-        timeout: float,
-        retry: RetryPolicy,
-        max_repairs: int,
-        cache_dir: Path | None,
-        use_cache: bool,
-        refresh: bool,
-        progress: ProgressFn | None,
-        report: BuildReport,
+        self, settings: LLMSettings, progress: ProgressFn | None, report: BuildReport
     ) -> None:
-        self.model = model
-        self.base_url = base_url
-        self.server = public_url(resolve_base_url(base_url))
-        self.api_key_env = api_key_env
-        self.timeout = timeout
-        self.retry = retry
-        self.max_repairs = max_repairs
-        self.cache = AnswerCache(cache_dir) if use_cache else None
-        self.read_cache = use_cache and not refresh
+        self.model = settings.model
+        self.base_url = settings.base_url
+        self.server = public_url(resolve_base_url(settings.base_url))
+        self.api_key_env = settings.api_key_env
+        self.timeout = settings.timeout
+        self.retry = RetryPolicy(settings.max_retries, settings.retry_backoff)
+        self.max_repairs = settings.max_repairs
+        self.cache = AnswerCache(settings.cache_dir) if settings.use_cache else None
+        self.read_cache = settings.use_cache and not settings.refresh
         self.report = report
         self._progress = progress
         self._done = 0

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.llm.client import RetryPolicy
 from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn, Session
 
 DEFAULT_MODEL = "gpt-4o"
@@ -53,16 +52,4 @@ class LLMSettings:
     def session(self, progress: ProgressFn | None, report: BuildReport) -> Session:
         """A session with the model (client, cache, retries), settings checked."""
         self.check()
-        return Session(
-            model=self.model,
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            timeout=self.timeout,
-            retry=RetryPolicy(self.max_retries, self.retry_backoff),
-            max_repairs=self.max_repairs,
-            cache_dir=self.cache_dir,
-            use_cache=self.use_cache,
-            refresh=self.refresh,
-            progress=progress,
-            report=report,
-        )
+        return Session(self, progress, report)

@@ -1,0 +1,107 @@
+"""One name per idea: every option spelling means the same thing in every `nhl` command."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from nhlcli.cli.app import command
+
+# Old spellings kept for one version (README "Options: one vocabulary"): alias -> the option it is.
+DEPRECATED = {
+    "--model": "--llm-model",
+    "--base-url": "--llm-base-url",
+    "--api-key-env": "--llm-api-key-env",
+    "--timeout": "--llm-timeout",
+    "--max-repairs": "--llm-max-repairs",
+    "--cache-dir": "--llm-cache-dir",
+    "--no-cache": "--llm-no-cache",
+    "--refresh": "--llm-refresh",
+    "--batch": "--batch-size",
+    "--max-batches": "--max-val-batches",
+}
+# build-tree's old `--batch-size` (classes per LLM request) is the one alias that shadows a name.
+SHADOWING = {("build-tree", "--batch-size"): "--llm-batch-size"}
+
+
+def _commands() -> list[tuple[str, Any]]:
+    out, todo = [], [("", command())]
+    while todo:
+        path, cmd = todo.pop()
+        subs = getattr(cmd, "commands", {})
+        if subs:
+            todo.extend((f"{path} {n}".strip(), c) for n, c in subs.items())
+        else:
+            out.append((path, cmd))
+    return sorted(out, key=lambda x: x[0])
+
+
+def _options(cmd: Any) -> list[tuple[str, list[str]]]:
+    """(canonical long name, all spellings) of each option of a command."""
+    out = []
+    for p in cmd.params:
+        names = [*p.opts, *getattr(p, "secondary_opts", [])]
+        if not any(n.startswith("-") for n in names):
+            continue  # an argument
+        long = [n for n in p.opts if n.startswith("--")]
+        out.append((long[0] if long else p.opts[0], names))
+    return out
+
+
+def test_every_spelling_means_one_option_everywhere() -> None:
+    meaning: dict[str, set[str]] = defaultdict(set)
+    where: dict[str, set[str]] = defaultdict(set)
+    for path, cmd in _commands():
+        for canonical, names in _options(cmd):
+            for name in names:
+                if (path, name) in SHADOWING:
+                    assert canonical == SHADOWING[(path, name)]
+                    continue
+                if name in DEPRECATED:
+                    assert canonical == DEPRECATED[name], f"{path}: {name} is not {canonical}"
+                    continue
+                if name.startswith("--no-") and name[5:] and canonical != name:
+                    continue  # the negative half of a --x/--no-x switch
+                meaning[name].add(canonical)
+                where[name].add(path)
+    clashes = {n: sorted(m) for n, m in meaning.items() if len(m) > 1}
+    assert not clashes, f"one spelling, several options: {clashes}"
+
+
+def test_the_shared_vocabulary() -> None:
+    spelled = {}
+    for _path, cmd in _commands():
+        for canonical, names in _options(cmd):
+            for name in names:
+                spelled.setdefault(name, canonical)
+    # the README's table, checked against the commands
+    assert spelled["-c"] == "--classes"
+    assert spelled["-t"] == "--tree"
+    assert spelled["-o"] == "--output"
+    assert "--config" in spelled and spelled.get("-c") != "--config"
+    for old, new in DEPRECATED.items():
+        assert old in spelled, f"{old} was removed: drop it from DEPRECATED and the README"
+        assert new in spelled
+    readme = Path(__file__).resolve().parents[1].joinpath("README.md").read_text(encoding="utf-8")
+    table = readme.split("### Options: one vocabulary", 1)[1].split("\n## ", 1)[0]
+    for short in ("-c", "-t", "-o"):
+        assert re.search(rf"`{short}`", table), short
+    for old in DEPRECATED:
+        assert f"`{old}`" in table, f"README vocabulary table does not list {old}"
+
+
+def test_flags_show_no_value_placeholder() -> None:
+    for _path, cmd in _commands():
+        for p in cmd.params:
+            if getattr(p, "is_flag", False):
+                assert p.metavar == "", (cmd.name, p.name)
+
+
+def test_the_model_argument_has_one_name() -> None:
+    takes_model = {"cutout", "eval", "export", "predict"}
+    for path, cmd in _commands():
+        if path in takes_model:
+            first = next(p for p in cmd.params if not p.opts[0].startswith("-"))
+            assert first.metavar == "MODEL", path
