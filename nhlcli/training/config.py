@@ -200,7 +200,7 @@ class TrainConfig:
         0.08, "Smallest random-resized-crop area.", low=0, low_open=True, high=1
     )
     zero_init_residual: bool = setting(
-        False,
+        True,
         "Zero the last BN γ of each residual branch (branches start as identity).",
         flag="--zero-init-residual/--no-zero-init-residual",
     )
