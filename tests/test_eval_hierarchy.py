@@ -158,3 +158,17 @@ def test_no_save_writes_nothing(
     )  # fmt: skip
     assert code == 0 and json.loads(out)["output_dir"] is None
     assert not (tmp_path / "e").exists()
+
+
+def test_capped_eval_samples_every_class(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 images per class in sorted folders: the first batch of 10 would hold 5 classes only
+    code, out, _ = run_cli(
+        ["eval", model_dir, "--data", nette, "--workers", "0", "--batch-size", "10",
+         "--max-val-batches", "1", "--no-save", "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    assert report["images"] == 10 and all(r["images"] == 1 for r in report["per_class"])

@@ -82,7 +82,7 @@ def eval_command(
         "--max-val-batches",
         "--max-batches",
         min=1,
-        help="Stop after N batches (--max-batches: old spelling).",
+        help="Evaluate N batches of a fixed, class-balanced subset (--max-batches: old spelling).",
     ),
     save: bool = typer.Option(
         True, "--save/--no-save", help="Write report.json, confusion.csv and confusion.png."

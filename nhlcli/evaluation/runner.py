@@ -20,7 +20,7 @@ import torch
 from nhlcli.checkpoint_dirs import resolve_checkpoint
 from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import index_image_folder, split_dir
-from nhlcli.data.loader import ShardSampler, default_workers, make_loader
+from nhlcli.data.loader import ShardSampler, balanced_subset, default_workers, make_loader
 from nhlcli.errors import NhlError
 from nhlcli.evaluation.confusion import confusion_matrix
 from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
@@ -170,7 +170,11 @@ def evaluate(
     idx = [tree.class_index(c) for c in eval_ids]
     folder = folder.restricted(idx)
     size = check_img_size(img_size if img_size is not None else net.img_size, "--img-size")
-    dataset = ImageFileDataset(folder.samples, size, "eval")
+    samples = list(folder.samples)
+    if max_batches:  # a fixed, class-balanced subset (not the first classes of a sorted folder)
+        keep = balanced_subset([y for _, y in samples], max_batches * batch_size, seed=0)
+        samples = [samples[i] for i in keep]
+    dataset = ImageFileDataset(samples, size, "eval")
     n_workers = workers if workers is not None else default_workers()
     loader = make_loader(
         dataset, batch_size, ShardSampler(len(dataset)), n_workers, pin_memory=dev.type == "cuda"
