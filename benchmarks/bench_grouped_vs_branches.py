@@ -61,8 +61,7 @@ def per_branch_branches(ref: PerBranchNet, h: torch.Tensor) -> torch.Tensor:
     for lv, level_nodes in enumerate(ref.nodes):
         outs = [node(outs[ref.parents[lv][i]]) for i, node in enumerate(level_nodes)]  # type: ignore[arg-type]
     assert ref.heads is not None
-    pooled = [torch.flatten(torch.nn.functional.adaptive_avg_pool2d(o, 1), 1) for o in outs]
-    return torch.cat([head(p) for head, p in zip(ref.heads, pooled, strict=True)], 1)
+    return torch.cat([head(o) for head, o in zip(ref.heads, outs, strict=True)], 1)
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:

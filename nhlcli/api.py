@@ -69,6 +69,7 @@ def build_tree(
     groups: Sequence[int] | None = None,
     notes: list[str] | None = None,
     context: SourceContext | None = None,
+    exact_groups: bool = False,
     **options: Any,
 ) -> Tree:
     """A category tree for `classes` (a built-in set, a class file or a `ClassSet`) from a source.
@@ -76,7 +77,8 @@ def build_tree(
     `source` names an entry of `nhlcli.hierarchy.sources.SOURCES` (wordnet, superclass, llm,
     hybrid); `options` are that source's typed options by field name (`table=`, `allow_missing=`
     for superclass; `model=`, `base_url=`, ... for llm); `notes`, when given, receives one-line
-    remarks for the user; `context` sets the provenance date and a progress callback.
+    remarks for the user; `context` sets the provenance date and a progress callback;
+    `exact_groups` reaches the `groups` counts exactly (e.g. the paper's 17,161).
 
     >>> build_tree("superclass", "imagenette", table="imagenet-superclass").num_classes
     10
@@ -85,7 +87,9 @@ def build_tree(
     from nhlcli.hierarchy.sources import build_from_source
 
     class_set = classes if isinstance(classes, ClassSet) else load_classes(str(classes))
-    tree, said = build_from_source(source, class_set, levels, groups, options, context)
+    tree, said = build_from_source(
+        source, class_set, levels, groups, options, context, exact_groups=exact_groups
+    )
     if notes is not None:
         notes.extend(said)
     return tree
@@ -194,14 +198,18 @@ def profile(
     warmup: int = 3,
     device: str = "cpu",
     experts: dict[str, Any] | None = None,
+    counter: str = "fvcore",
+    baseline: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Profile:
-    """Parameters and GMACs (fvcore) of a model, its cutout for `subset`, and ResNet50.
+    """Parameters and GMACs of a model, its cutout for `subset`, and a baseline.
 
     `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
     network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
     which times the models interleaved (`experts`: networks already built, by role
     "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
+    `counter`: fvcore (default), thop or ptflops (the extra `counters`); `baseline`: resnet18/50/
+    152/200 or convnextv2-tiny (default: the preset family's).
     """
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset
@@ -220,6 +228,7 @@ def profile(
     return run_profile(
         preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,
         warmup=warmup, device=device, models=built or None, progress=progress,
+        counter=counter, baseline=baseline,
     )  # fmt: skip
 
 

@@ -64,3 +64,30 @@ def named_tree() -> Tree:
         TreeNode("c_pug", "pug", "dog"),
     ]
     return Tree(classes, nodes)
+
+
+CN = BlockSpec
+# ConvNeXt-V2 stem (3->96, /4) + one stage 96->16 (1x1 downsample, 1 block, MLP 32)
+TINY_CONVNEXT_TRUNK = TrunkSpec("tiny-cn", (StageSpec(1, 96, 32, 16, 1, "convnextv2"),))
+
+
+def tiny_convnext_preset() -> Preset:
+    """A tiny ConvNeXt-V2 NHL: 3 levels (1x1 downsample, 1x1, 2x2/2), layer scale, LN heads."""
+    specs = (
+        (CN(16, 32, 8, 1, "convnextv2", True),),
+        (CN(8, 16, 8, 2, "convnextv2", True),),
+        (CN(8, 16, 4, 1, "convnextv2", True),),
+    )
+    return Preset(
+        "tiny-convnext", TINY_CONVNEXT_TRUNK, specs, "per_class", "tiny test", head_norm=True
+    )
+
+
+def randomize_all(model: torch.nn.Module, seed: int = 0, std: float = 0.2) -> None:
+    """Every parameter random (norm affines near 1), so that node mix-ups change outputs."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g) * std
+            is_scale = "norm" in name and name.endswith("weight")
+            p.copy_(1.0 + noise if is_scale or name.endswith("gamma") else noise)

@@ -52,7 +52,7 @@ def test_grouped_equals_per_branch_on_tiny_preset(
     if train:  # running statistics moved identically, node by node
         level = model.levels[1].blocks[0]
         for i in range(level.n):
-            node = ref.nodes[1][i][0]
+            node = ref.nodes[1][i].blocks[0]
             torch.testing.assert_close(level.bn2.running_mean[i], node.bn2.running_mean)
             torch.testing.assert_close(level.bn2.running_var[i], node.bn2.running_var)
         assert int(level.bn2.num_batches_tracked) == 1
@@ -73,7 +73,7 @@ def test_grouped_equals_per_branch_on_paper_presets(arch: str, counts: list[int]
     assert_close(out, logits(ref, x))
     shared = PerBranchNet.from_model(model, share=True)  # views: the benchmark's baseline
     assert (
-        shared.nodes[-1][0][0].conv1.weight.data_ptr()
+        shared.nodes[-1][0].blocks[0].conv1.weight.data_ptr()
         == model.levels[-1].blocks[0].conv1.weight.data_ptr()
     )
     assert_close(out, logits(shared, x))
@@ -101,7 +101,7 @@ def test_gradients_match_per_branch(chunk_bytes: int | None) -> None:
     g = model.levels[2].blocks[0].conv1.weight.grad
     assert g is not None
     for i in range(model.levels[2].n):
-        gi = ref.nodes[2][i][0].conv1.weight.grad
+        gi = ref.nodes[2][i].blocks[0].conv1.weight.grad
         torch.testing.assert_close(g[i], gi, rtol=1e-3, atol=1e-3 * float(gi.abs().max()) + 1e-8)
 
 

@@ -16,11 +16,12 @@ from torch import nn
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.tree import Tree, TreeNode
-from nhlcli.model.blocks import Bottleneck
 from nhlcli.model.cutout import cutout
+from nhlcli.model.kinds.bottleneck import Bottleneck
+from nhlcli.model.kinds.resnet_common import conv_out
 from nhlcli.model.network import build_model
 from nhlcli.model.presets import BlockSpec, get_preset
-from nhlcli.profiling.compose import compose_profile, conv_out
+from nhlcli.profiling.compose import compose_profile
 from nhlcli.profiling.fvcore_count import FVCORE_LOGGER, count_module
 from nhlcli.profiling.latency import measure_report_latency
 from nhlcli.profiling.report import profile_report, tree_nodes_per_level

@@ -27,6 +27,7 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl build-tree --source wordnet --classes imagenette --levels 3 -o tree.json",
             "nhl build-tree --classes imagenet1k --levels 3 --groups 17,161 -o in1k.json",
+            "nhl build-tree -c imagenet1k --groups 17,161 --exact-groups -o in1k-17-161.json",
             "nhl build-tree --source superclass --classes imagenet100 --table imagenet-superclass "
             "-o sc.json",
             "nhl build-tree --source superclass --classes imagenet1k --table breeds/modified "
@@ -82,6 +83,12 @@ def build_tree_command(
     allow_missing: bool = typer.Option(
         False, "--allow-missing", help="Put classes the table lacks in a group of their own."
     ),
+    exact_groups: bool = typer.Option(
+        False,
+        "--exact-groups",
+        help="Reach the --groups counts exactly (split / merge the source's groups), e.g. the "
+        "paper's 17,161.",
+    ),
     no_date: bool = typer.Option(
         False, "--no-date", help="Leave the date out of the provenance (byte-identical rebuilds)."
     ),
@@ -132,7 +139,7 @@ def build_tree_command(
         with _llm_progress(f"{source} tree of {len(class_set)} classes") as progress:
             ctx.progress = progress
             tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, **options)  # fmt: skip
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
         err_console.print(
             f"{llm_model}: {llm_report.steps} answer(s), {llm_report.cached_steps} from the cache, "
             f"{llm_report.requests} request(s), {llm_report.repairs} repair(s); "
@@ -143,7 +150,7 @@ def build_tree_command(
     else:
         with err_console.status(f"building the {source} tree of {len(class_set)} classes"):
             tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, **options)  # fmt: skip
+                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
     for note in ctx.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if out_path is None:

@@ -50,6 +50,19 @@ LATENCY_RUNS: Any = typer.Option(
 )
 LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untimed warm-up runs.")
 LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
+# `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
+PROFILE_COUNTER: Any = typer.Option(
+    "fvcore",
+    "--counter",
+    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
+    "(thop/ptflops: pip install 'nhl[counters]').",
+)
+PROFILE_BASELINE: Any = typer.Option(
+    None,
+    "--baseline",
+    help="Comparison row: resnet18, resnet50, resnet152, resnet200 or convnextv2-tiny "
+    "(default: the preset family's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
+)
 
 
 @contextmanager

@@ -29,6 +29,8 @@ def register(app: typer.Typer) -> None:
         epilog=examples(
             "nhl init --arch n3hl --tree imagenette-wordnet-L3 -o models/n3hl-random",
             "nhl init --arch phl-latesp --classes imagenette -o models/phl --img-size 128",
+            "nhl init --arch convnextv2-nhl --tree imagenet1k-wordnet-L3 -o models/cnx "
+            "--trunk-weights convnextv2_tiny.safetensors",
         ),
     )(init)
     app.command(
@@ -58,6 +60,12 @@ def init(
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint directory to write."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),
     img_size: int = typer.Option(224, "--img-size", help="Nominal input size in pixels."),
+    trunk_weights: str | None = typer.Option(
+        None,
+        "--trunk-weights",
+        help="Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Write a randomly initialised checkpoint (to try cutouts and profiles before training)."""
@@ -65,7 +73,12 @@ def init(
 
     with err_console.status(f"building {arch}", spinner="dots"):
         model = nhl.build_model(arch, tree, classes=classes, img_size=img_size, seed=seed)
-        nhl.save_model(model, output, extra={"init": {"seed": seed}})
+        init: dict[str, Any] = {"seed": seed}
+        if trunk_weights:
+            from nhlcli.training.trunk_weights import load_trunk_weights
+
+            init["trunk_weights"] = load_trunk_weights(model, trunk_weights).to_dict()
+        nhl.save_model(model, output, extra={"init": init})
     info = {
         "path": str(output),
         "arch": model.preset.name,
@@ -74,10 +87,18 @@ def init(
         "params": model.num_params(),
         "img_size": model.img_size,
         "seed": seed,
+        "trunk_weights": init.get("trunk_weights"),
     }
     if json_out:
         print_json(info)
         return
+    if trunk_weights:
+        rep = init["trunk_weights"]
+        console.print(
+            f"trunk weights ({rep['layout']}): loaded {rep['loaded']} tensors, "
+            f"{len(rep['unused'])} unused, {len(rep['missing'])} missing",
+            markup=False,
+        )
     console.print(
         f"wrote {output}: {info['arch']}, {info['classes']} classes, nodes per level "
         f"{info['nodes_per_level']}, {info['params']:,} parameters (random init, seed {seed})",
@@ -125,13 +146,15 @@ def cutout_cmd(
         None, "--attend-level", help="Level of the attention (1 = top; default: the leaf level)."
     ),
     profile: bool = typer.Option(
-        False, "--profile", help="Also print params/GMACs: ResNet50, the model, the expert."
+        False, "--profile", help="Also print params/GMACs: a baseline, the model, the expert."
     ),
     latency: bool = typer.Option(False, "--latency", help="With --profile: measure ms per batch."),
     batch_size: int = common.LATENCY_BATCH_SIZE,
     runs: int = common.LATENCY_RUNS,
     warmup: int = common.LATENCY_WARMUP,
     device: str = common.LATENCY_DEVICE,
+    counter: str = common.PROFILE_COUNTER,
+    baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Cut an expert for some classes out of a model: a real, smaller network, weights sliced."""
@@ -177,6 +200,7 @@ def cutout_cmd(
                 model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
                 runs=runs, warmup=warmup, device=device, experts={"cutout": expert},
                 progress=bar,
+                counter=counter, baseline=baseline,
             )  # fmt: skip
         summary["profile"] = report.to_dict()
     if output is not None:

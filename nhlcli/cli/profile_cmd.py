@@ -1,4 +1,5 @@
-"""`nhl profile`: params, GMACs (fvcore) and latency of a preset, its cutout and ResNet50."""
+"""`nhl profile`: params, GMACs (fvcore, thop, ptflops) and latency of a preset, its cutout and a
+baseline."""
 
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def register(app: typer.Typer) -> None:
             "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --classes 'domestic cat'",
             "nhl profile --arch n3hl --tree tree.json --classes cats.txt --latency --batch-size 1",
             "nhl profile --arch resnet50 --classes imagenette --json",
+            "nhl profile --arch convnextv2-nhl --tree in1k-17-161.json --classes 'domestic cat' "
+            "--counter thop",
+            "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --baseline resnet152",
         ),
     )(profile)
 
@@ -55,11 +59,14 @@ def profile(
     runs: int = common.LATENCY_RUNS,
     warmup: int = common.LATENCY_WARMUP,
     device: str = common.LATENCY_DEVICE,
+    counter: str = common.PROFILE_COUNTER,
+    baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Parameters and GMACs of a preset for a tree, its cutout and ResNet50 (no checkpoint needed).
+    """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).
 
-    GMACs are fvcore's count (one multiply-accumulate = one flop) at batch 1. The model is profiled
+    GMACs are the counter's count at batch 1 (fvcore by default: one multiply-accumulate = one
+    flop; thop as the paper's Table 2 and paper 003). The model is profiled
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
@@ -74,6 +81,7 @@ def profile(
         report = nhl.profile(
             arch, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
             batch_size=batch_size, runs=runs, warmup=warmup, device=device, progress=progress,
+            counter=counter, baseline=baseline,
         )  # fmt: skip
     if json_out:
         print_json(report.to_dict())
@@ -112,14 +120,16 @@ def _model_label(r: dict[str, Any]) -> str:
 
 
 def render_profile(report: dict[str, Any]) -> None:
-    """The model table (ResNet50 / full / cutout) and the per-part breakdown."""
+    """The model table (baseline / full / cutout) and the per-part breakdown."""
     lat = report.get("latency")
     title = f"{report['arch']} at {report['img_size']} px"
     if report.get("extrapolated"):
         title += " (extrapolated preset)"
+    counter = report.get("counter", "fvcore")
     caption = (
-        "GMACs: fvcore at batch 1 (one multiply-accumulate = one flop). "
-        "Δ: change in % of params / GMACs, negative = smaller."
+        f"GMACs: {counter} at batch 1 (one multiply-accumulate = one MAC). "
+        "Δ: change in % of params / GMACs, negative = smaller. "
+        "Papers: Table 2 and paper 003 count with thop, Table 4 counts every parameter."
     )
     table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, collapse_padding=True)
     table.add_column("model", min_width=10)

@@ -180,14 +180,25 @@ def build_from_source(
     groups: Sequence[int] | None = None,
     options: Mapping[str, Any] | Any = (),
     context: SourceContext | None = None,
+    exact_groups: bool = False,
 ) -> tuple[Tree, list[str]]:
-    """Build a tree with source `name`; returns (tree, notes for the user)."""
+    """Build a tree with source `name`; returns (tree, notes for the user).
+
+    `exact_groups`: reach the `groups` counts exactly (`regroup.fit_node_counts`), e.g. the
+    paper's 17 / 161 nodes, which the levelling of a source only approaches.
+    """
     source = get_source(name)
     opts = make_options(source, options if options != () else {})
     ctx = context if context is not None else SourceContext()
     if levels is not None and not 1 <= levels <= MAX_LEVELS:
         raise NhlError(f"--levels must be between 1 and {MAX_LEVELS} (got {levels})")
+    if exact_groups and not groups:
+        raise NhlError("--exact-groups needs --groups (the node counts to reach)")
     tree = source.build(classes, levels, list(groups) if groups else None, opts, ctx)
+    if exact_groups and groups:
+        from nhlcli.hierarchy.regroup import fit_node_counts
+
+        tree = fit_node_counts(tree, groups)
     return tree, ctx.notes
 
 

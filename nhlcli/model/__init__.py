@@ -18,6 +18,7 @@ _EXPORTS = {
     "MODEL_FORMAT": "network",
     "HierNet": "network",
     "build_model": "network",
+    "get_kind": "kinds",
     "PRESETS": "presets",
     "Preset": "presets",
     "get_preset": "presets",

@@ -1,4 +1,8 @@
-"""Grouped levels: all nodes of one tree level run as ONE computation.
+"""Grouped levels: all nodes of one tree level run as ONE computation (the shared machinery).
+
+This module holds what every block kind's grouped level uses (`Wiring`, `parent_convs`,
+`LevelScales`) and the ResNet kinds' level (`GroupedLevel`, `GroupedConv`, `GroupedBatchNorm`);
+the kinds' grouped blocks live in `nhlcli/model/kinds/` (ConvNeXt: `ConvNeXtLevel`).
 
 A level with n nodes whose blocks have c output channels is one tensor of n·c channels (node i owns
 channels [i·c, (i+1)·c)). Every per-node parameter is stored with a leading node dimension:
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -170,21 +173,6 @@ class GroupedConv(nn.Module):
         """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
         return read_parents(x, wiring, [self])[0]
 
-    def bucket_weight(
-        self, wiring: Wiring, b: int, device: torch.device, span: tuple[int, int] | None = None
-    ) -> torch.Tensor:
-        """The weights of bucket b's nodes side by side, as a conv weight (m·f·out, in, 1, 1).
-
-        With a span, the wiring describes nodes a..b-1 and its node indices are relative to a.
-        """
-        base = self.node_weight(span)
-        kids = wiring.buckets[b][1]
-        if kids == tuple(range(kids[0], kids[0] + len(kids))):
-            wb = base[kids[0] : kids[0] + len(kids)]
-        else:
-            wb = base.index_select(0, wiring.index(f"bucket_kids:{b}", device))
-        return wb.reshape(len(kids) * self.cout, self.cin, 1, 1)
-
     def extra_repr(self) -> str:
         k = self.kernel
         return f"nodes={self.n}, {self.cin}->{self.cout}, kernel={k}x{k}, stride={self.stride}"
@@ -198,22 +186,46 @@ def read_parents(
 ) -> list[torch.Tensor]:
     """Several 1x1 convs (same input, e.g. conv1 and the projection) of each node's parent slice.
 
-    Per fanout bucket, the parent slices are gathered once (not at all when the bucket holds every
-    input slice) and each conv runs with groups = #parents; the outputs are written to their nodes'
-    positions (no copy when there is one bucket in node order). With span=(a, b) the wiring
-    describes nodes a..b-1 only (see `GroupedLevel`'s chunks).
+    With span=(a, b) the wiring describes nodes a..b-1 only (see `GroupedLevel`'s chunks).
     """
     if wiring.aligned:
         return [conv(x, span) for conv in convs]
     assert all(conv.kernel == 1 for conv in convs), "parent reads are 1x1 convolutions"
+    return parent_convs(x, wiring, [c.node_weight(span) for c in convs], [c.stride for c in convs])
+
+
+def _bucket_rows(t: torch.Tensor, wiring: Wiring, b: int) -> torch.Tensor:
+    """Rows (leading node dimension) of bucket b's nodes, in bucket order (a view if a run)."""
+    kids = wiring.buckets[b][1]
+    if kids == tuple(range(kids[0], kids[0] + len(kids))):
+        return t[kids[0] : kids[0] + len(kids)]
+    return t.index_select(0, wiring.index(f"bucket_kids:{b}", t.device))
+
+
+def parent_convs(
+    x: torch.Tensor,
+    wiring: Wiring,
+    weights: Sequence[torch.Tensor],
+    strides: Sequence[int],
+    biases: Sequence[torch.Tensor | None] | None = None,
+) -> list[torch.Tensor]:
+    """Unpadded convolutions of each node's parent slice, without replicating parent slices.
+
+    weights[j]: (n, out, in, kh, kw) per node, biases[j]: (n, out) or None. Per fanout bucket, the
+    parent slices are gathered once (not at all when the bucket holds every input slice, or a run
+    of them) and each conv runs with groups = #parents and the children's weights side by side;
+    the outputs are written to their nodes' positions (no copy when there is one bucket in node
+    order).
+    """
     n_, _, h, w = x.shape
-    cin = convs[0].cin
+    cin = weights[0].shape[2]
+    bias_list = list(biases) if biases is not None else [None] * len(weights)
     single = len(wiring.buckets) == 1 and wiring.in_order
     outs: list[torch.Tensor] = []
     if not single:
-        for conv in convs:
-            ho, wo = (h - 1) // conv.stride + 1, (w - 1) // conv.stride + 1
-            outs.append(x.new_empty(n_, wiring.n, conv.cout, ho, wo))
+        for wt, s in zip(weights, strides, strict=True):
+            ho, wo = (h - wt.shape[3]) // s + 1, (w - wt.shape[4]) // s + 1
+            outs.append(x.new_empty(n_, wiring.n, wt.shape[1], ho, wo))
     for b, (ps, kids, _) in enumerate(wiring.buckets):
         m = len(ps)
         if m == wiring.n_inputs:  # every input slice, in order
@@ -224,13 +236,15 @@ def read_parents(
             v = x.reshape(n_, wiring.n_inputs, cin, h, w)
             idx = wiring.index(f"bucket_parents:{b}", x.device)
             xb = v.index_select(1, idx).reshape(n_, m * cin, h, w)
-        for j, conv in enumerate(convs):
-            wb = conv.bucket_weight(wiring, b, x.device, span)
-            yb = F.conv2d(xb, wb, None, conv.stride, 0, 1, m)
+        for j, (wt, s, bias) in enumerate(zip(weights, strides, bias_list, strict=True)):
+            wb = _bucket_rows(wt, wiring, b)
+            wb = wb.reshape(len(kids) * wt.shape[1], *wt.shape[2:])
+            bb = None if bias is None else _bucket_rows(bias, wiring, b).reshape(-1)
+            yb = F.conv2d(xb, wb, bb, s, 0, 1, m)
             if single:
                 outs.append(yb)
             else:
-                yb = yb.reshape(n_, len(kids), conv.cout, *yb.shape[-2:])
+                yb = yb.reshape(n_, len(kids), wt.shape[1], *yb.shape[-2:])
                 outs[j].index_copy_(1, wiring.index(f"bucket_kids:{b}", x.device), yb)
     if single:
         return outs
@@ -273,80 +287,19 @@ class GroupedBatchNorm(nn.Module):
         return f"nodes={self.n}, channels={self.c}"
 
 
-class GroupedBottleneck(nn.Module):
-    """n ResNet v1.5 bottlenecks of one spec side by side (torchvision names, leading node dim)."""
+class LevelScales(nn.Module):
+    """Per-node attention scales of a level (any block kind): `set_scales`, `scales`.
 
-    def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
-        super().__init__()
-        self.spec, self.n = spec, n
-        self.wiring = wiring if wiring is not None and not wiring.aligned else None
-        self.conv1 = GroupedConv(n, spec.cin, spec.mid, 1)
-        self.bn1 = GroupedBatchNorm(n, spec.mid)
-        self.conv2 = GroupedConv(n, spec.mid, spec.mid, 3, spec.stride)
-        self.bn2 = GroupedBatchNorm(n, spec.mid)
-        self.conv3 = GroupedConv(n, spec.mid, spec.cout, 1)
-        self.bn3 = GroupedBatchNorm(n, spec.cout)
-        self.downsample: nn.Sequential | None = None
-        if spec.projection:
-            self.downsample = nn.Sequential(
-                GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
-            )
+    Subclasses set ``specs``, ``n`` and call `_init_scales`; `_scale_tensor` gives one factor per
+    channel the kind's attention point has (``attention_channels`` per node).
+    """
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        scale: torch.Tensor | None = None,
-        span: tuple[int, int] | None = None,
-        wiring: Wiring | None = None,
-    ) -> torch.Tensor:
-        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
+    specs: tuple[BlockSpec, ...]
+    n: int
 
-        scale: top-down attention, one factor per channel of the 3x3 conv's output (n·mid,) or
-        None. span=(a, b): only nodes a..b-1, read through `wiring` (None: x holds exactly their
-        inputs, in order); without a span the block's own wiring is used.
-        """
-        if span is None:
-            wiring = self.wiring
-        elif wiring is not None and wiring.aligned:
-            wiring = None
-        if self.downsample is not None:
-            proj_conv = cast(GroupedConv, self.downsample[0])
-            proj_bn = cast(GroupedBatchNorm, self.downsample[1])
-            if wiring is None:
-                out, proj = self.conv1(x, span), proj_conv(x, span)
-            else:  # both 1x1 convs read the parents: gather each bucket once
-                out, proj = read_parents(x, wiring, [self.conv1, proj_conv], span)
-            identity = proj_bn(proj, span)
-        else:
-            identity = x if wiring is None else wiring.gather(x)
-            if wiring is None:
-                out = self.conv1(x, span)
-            else:
-                out = read_parents(x, wiring, [self.conv1], span)[0]
-        out = F.relu(self.bn1(out, span), inplace=True)
-        out = F.relu(self.bn2(self.conv2(out, span), span), inplace=True)
-        if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
-            out = out * scale.to(out.dtype).view(1, -1, 1, 1)
-        out = self.bn3(self.conv3(out, span), span)
-        return F.relu(out + identity, inplace=True)
-
-
-class GroupedLevel(nn.Module):
-    """All nodes of one level: each node is the same sequence of blocks (a preset level)."""
-
-    def __init__(self, blocks: Sequence[BlockSpec], wiring: Wiring) -> None:
-        super().__init__()
-        self.specs = tuple(blocks)
-        self.wiring = wiring
-        self.n = wiring.n
-        self.blocks = nn.ModuleList(
-            GroupedBottleneck(spec, self.n, wiring if i == 0 else None)
-            for i, spec in enumerate(self.specs)
-        )
+    def _init_scales(self) -> None:
         self._scales: tuple[float, ...] | None = None
         self._scale_cache: dict[str, torch.Tensor] = {}
-        self._wiring_cache: dict[tuple[int, int], Wiring] = {}
-        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     @property
     def out_channels(self) -> int:
@@ -373,11 +326,33 @@ class GroupedLevel(nn.Module):
         key = str(device)
         t = self._scale_cache.get(key)
         if t is None:
-            mid = self.specs[0].mid  # node i's mid channels all get scale[i]
-            per_channel = [s for s in self._scales for _ in range(mid)]
+            from nhlcli.model.kinds import get_kind
+
+            # node i's channels at the kind's attention point all get scale[i]
+            width = get_kind(self.specs[0].kind).attention_channels(self.specs[0])
+            per_channel = [s for s in self._scales for _ in range(width)]
             t = torch.tensor(per_channel, dtype=torch.float32, device=device)
             self._scale_cache[key] = t
         return t
+
+
+class GroupedLevel(LevelScales):
+    """All nodes of one ResNet-family level: each node is the same sequence of blocks."""
+
+    def __init__(self, blocks: Sequence[BlockSpec], wiring: Wiring) -> None:
+        from nhlcli.model.kinds import get_kind
+
+        super().__init__()
+        self.specs = tuple(blocks)
+        self.wiring = wiring
+        self.n = wiring.n
+        self.blocks = nn.ModuleList(
+            get_kind(spec.kind).grouped_block(spec, self.n, wiring if i == 0 else None)
+            for i, spec in enumerate(self.specs)
+        )
+        self._init_scales()
+        self._wiring_cache: dict[tuple[int, int], Wiring] = {}
+        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     def chunks(self, x: torch.Tensor) -> list[tuple[int, int]]:
         """Node ranges run one after the other: the whole level at once except on the CPU.
@@ -413,13 +388,13 @@ class GroupedLevel(nn.Module):
             for i, block in enumerate(self.blocks):
                 x = block(x, scale if i == 0 else None)
             return x
-        mid = self.specs[0].mid
+        width = 0 if scale is None else scale.numel() // self.n
         outs = []
         for a, b in spans:
             h = x
             for i, block in enumerate(self.blocks):
                 if i == 0:
-                    s = None if scale is None else scale[a * mid : b * mid]
+                    s = None if scale is None else scale[a * width : b * width]
                     h = block(h, s, span=(a, b), wiring=self._chunk_wiring(a, b))
                 else:
                     h = block(h, None, span=(a, b))

@@ -1,16 +1,19 @@
 """HierNet: trunk -> grouped levels (one per tree level) -> head, built from a preset and a tree.
 
-* ``trunk``: ResNet stem + stages with torchvision names (``trunk.conv1``, ``trunk.layer3.5.bn2``
-  ...), so a torchvision ResNet state dict loads after prefixing its keys with ``trunk.``.
-* ``levels[l-1]``: the nodes of tree level l (`GroupedLevel`), in the tree's network order
+* ``trunk``: the trunk of the preset's block kind: ResNet stem + stages with torchvision names
+  (``trunk.conv1``, ``trunk.layer3.5.bn2`` ...), or ConvNeXt-V2 with timm's names
+  (``trunk.stem.0``, ``trunk.stages.2.blocks.8.mlp.grn``), so those state dicts load after
+  prefixing their keys with ``trunk.``.
+* ``levels[l-1]``: the nodes of tree level l (the kind's grouped level), in the tree's network order
   (`Tree.level(l)`); node i of level l reads the output slice of its parent in level l-1.
 * head, per-class presets (PHL, NHL): global average pooling of each leaf's map, then one
   ``Linear(C, 1)`` per class, stored together as ``heads.weight`` (k, C) and ``heads.bias`` (k,).
   The paper pools with "avg 3x3" on the 4x4 map at 224 px; global average pooling has the same
   parameters, nearly the same MACs, and adapts to any input size.
-* head, shared presets (``resnet50``, ``phl-1branch``): the levels (if any) have ONE node each and a
-  ``fc = Linear(C, k)`` follows global average pooling (torchvision's name). The tree is used for
-  its class list only.
+* head, shared presets (the ResNet/ConvNeXt baselines, ``phl-1branch``): the levels (if any) have
+  ONE node each and a ``fc = Linear(C, k)`` follows global average pooling (torchvision's name),
+  after a ``head_norm = LayerNorm(C)`` for ConvNeXt. The tree is used for its class list only.
+* ConvNeXt per-class heads add a LayerNorm(C) per class before its Linear(C, 1) (``heads.norm_*``).
 
 Logits are (N, k) in ``tree.class_ids`` order.
 """
@@ -27,8 +30,8 @@ from torch import nn
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.blocks import Trunk
-from nhlcli.model.levels import GroupedLevel, Wiring
+from nhlcli.model.kinds import get_kind
+from nhlcli.model.levels import Wiring
 from nhlcli.model.presets import Preset, get_preset, preset_problems
 
 MODEL_FORMAT = "nhl-model/1"
@@ -48,14 +51,26 @@ def check_img_size(size: Any, what: str = "image size") -> int:
     return size
 
 
-class PerClassHead(nn.Module):
-    """k heads Linear(C, 1), one per class, each on its own leaf's pooled features."""
+HEAD_NORM_EPS = 1e-6  # the LayerNorm of ConvNeXt heads (timm's NormMlpClassifierHead)
 
-    def __init__(self, k: int, c: int) -> None:
+
+class PerClassHead(nn.Module):
+    """k heads Linear(C, 1), one per class, each on its own leaf's pooled features.
+
+    With `norm` (ConvNeXt presets) each class first applies its own LayerNorm(C) to the pooled
+    features (``norm_weight``, ``norm_bias``: (k, C)), as timm's NormMlpClassifierHead.
+    """
+
+    def __init__(self, k: int, c: int, norm: bool = False) -> None:
         super().__init__()
         self.k, self.c = k, c
         self.weight = nn.Parameter(torch.empty(k, c))
         self.bias = nn.Parameter(torch.empty(k))
+        self.norm_weight: nn.Parameter | None = None
+        self.norm_bias: nn.Parameter | None = None
+        if norm:
+            self.norm_weight = nn.Parameter(torch.ones(k, c))
+            self.norm_bias = nn.Parameter(torch.zeros(k, c))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -67,10 +82,34 @@ class PerClassHead(nn.Module):
         # global average pooling per leaf, then each leaf's Linear(C, 1); written with ops fvcore
         # counts (adaptive pooling, einsum), so whole-model profiles equal the composed ones
         z = F.adaptive_avg_pool2d(x, 1).view(x.shape[0], self.k, self.c)
+        if self.norm_weight is not None and self.norm_bias is not None:
+            z = F.layer_norm(z, (self.c,), eps=HEAD_NORM_EPS) * self.norm_weight + self.norm_bias
         return torch.einsum("nkc,kc->nk", z, self.weight) + self.bias
 
     def extra_repr(self) -> str:
         return f"classes={self.k}, in_features={self.c}"
+
+
+class ClassHead(nn.Module):
+    """One single-branch head: pool -> flatten -> [LayerNorm(C)] -> Linear(C, outputs).
+
+    The per-branch reference and the profile composition use it (module types as in torchvision's
+    ResNet and timm's NormMlpClassifierHead, so every counter counts it as on those).
+    """
+
+    def __init__(self, channels: int, outputs: int, norm: bool = False) -> None:
+        super().__init__()
+        from nhlcli.model.kinds.convnextv2 import LayerNorm
+
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm: nn.Module | None = LayerNorm(channels, eps=HEAD_NORM_EPS) if norm else None
+        self.fc = nn.Linear(channels, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.pool(x).flatten(1)
+        if self.norm is not None:
+            z = self.norm(z)
+        return self.fc(z)
 
 
 def levels_hint(preset: Preset) -> str:
@@ -106,7 +145,7 @@ class HierNet(nn.Module):
         else:  # one shared node per level
             self.level_ids = [[f"shared{lv}"] for lv in range(1, len(preset.levels) + 1)]
 
-        self.trunk = Trunk(preset.trunk)
+        self.trunk = get_kind(preset.trunk.kind).trunk(preset.trunk)
         levels = []
         for lv, blocks in enumerate(preset.levels, start=1):
             ids = self.level_ids[lv - 1]
@@ -118,18 +157,25 @@ class HierNet(nn.Module):
                     wiring = Wiring([pos[tree.node(nid).parent] for nid in ids], len(pos))  # type: ignore[index]
                 else:
                     wiring = Wiring([0], 1)
-            levels.append(GroupedLevel(blocks, wiring))
+            levels.append(get_kind(blocks[0].kind).level(blocks, wiring))
         self.levels = nn.ModuleList(levels)
         c = preset.head_in
         self.heads: PerClassHead | None = None
         self.fc: nn.Linear | None = None
+        self.head_norm: nn.Module | None = None
         if preset.head == "per_class":
-            self.heads = PerClassHead(tree.num_classes, c)
+            self.heads = PerClassHead(tree.num_classes, c, norm=preset.head_norm)
         else:
+            if preset.head_norm:
+                from nhlcli.model.kinds.convnextv2 import LayerNorm
+
+                self.head_norm = LayerNorm(c, eps=HEAD_NORM_EPS)
             self.fc = nn.Linear(c, tree.num_classes)
         self._init_trunk()
 
     def _init_trunk(self) -> None:
+        if hasattr(self.trunk, "reset_parameters"):  # the kind initialises its own trunk
+            return
         for m in self.trunk.modules():  # torchvision's ResNet init
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -145,7 +191,10 @@ class HierNet(nn.Module):
         if self.heads is not None:
             return self.heads(h)
         assert self.fc is not None
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(h, 1), 1))
+        z = torch.flatten(F.adaptive_avg_pool2d(h, 1), 1)
+        if self.head_norm is not None:
+            z = self.head_norm(z)
+        return self.fc(z)
 
     # ----------------------------------------------------------------- description
     @property
@@ -252,15 +301,15 @@ class HierNet(nn.Module):
 
 
 def zero_init_residual(model: nn.Module) -> int:
-    """Zero the last batch-norm scale (γ) of every bottleneck, trunk and levels (torchvision's
-    `zero_init_residual`): each residual branch starts as the identity. Returns the blocks set."""
-    from nhlcli.model.blocks import Bottleneck
-    from nhlcli.model.levels import GroupedBottleneck
-
+    """Zero the last batch-norm scale (γ) of every residual block, trunk and levels (torchvision's
+    `zero_init_residual`): each residual branch starts as the identity. Blocks name that norm in
+    `residual_norm` (ResNet bottleneck: bn3, basic block: bn2; ConvNeXt blocks have none).
+    Returns the number of blocks set."""
     n = 0
     for m in model.modules():
-        if isinstance(m, Bottleneck | GroupedBottleneck):
-            nn.init.zeros_(m.bn3.weight)
+        norm = getattr(type(m), "residual_norm", None)
+        if norm is not None:
+            nn.init.zeros_(getattr(m, norm).weight)
             n += 1
     return n
 

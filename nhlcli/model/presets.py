@@ -4,12 +4,16 @@ The numbers reproduce the paper's parameter counts to the unit (see docs/ARCHITE
 and ../shared/ARCHITECTURES.md from which they were reconstructed). One mechanism builds every
 preset:
 
-* a **trunk** of ResNet stages (torchvision layout, so a ResNet50 state dict loads into it);
-* zero or more **levels**; every node of level l is the same sequence of bottleneck blocks
-  (`node_blocks`), fed by its parent node's output (the trunk feeds level 1);
+* a **trunk** of stages (ResNet: torchvision layout, so a ResNet50 state dict loads into it;
+  ConvNeXt-V2: timm layout);
+* zero or more **levels**; every node of level l is the same sequence of blocks, fed by its
+  parent node's output (the trunk feeds level 1);
 * a **head**: either one `Linear(C, 1)` per class after global average pooling (`per_class`), or one
-  shared `Linear(C, k)` (`shared`: ResNet50, PHL_1branch), whose last level then has a single node.
+  shared `Linear(C, k)` (`shared`: the ResNet and ConvNeXt baselines, PHL_1branch), whose last
+  level then has a single node; ConvNeXt heads put a LayerNorm(C) before the FC (`head_norm`).
 
+Every spec names its **block kind** (`BlockSpec.kind`: bottleneck, basic, convnextv2); the kind's
+module in `nhlcli/model/kinds/` holds its formula, modules, grouped level and attention point.
 PHL is the one-level case (the leaves only); N2HL/N3HL/N4HL have 2/3/4 levels.
 """
 
@@ -23,41 +27,48 @@ from nhlcli.errors import NhlError
 
 @dataclass(frozen=True)
 class BlockSpec:
-    """A ResNet v1.5 bottleneck: 1x1 cin->mid, 3x3 mid->mid (stride), 1x1 mid->cout, + shortcut."""
+    """One block of a block kind (`nhlcli.model.kinds`): cin -> cout channels at a stride.
+
+    ``bottleneck`` (default, ResNet v1.5): 1x1 cin->mid, 3x3 mid->mid (stride), 1x1 mid->cout, +
+    shortcut; ``basic``: 3x3 cin->cout (stride), 3x3 cout->cout (mid = cout), + shortcut;
+    ``convnextv2``: a downsample (LayerNorm2d + conv) when cin != cout or stride > 1, then one
+    ConvNeXt-V2 block of dim cout with MLP width mid (= 4·cout), layer scale iff `layer_scale`.
+    """
 
     cin: int
     mid: int
     cout: int
     stride: int = 1
+    kind: str = "bottleneck"
+    layer_scale: bool = False
 
     @property
     def projection(self) -> bool:
+        """Whether the shortcut (ResNet) or the input (ConvNeXt: downsample) is projected."""
         return self.stride != 1 or self.cin != self.cout
 
     def params(self) -> int:
-        p = self.cin * self.mid + 9 * self.mid**2 + self.mid * self.cout
-        p += 2 * (2 * self.mid + self.cout)  # BN weight + bias
-        if self.projection:
-            p += self.cin * self.cout + 2 * self.cout
-        return p
+        """Parameters of the block (the kind's formula; BN/LN weight and bias included)."""
+        from nhlcli.model.kinds import get_kind
+
+        return int(get_kind(self.kind).params(self))
 
 
 @dataclass(frozen=True)
 class StageSpec:
-    """`blocks` bottlenecks; the first maps cin->cout with `stride`, the rest cout->cout."""
+    """`blocks` blocks of a kind; the first maps cin->cout with `stride`, the rest cout->cout."""
 
     blocks: int
     cin: int
     mid: int
     cout: int
     stride: int
+    kind: str = "bottleneck"
 
     def block_specs(self) -> list[BlockSpec]:
-        first = BlockSpec(self.cin, self.mid, self.cout, self.stride)
-        return [first] + [BlockSpec(self.cout, self.mid, self.cout, 1)] * (self.blocks - 1)
-
-
-STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
+        first = BlockSpec(self.cin, self.mid, self.cout, self.stride, self.kind)
+        rest = BlockSpec(self.cout, self.mid, self.cout, 1, self.kind)
+        return [first] + [rest] * (self.blocks - 1)
 
 
 @dataclass(frozen=True)
@@ -66,19 +77,19 @@ class TrunkSpec:
     stages: tuple[StageSpec, ...]
 
     @property
+    def kind(self) -> str:
+        """The block kind of the trunk's stages (it also decides the stem)."""
+        return self.stages[0].kind if self.stages else "bottleneck"
+
+    @property
     def out_channels(self) -> int:
         return self.stages[-1].cout
 
-    @property
-    def reduction(self) -> int:
-        """Spatial reduction factor of the trunk (stem /4, then each stage's stride)."""
-        r = 4
-        for s in self.stages:
-            r *= s.stride
-        return r
-
     def params(self) -> int:
-        return STEM_PARAMS + sum(b.params() for s in self.stages for b in s.block_specs())
+        from nhlcli.model.kinds import get_kind
+
+        stem = int(get_kind(self.kind).stem_params())
+        return stem + sum(b.params() for s in self.stages for b in s.block_specs())
 
 
 def _resnet_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
@@ -86,11 +97,27 @@ def _resnet_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
     return tuple(StageSpec(n, *w) for n, w in zip(counts, widths, strict=False))
 
 
+def _basic_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
+    widths = ((64, 64, 64, 1), (64, 128, 128, 2), (128, 256, 256, 2), (256, 512, 512, 2))
+    return tuple(StageSpec(n, *w, kind="basic") for n, w in zip(counts, widths, strict=False))
+
+
+def _convnextv2_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
+    """ConvNeXt-V2-tiny's stages (dims 96-768, MLP 4·d); stage 1 follows the stem directly."""
+    widths = ((96, 384, 96, 1), (96, 768, 192, 2), (192, 1536, 384, 2), (384, 3072, 768, 2))
+    return tuple(StageSpec(n, *w, kind="convnextv2") for n, w in zip(counts, widths, strict=False))
+
+
 TRUNKS: dict[str, TrunkSpec] = {
     "T3": TrunkSpec("T3", _resnet_stages((3, 4))),
     "T4": TrunkSpec("T4", _resnet_stages((3, 4, 6))),
     "T4-152": TrunkSpec("T4-152", _resnet_stages((3, 8, 36))),
+    "R18": TrunkSpec("R18", _basic_stages((2, 2, 2, 2))),
     "R50": TrunkSpec("R50", _resnet_stages((3, 4, 6, 3))),
+    "R152": TrunkSpec("R152", _resnet_stages((3, 8, 36, 3))),
+    "R200": TrunkSpec("R200", _resnet_stages((3, 24, 36, 3))),
+    "CNv2-T3": TrunkSpec("CNv2-T3", _convnextv2_stages((3, 3, 9))),
+    "CNv2-T": TrunkSpec("CNv2-T", _convnextv2_stages((3, 3, 9, 3))),
 }
 
 
@@ -102,6 +129,8 @@ class Preset:
     head: str  # "per_class" or "shared"
     description: str
     extrapolated: bool = False
+    head_norm: bool = False  # a LayerNorm(C) after the pooling, before the FC (ConvNeXt heads)
+    baseline: str = "resnet50"  # the comparison row of `nhl profile` (--baseline)
 
     @property
     def num_levels(self) -> int:
@@ -112,17 +141,26 @@ class Preset:
     def head_in(self) -> int:
         return self.levels[-1][-1].cout if self.levels else self.trunk.out_channels
 
+    @property
+    def head_params_each(self) -> int:
+        """Parameters of one class head (per-class) or of the shared head per class (FC row)."""
+        return self.head_in + 1
+
+    @property
+    def head_norm_params(self) -> int:
+        return 2 * self.head_in if self.head_norm else 0
+
     def node_params(self, level: int) -> int:
-        """Parameters of one node of a level (1-based); the last level includes its FC head."""
+        """Parameters of one node of a level (1-based); the last level includes its class head."""
         p = sum(b.params() for b in self.levels[level - 1])
         if self.head == "per_class" and level == len(self.levels):
-            p += self.head_in + 1
+            p += self.head_in + 1 + self.head_norm_params
         return p
 
     def params(self, nodes_per_level: list[int] | tuple[int, ...], num_classes: int) -> int:
         """Exact parameter count for a tree with these node counts (last entry = classes)."""
         if self.head == "shared":
-            body = sum(b.params() for lvl in self.levels for b in lvl)
+            body = sum(b.params() for lvl in self.levels for b in lvl) + self.head_norm_params
             return self.trunk.params() + body + self.head_in * num_classes + num_classes
         if len(nodes_per_level) != len(self.levels):
             raise NhlError(f"{self.name} needs {len(self.levels)} levels of node counts")
@@ -133,7 +171,7 @@ class Preset:
     def formula(self) -> str:
         """The parameter count as a formula: n1, n2, ... nodes per level, k classes."""
         if self.head == "shared":
-            body = sum(b.params() for lvl in self.levels for b in lvl)
+            body = sum(b.params() for lvl in self.levels for b in lvl) + self.head_norm_params
             return f"{self.trunk.params() + body:,} + {self.head_in + 1:,}·k"
         terms = [f"{self.trunk.params():,}"]
         for lv in range(1, len(self.levels) + 1):
@@ -149,7 +187,14 @@ class Preset:
         trunk = TrunkSpec(d["trunk"]["name"], tuple(StageSpec(**s) for s in d["trunk"]["stages"]))
         levels = tuple(tuple(BlockSpec(**b) for b in lvl) for lvl in d["levels"])
         return cls(
-            d["name"], trunk, levels, d["head"], d["description"], d.get("extrapolated", False)
+            d["name"],
+            trunk,
+            levels,
+            d["head"],
+            d["description"],
+            d.get("extrapolated", False),
+            d.get("head_norm", False),
+            d.get("baseline", "resnet50"),
         )
 
 
@@ -158,7 +203,6 @@ MAX_BLOCKS = 64  # bottlenecks in one trunk stage or one node (ResNet152's conv4
 MAX_STAGES = 4
 MAX_LEVELS = 8
 HEADS = ("per_class", "shared")
-STEM_CHANNELS = 64
 
 
 def preset_problems(d: Any) -> list[str]:
@@ -175,8 +219,11 @@ def preset_problems(d: Any) -> list[str]:
             p.append(f"preset.{key} must be a string")
     if d.get("head") not in HEADS:
         p.append(f"preset.head must be one of {', '.join(HEADS)}")
-    if not isinstance(d.get("extrapolated", False), bool):
-        p.append("preset.extrapolated must be true or false")
+    for key in ("extrapolated", "head_norm"):
+        if not isinstance(d.get(key, False), bool):
+            p.append(f"preset.{key} must be true or false")
+    if not isinstance(d.get("baseline", "resnet50"), str):
+        p.append("preset.baseline must be a string")
     trunk = d.get("trunk")
     if not isinstance(trunk, dict) or not isinstance(trunk.get("name"), str):
         return [*p, "preset.trunk must be an object with a name and stages"]
@@ -185,10 +232,15 @@ def preset_problems(d: Any) -> list[str]:
         return [*p, f"preset.trunk.stages must be a list of 1..{MAX_STAGES} stages"]
     if not isinstance(levels, list) or len(levels) > MAX_LEVELS:
         return [*p, f"preset.levels must be a list of at most {MAX_LEVELS} levels"]
-    width = STEM_CHANNELS
+    from nhlcli.model.kinds import KIND_MODULES, get_kind
+
+    first_kind = stages[0].get("kind", "bottleneck") if isinstance(stages[0], dict) else None
+    if first_kind not in KIND_MODULES:
+        return [*p, f"preset.trunk.stages[0].kind must be one of {', '.join(KIND_MODULES)}"]
+    width = int(get_kind(first_kind).stem_out(224)[0])  # the stem's output channels
     for i, stage in enumerate(stages):
         where = f"preset.trunk.stages[{i}]"
-        if not _spec_ok(stage, ("blocks", "cin", "mid", "cout", "stride"), where, p):
+        if not _spec_ok(stage, ("blocks", "cin", "mid", "cout", "stride"), ("kind",), where, p):
             return p
         if not 1 <= stage["blocks"] <= MAX_BLOCKS:
             p.append(f"{where}.blocks must be in 1..{MAX_BLOCKS}")
@@ -201,7 +253,8 @@ def preset_problems(d: Any) -> list[str]:
             return p
         for j, block in enumerate(blocks):
             where = f"preset.levels[{lv - 1}][{j}]"
-            if not _spec_ok(block, ("cin", "mid", "cout", "stride"), where, p):
+            optional = ("kind", "layer_scale")
+            if not _spec_ok(block, ("cin", "mid", "cout", "stride"), optional, where, p):
                 return p
             if block["cin"] != width:
                 p.append(f"{where}.cin is {block['cin']} but the layer before gives {width}")
@@ -209,10 +262,21 @@ def preset_problems(d: Any) -> list[str]:
     return p
 
 
-def _spec_ok(spec: Any, keys: tuple[str, ...], where: str, problems: list[str]) -> bool:
-    """Whether a stage/block spec has exactly these integer keys in range (problems appended)."""
-    if not isinstance(spec, dict) or set(spec) != set(keys):
+def _spec_ok(
+    spec: Any, keys: tuple[str, ...], optional: tuple[str, ...], where: str, problems: list[str]
+) -> bool:
+    """Whether a stage/block spec has these integer keys in range, and at most the optional
+    `kind` (a known block kind) and `layer_scale` (a bool) besides (problems appended)."""
+    if not isinstance(spec, dict) or not set(keys) <= set(spec) <= set(keys) | set(optional):
         problems.append(f"{where} must be an object with {', '.join(keys)}")
+        return False
+    from nhlcli.model.kinds import KIND_MODULES
+
+    if spec.get("kind", "bottleneck") not in KIND_MODULES:
+        problems.append(f"{where}.kind must be one of {', '.join(KIND_MODULES)}")
+        return False
+    if not isinstance(spec.get("layer_scale", False), bool):
+        problems.append(f"{where}.layer_scale must be true or false")
         return False
     for key in keys:
         v = spec[key]
@@ -228,13 +292,46 @@ def _spec_ok(spec: Any, keys: tuple[str, ...], where: str, problems: list[str]) 
     return True
 
 
-B = BlockSpec
+B = CN = BlockSpec
 _LATESP = (B(1024, 128, 512, 2), B(512, 64, 256, 2), B(256, 32, 128, 1))
 
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
+        Preset(
+            "resnet18",
+            TRUNKS["R18"],
+            (),
+            "shared",
+            "ResNet18 baseline (basic blocks) with a k-way FC",
+            baseline="resnet18",
+        ),
         Preset("resnet50", TRUNKS["R50"], (), "shared", "ResNet50 baseline with a k-way FC"),
+        Preset(
+            "resnet152",
+            TRUNKS["R152"],
+            (),
+            "shared",
+            "ResNet152 baseline with a k-way FC",
+            baseline="resnet152",
+        ),
+        Preset(
+            "resnet200",
+            TRUNKS["R200"],
+            (),
+            "shared",
+            "ResNet200 baseline with a k-way FC",
+            baseline="resnet200",
+        ),
+        Preset(
+            "convnextv2-tiny",
+            TRUNKS["CNv2-T"],
+            (),
+            "shared",
+            "ConvNeXtV2-tiny baseline (timm names) with a LayerNorm + k-way FC head",
+            head_norm=True,
+            baseline="convnextv2-tiny",
+        ),
         Preset(
             "phl-small",
             TRUNKS["T3"],
@@ -283,6 +380,20 @@ PRESETS: dict[str, Preset] = {
             ((B(1024, 128, 512, 1),), (B(512, 64, 256, 1),), (B(256, 32, 128, 2),)),
             "per_class",
             "N3HL152: N3HL on a ResNet152 trunk",
+            baseline="resnet152",
+        ),
+        Preset(
+            "convnextv2-nhl",
+            TRUNKS["CNv2-T3"],
+            (
+                (CN(384, 1024, 256, 1, "convnextv2", True),),
+                (CN(256, 512, 128, 1, "convnextv2", True),),
+                (CN(128, 256, 64, 2, "convnextv2", True),),
+            ),
+            "per_class",
+            "ConvNeXtV2-tiny NHL: 3 levels of timm ConvNeXtStage nodes on stages 1-3",
+            head_norm=True,
+            baseline="convnextv2-tiny",
         ),
         Preset(
             "n4hl",

@@ -1,4 +1,4 @@
-"""The plain per-branch implementation: one `Bottleneck` module per node, a Python loop over nodes.
+"""The plain per-branch implementation: one single-branch module per node, a loop over nodes.
 
 Slow by design. It is the test oracle for the grouped levels (`PerBranchNet.from_model` copies a
 HierNet's weights node by node) and the baseline of benchmarks/bench_grouped_vs_branches.py.
@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.hierarchy.tree import Tree, TreeNode
-from nhlcli.model.blocks import Bottleneck, Trunk
-from nhlcli.model.levels import GroupedBottleneck, GroupedLevel
-from nhlcli.model.network import HierNet
+from nhlcli.model.kinds import get_kind
+from nhlcli.model.levels import LevelScales
+from nhlcli.model.network import ClassHead, HierNet
 from nhlcli.model.presets import Preset
 
 
@@ -29,7 +28,7 @@ class PerBranchNet(nn.Module):
     def __init__(self, preset: Preset, tree: Tree) -> None:
         super().__init__()
         self.preset = preset
-        self.trunk = Trunk(preset.trunk)
+        self.trunk = get_kind(preset.trunk.kind).trunk(preset.trunk)
         if preset.head == "per_class":
             ids = [tree.level(lv) for lv in range(1, len(preset.levels) + 1)]
             self.parents: list[list[int]] = [[0] * len(ids[0])] if ids else []
@@ -39,14 +38,17 @@ class PerBranchNet(nn.Module):
         else:
             self.parents = [[0] for _ in preset.levels]
         self.nodes = nn.ModuleList(
-            nn.ModuleList(nn.Sequential(*(Bottleneck(b) for b in blocks)) for _ in self.parents[lv])
+            nn.ModuleList(get_kind(blocks[0].kind).node(blocks) for _ in self.parents[lv])
             for lv, blocks in enumerate(preset.levels)
         )
         c = preset.head_in
         k = tree.num_classes
         self.per_class = preset.head == "per_class"
-        self.heads = nn.ModuleList(nn.Linear(c, 1) for _ in range(k)) if self.per_class else None
-        self.fc = None if self.per_class else nn.Linear(c, k)
+        norm = preset.head_norm
+        self.heads = (
+            nn.ModuleList(ClassHead(c, 1, norm) for _ in range(k)) if self.per_class else None
+        )
+        self.head = None if self.per_class else ClassHead(c, k, norm)
         self.scales: list[list[float] | None] = [None] * len(preset.levels)
 
     @classmethod
@@ -58,21 +60,26 @@ class PerBranchNet(nn.Module):
         state: dict[str, torch.Tensor] = {
             f"trunk.{k}": v for k, v in model.trunk.state_dict().items()
         }
+        # a grouped level's state names are its single-branch node's, with a node dimension
         for lv, level in enumerate(model.levels):
-            assert isinstance(level, GroupedLevel)
-            for b, gblock in enumerate(level.blocks):
-                assert isinstance(gblock, GroupedBottleneck)
-                for name, t in gblock.state_dict().items():
-                    for i in range(level.n):
-                        state[f"nodes.{lv}.{i}.{b}.{name}"] = t if t.dim() == 0 else t[i]
+            n = cast(LevelScales, level).n
+            for name, t in level.state_dict().items():
+                for i in range(n):
+                    state[f"nodes.{lv}.{i}.{name}"] = t if t.dim() == 0 else t[i]
         if model.heads is not None:
-            w, bias = model.heads.weight.detach(), model.heads.bias.detach()
+            heads = model.heads
             for j in range(model.num_classes):
-                state[f"heads.{j}.weight"] = w[j : j + 1]
-                state[f"heads.{j}.bias"] = bias[j : j + 1]
+                state[f"heads.{j}.fc.weight"] = heads.weight.detach()[j : j + 1]
+                state[f"heads.{j}.fc.bias"] = heads.bias.detach()[j : j + 1]
+                if heads.norm_weight is not None and heads.norm_bias is not None:
+                    state[f"heads.{j}.norm.weight"] = heads.norm_weight.detach()[j]
+                    state[f"heads.{j}.norm.bias"] = heads.norm_bias.detach()[j]
         else:
             assert model.fc is not None
-            state.update({f"fc.{k}": v for k, v in model.fc.state_dict().items()})
+            state.update({f"head.fc.{k}": v for k, v in model.fc.state_dict().items()})
+            if model.head_norm is not None:
+                norm = model.head_norm.state_dict().items()
+                state.update({f"head.norm.{k}": v for k, v in norm})
         if share:
             with torch.device("meta"):
                 ref = cls(model.preset, model.tree)
@@ -81,7 +88,7 @@ class PerBranchNet(nn.Module):
             ref = cls(model.preset, model.tree)
             ref.load_state_dict(state, strict=True)
         for lv, level in enumerate(model.levels):
-            scales = cast(GroupedLevel, level).scales
+            scales = cast(LevelScales, level).scales
             ref.scales[lv] = list(scales) if scales is not None else None
         ref.train(model.training)
         return ref
@@ -93,15 +100,12 @@ class PerBranchNet(nn.Module):
             new = []
             for i, node in enumerate(cast(nn.ModuleList, level_nodes)):
                 h = outs[self.parents[lv][i]]
-                for b, block in enumerate(cast(nn.Sequential, node)):
-                    h = block(h, scales[i] if (b == 0 and scales is not None) else None)
-                new.append(h)
+                new.append(node(h, scales[i] if scales is not None else None))
             outs = new
-        pooled = [torch.flatten(F.adaptive_avg_pool2d(h, 1), 1) for h in outs]
         if self.heads is not None:
-            return torch.cat([head(p) for head, p in zip(self.heads, pooled, strict=True)], 1)
-        assert self.fc is not None
-        return self.fc(pooled[0])
+            return torch.cat([head(h) for head, h in zip(self.heads, outs, strict=True)], 1)
+        assert self.head is not None
+        return self.head(outs[0])
 
 
 def synthetic_tree(nodes_per_level: Sequence[int], seed: int = 0, shuffle: bool = True) -> Tree:

@@ -1,22 +1,23 @@
 """Profile a network by composition, without allocating it.
 
 A network is a trunk, then levels of identical nodes (every node of level l is the same sequence of
-bottleneck blocks, fed by its parent's output), then the class heads. Parameters and fvcore MACs of
-the whole network are therefore
+blocks, fed by its parent's output), then the class heads. Parameters and MACs of the whole network
+are therefore
 
     trunk + Σ_l n_l · node_l + head-part,
 
-where n_l is the number of nodes on level l. fvcore runs once per *distinct* module and input shape:
-the stem at the image size, each distinct bottleneck block (the plain `Bottleneck` module) at its
-input size (the trunk's stages and every level's node are chains of them; the repeated blocks of a
-stage are one run), and one class head (global average pooling + `Linear(C, 1)`; for shared-head
-presets one `Linear(C, k)`). A 2.6 G-parameter PHL_big at k = 1000 is profiled from a dozen small
-modules.
+where n_l is the number of nodes on level l. The counter (fvcore, thop or ptflops,
+`counters.py`) runs once per *distinct* module and input shape: the kind's stem at the image size,
+each distinct block (the kind's single-branch module, `BlockKind.single`) at its input size (the
+trunk's stages and every level's node are chains of them; the repeated blocks of a stage are one
+run; the kind's `out_size` gives the next shape), and one class head (`ClassHead`: pooling,
+[LayerNorm,] `Linear(C, 1)`; for shared-head presets one `Linear(C, k)`). A 2.6 G-parameter PHL_big
+at k = 1000 is profiled from a dozen small modules.
 
-The grouped implementation (a level = one tensor of n·c channels, grouped convolutions, per-channel
-BN) has the same parameters and the same fvcore MACs as n separate branches: a grouped convolution's
-MACs are the sum over its groups, BN and pooling are counted per element. The tests check the
-composed figures against fvcore on whole (small) models.
+For the ResNet kinds the grouped implementation (a level = one tensor of n·c channels, grouped
+convolutions, per-channel BN) has the same parameters and the same fvcore MACs as n separate
+branches; the tests check the composed figures against fvcore on whole (small) models. For
+ConvNeXt the composition counts timm's module structure, which is what the paper counted.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from torch import nn
-
 from nhlcli.errors import NhlError
-from nhlcli.model.blocks import Bottleneck, Trunk
+from nhlcli.model.kinds import get_kind
+from nhlcli.model.network import ClassHead
 from nhlcli.model.presets import BlockSpec, Preset, TrunkSpec, get_preset
-from nhlcli.profiling.fvcore_count import Count, SkippedOps, count_module
+from nhlcli.profiling.counters import DEFAULT_COUNTER, check_counter, count_with
+from nhlcli.profiling.fvcore_count import Count, SkippedOps
 
 MIN_IMG_SIZE = 16
 MAX_IMG_SIZE = 1024
@@ -78,6 +79,7 @@ class ModelProfile:
     nodes_per_level: tuple[int, ...]
     parts: tuple[PartProfile, ...]
     skipped: SkippedOps = field(compare=False)
+    counter: str = DEFAULT_COUNTER
 
     @property
     def params(self) -> int:
@@ -97,6 +99,7 @@ class ModelProfile:
             "img_size": self.img_size,
             "classes": self.num_classes,
             "nodes_per_level": list(self.nodes_per_level),
+            "counter": self.counter,
             "params": self.params,
             "macs": self.macs,
             "gmacs": self.gmacs,
@@ -104,65 +107,47 @@ class ModelProfile:
         }
 
 
-class _ClassHead(nn.Module):
-    """Global average pooling, flatten, Linear(C, outputs): one class head (or the shared FC)."""
-
-    def __init__(self, channels: int, outputs: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(channels, outputs)
-
-    def forward(self, x: Any) -> Any:
-        return self.fc(self.pool(x).flatten(1))
-
-
 Shape = tuple[int, int, int]  # (C, H, W) of one module's input
 
 
-def conv_out(size: int, stride: int) -> int:
-    """Spatial size after a stride-s layer of this family (3x3 pad 1, 1x1 pad 0, 7x7 pad 3, max pool
-    3 pad 1): ceil(size / stride)."""
-    return (size - 1) // stride + 1
-
-
-# fvcore runs once per distinct (module, input shape): the stem, each distinct bottleneck block (the
-# repeated blocks of a ResNet stage share one run), one class head. The caches make the three rows
-# of a report (ResNet50, the full model, its cutout) share most runs.
+# A counter runs once per distinct (module, input shape): the stem, each distinct block (the
+# repeated blocks of a stage share one run), one class head. The caches make the three rows of a
+# report (the baseline, the full model, its cutout) share most runs.
 @lru_cache(maxsize=512)
-def _stem_count(img_size: int) -> Count:
-    return count_module(Trunk(TrunkSpec("stem", ())), (1, 3, img_size, img_size))
+def _stem_count(kind: str, img_size: int, counter: str) -> Count:
+    return count_with(counter, get_kind(kind).stem(), (1, 3, img_size, img_size))
 
 
 @lru_cache(maxsize=512)
-def _block_count(spec: BlockSpec, h: int, w: int) -> Count:
-    return count_module(Bottleneck(spec), (1, spec.cin, h, w))
+def _block_count(spec: BlockSpec, h: int, w: int, counter: str) -> Count:
+    return count_with(counter, get_kind(spec.kind).single(spec), (1, spec.cin, h, w))
 
 
 @lru_cache(maxsize=512)
-def _head_count(shape: Shape, outputs: int) -> Count:
-    return count_module(_ClassHead(shape[0], outputs), (1, *shape))
+def _head_count(shape: Shape, outputs: int, norm: bool, counter: str) -> Count:
+    return count_with(counter, ClassHead(shape[0], outputs, norm), (1, *shape))
 
 
-def _blocks_count(blocks: Sequence[BlockSpec], shape: Shape) -> tuple[Count, Shape]:
+def _blocks_count(blocks: Sequence[BlockSpec], shape: Shape, counter: str) -> tuple[Count, Shape]:
     """A chain of blocks on an input shape: summed counts and the output shape."""
     params = macs = 0
-    skipped = SkippedOps()
+    skipped = SkippedOps(tool=counter)
     _, h, w = shape
     for b in blocks:
-        c = _block_count(b, h, w)
+        c = _block_count(b, h, w, counter)
         params, macs = params + c.params, macs + c.macs
         skipped.merge(c.skipped)
-        h, w = conv_out(h, b.stride), conv_out(w, b.stride)
+        h, w = get_kind(b.kind).out_size(b, h, w)
     return Count(params, macs, skipped), (blocks[-1].cout, h, w)
 
 
-def trunk_count(spec: TrunkSpec, img_size: int) -> tuple[Count, Shape]:
+def trunk_count(spec: TrunkSpec, img_size: int, counter: str = "fvcore") -> tuple[Count, Shape]:
     """The trunk (stem + stages) at an image size: counts and the output shape."""
-    stem = _stem_count(img_size)
-    side = conv_out(conv_out(img_size, 2), 2)
+    stem = _stem_count(spec.kind, img_size, counter)
+    c, side = get_kind(spec.kind).stem_out(img_size)
     blocks = [b for stage in spec.stages for b in stage.block_specs()]
-    body, out = _blocks_count(blocks, (64, side, side))
-    skipped = SkippedOps()
+    body, out = _blocks_count(blocks, (c, side, side), counter)
+    skipped = SkippedOps(tool=counter)
     skipped.merge(stem.skipped)
     skipped.merge(body.skipped)
     return Count(stem.params + body.params, stem.macs + body.macs, skipped), out
@@ -202,32 +187,37 @@ def compose_profile(
     nodes_per_level: Sequence[int],
     num_classes: int,
     img_size: int = 224,
+    counter: str = DEFAULT_COUNTER,
 ) -> ModelProfile:
-    """Parameters and fvcore MACs of `preset` with these node counts, composed per distinct shape.
+    """Parameters and MACs of `preset` with these node counts, composed per distinct shape.
 
     `nodes_per_level` lists the nodes of each level (the last entry is the number of classes); it is
-    ignored for shared-head presets (ResNet50, PHL_1branch), which have one node per level.
+    ignored for shared-head presets (the baselines, PHL_1branch), which have one node per level.
+    `counter`: fvcore (default), thop or ptflops (`nhlcli.profiling.counters`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     check_img_size(img_size)
+    check_counter(counter)
     if num_classes < 1:
         raise NhlError("a network needs at least one class")
     counts = level_node_counts(p, nodes_per_level, num_classes)
-    skipped = SkippedOps()
+    skipped = SkippedOps(tool=counter)
 
-    trunk, shape = trunk_count(p.trunk, img_size)
+    trunk, shape = trunk_count(p.trunk, img_size, counter)
     skipped.merge(trunk.skipped)
     parts = [PartProfile("trunk", 1, trunk.params, trunk.macs, (3, img_size, img_size))]
     for i, (blocks, n) in enumerate(zip(p.levels, counts, strict=True), start=1):
-        node, out = _blocks_count(blocks, shape)
+        node, out = _blocks_count(blocks, shape, counter)
         skipped.merge(node.skipped, times=n)
         parts.append(PartProfile(f"level {i}", n, node.params, node.macs, shape))
         shape = out
     if p.head == "shared":
-        head = _head_count(shape, num_classes)
+        head = _head_count(shape, num_classes, p.head_norm, counter)
         parts.append(PartProfile("head", 1, head.params, head.macs, shape))
     else:
-        head = _head_count(shape, 1)
+        head = _head_count(shape, 1, p.head_norm, counter)
         parts.append(PartProfile("heads", num_classes, head.params, head.macs, shape))
     skipped.merge(head.skipped, times=parts[-1].count)
-    return ModelProfile(p.name, img_size, num_classes, tuple(counts), tuple(parts), skipped)
+    return ModelProfile(
+        p.name, img_size, num_classes, tuple(counts), tuple(parts), skipped, counter
+    )

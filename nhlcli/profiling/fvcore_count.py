@@ -28,6 +28,7 @@ class SkippedOps:
 
     ops: Counter[str] = field(default_factory=Counter)
     messages: list[str] = field(default_factory=list)  # anything fvcore logged or warned anyway
+    tool: str = "fvcore"  # thop: module types it ignored (parameters and MACs not counted)
 
     def add(self, ops: Counter[str] | dict[str, int], times: int = 1) -> None:
         for op, n in ops.items():
@@ -44,7 +45,9 @@ class SkippedOps:
         listed = ", ".join(
             f"{op.removeprefix('aten::')} ×{n:,}" for op, n in self.ops.most_common()
         )
-        return f"fvcore skipped operators it has no MAC count for: {listed}"
+        if self.tool == "thop":
+            return f"thop counted no parameters or MACs of the module types: {listed}"
+        return f"{self.tool} skipped operators it has no MAC count for: {listed}"
 
     def to_dict(self) -> dict[str, int]:
         return dict(self.ops.most_common())

@@ -1,12 +1,14 @@
-"""The profile report: ResNet50 baseline, the full model and its cutout, side by side.
+"""The profile report: a baseline, the full model and its cutout, side by side.
 
 `profile_report` returns a `Profile` (`to_dict()` is what `--json` prints):
 
-* `models`: three rows (`baseline` = ResNet50 with the full model's k classes, `full`, `cutout`
-  when a class subset is given), each with params, MACs, GMACs, its per-part breakdown, and its
-  reductions in % against the full model and against the baseline (positive = smaller);
-* `units`: what the numbers count (fvcore counts one multiply-accumulate as one flop: GMACs);
-* `fvcore_skipped`: the single line saying which operators fvcore did not count.
+* `models`: three rows (`baseline` = ResNet50 or the preset family's baseline (`--baseline`) with
+  the full model's k classes, `full`, `cutout` when a class subset is given), each with params,
+  MACs, GMACs, its per-part breakdown, and its reductions in % against the full model and against
+  the baseline (positive = smaller);
+* `counter`, `units`: which counter (fvcore, thop, ptflops) and what the numbers count;
+* `fvcore_skipped`: the single line saying what the counter did not count (fvcore: operators;
+  thop: module types).
 """
 
 from __future__ import annotations
@@ -20,15 +22,38 @@ from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.network import levels_hint
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
+from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
 from nhlcli.profiling.fvcore_count import SkippedOps
 
-BASELINE_ARCH = "resnet50"
+BASELINE_ARCH = "resnet50"  # the default comparison row of the ResNet50-trunk presets
+BASELINES = ("resnet18", "resnet50", "resnet152", "resnet200", "convnextv2-tiny")
 
 UNITS = {
     "params": "trainable parameters (BN weight and bias included, running statistics excluded)",
-    "macs": "fvcore 'flops' at batch 1: fvcore counts one multiply-accumulate as one flop, so "
-    "these are MACs (GMACs = 1e9 MACs); ReLU, residual additions and max pooling are not counted",
+    "macs": COUNTER_NOTES["fvcore"],
 }
+
+#: which counter the papers used where (in the report and in docs/profiling.md)
+PAPER_COUNTERS = (
+    "the paper's Table 2 and paper 003's Table 1 count with thop; Table 4 counts every parameter "
+    "(fvcore and ptflops parameters)"
+)
+
+
+def units(counter: str) -> dict[str, str]:
+    """What the report's numbers count, for one counter."""
+    params = UNITS["params"]
+    if counter == "thop":
+        params = "parameters of the module types thop knows (see macs)"
+    return {"params": params, "macs": COUNTER_NOTES[counter], "papers": PAPER_COUNTERS}
+
+
+def baseline_for(preset: Preset, baseline: str | None) -> str:
+    """The comparison row: `baseline`, or the preset family's default (NhlError if unknown)."""
+    name = baseline or preset.baseline
+    if name not in BASELINES:
+        raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(BASELINES)})")
+    return name
 
 
 def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
@@ -96,6 +121,7 @@ class Profile:
     rows: list[ProfileRow]
     skipped_ops: SkippedOps
     latency: dict[str, Any] | None = None
+    counter: str = DEFAULT_COUNTER
 
     def row(self, role: str) -> ProfileRow:
         """The row of one role: "baseline", "full" or "cutout"."""
@@ -106,7 +132,7 @@ class Profile:
 
     @property
     def fvcore_skipped(self) -> str:
-        """The one line saying which operators fvcore did not count (empty when none)."""
+        """The one line saying what the counter did not count (empty when nothing)."""
         return self.skipped_ops.line()
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,7 +152,8 @@ class Profile:
             "classes": self.classes,
             "cutout_classes": self.cutout_classes,
             "baseline": self.baseline,
-            "units": UNITS,
+            "counter": self.counter,
+            "units": units(self.counter),
             "models": rows,
             # the full model's operators fvcore skipped (the other rows skip the same kinds)
             "fvcore_skipped": self.fvcore_skipped,
@@ -142,26 +169,31 @@ def profile_report(
     tree: Tree,
     subset_class_ids: Sequence[str] | None = None,
     img_size: int = 224,
+    counter: str = DEFAULT_COUNTER,
+    baseline: str | None = None,
 ) -> Profile:
-    """Parameters and GMACs of ResNet50 (k classes), the full model and the cutout for a subset.
+    """Parameters and GMACs of the baseline (k classes), the full model and the cutout.
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
     node counts per level come from that sub-tree. Nothing is allocated beyond one block of each
-    shape.
+    shape. `counter`: fvcore, thop or ptflops; `baseline`: the comparison row (default: the
+    preset family's, `Preset.baseline`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
+    check_counter(counter)
+    base_arch = baseline_for(p, baseline)
     k = tree.num_classes
-    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size)
-    base = compose_profile(BASELINE_ARCH, [], k, img_size)
+    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size, counter)
+    base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
-        ProfileRow("baseline", f"{BASELINE_ARCH} ({k} classes)", base),
+        ProfileRow("baseline", f"{base_arch} ({k} classes)", base),
         ProfileRow("full", f"{p.name} ({k} classes)", full),
     ]
     cut_tree: Tree | None = None
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
-        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size)
+        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size, counter)
         rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
         r.reduction_vs_full_pct = {
@@ -179,9 +211,10 @@ def profile_report(
         img_size=img_size,
         classes=k,
         cutout_classes=None if cut_tree is None else cut_tree.class_ids,
-        baseline=BASELINE_ARCH,
+        baseline=base_arch,
         rows=rows,
         skipped_ops=full.skipped,
+        counter=counter,
     )
 
 
@@ -214,19 +247,22 @@ def profile(
     warmup: int = 3,
     device: str = "cpu",
     models: dict[str, Any] | None = None,
+    counter: str = DEFAULT_COUNTER,
+    baseline: str | None = None,
     progress: Any = None,
 ) -> Profile:
     """The profile (baseline / full / cutout), with measured latency when asked.
 
     `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
-    expert; the others are built for timing.
+    expert; the others are built for timing. `counter`, `baseline`: as `profile_report`.
     """
-    report = profile_report(preset, tree, subset, img_size)
+    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
     if latency:
         from nhlcli.profiling.latency import measure_report_latency
 
         measured = measure_report_latency(
             preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
+            baseline=report.baseline,
             progress=progress,
         )  # fmt: skip
         attach_latency(report, measured)

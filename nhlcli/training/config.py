@@ -208,7 +208,10 @@ class TrainConfig:
     project: str = setting("runs/train", "Parent folder of runs.", path=True)
     exist_ok: bool = setting(False, "Reuse runs/train/NAME instead of NAME-2.", flag="--exist-ok")
     trunk_weights: str | None = setting(
-        None, "Pretrained trunk state dict (.pth/.safetensors).", path=True
+        None,
+        "Pretrained trunk: torchvision ResNet, or timm / official ConvNeXt-V2 state dict "
+        "(.safetensors, .pt/.pth).",
+        path=True,
     )
     freeze_trunk: bool = setting(False, "Do not train the trunk.", flag="--freeze-trunk")
     allow_extra: bool = setting(

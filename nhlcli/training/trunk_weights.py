@@ -1,12 +1,17 @@
-"""Initialising a network's trunk from a ResNet state dict in the torchvision layout.
+"""Initialising a network's trunk from a pretrained state dict (ResNet or ConvNeXt-V2).
+
+ResNet trunks read the torchvision layout; ConvNeXt-V2 trunks read timm's layout or the official
+checkpoints' (converted key by key, `weight_layouts`). A file of another network is a one-line
+error naming what it looks like.
 
 The file is a `.safetensors` file, or a `.pth`/`.pt` file read with `torch.load(weights_only=True)`
 (no code runs). Keys may carry a `module.` (DDP), `model.` or `backbone.` prefix, or sit under a
 `state_dict`/`model` entry; those wrappers are removed. A key such as `layer3.5.conv2.weight` goes
-to `trunk.layer3.5.conv2.weight`; `fc.*` goes to the model's own `fc` (the ResNet50 baseline) when
-the shapes agree. The report lists what was loaded, what in the file was not used (e.g. `layer4.*`
-for a network that splits after conv4), what had another shape (e.g. a 1000-way `fc`), and which
-trunk tensors the file did not provide.
+to `trunk.layer3.5.conv2.weight`; `fc.*` (timm: `head.fc.*`, `head.norm.*`) goes to the model's own
+`fc` (and `head_norm`) of a baseline when the shapes agree. The report lists what was loaded, what
+in the file was not used (e.g. `layer4.*` for a network that splits after conv4, `stages.3.*` and
+`head.*` for the ConvNeXt-V2 NHL), what had another shape (e.g. a 1000-way `fc`), and which trunk
+tensors the file did not provide.
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ from torch import nn
 
 from nhlcli.errors import NhlError, first_line
 from nhlcli.fileio import register_input
+from nhlcli.training.weight_layouts import (
+    FAMILY,
+    LAYOUTS,
+    describe_keys,
+    detect_layout,
+    official_to_timm,
+)
 
 WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 
@@ -28,6 +40,7 @@ WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 @dataclass
 class TrunkLoadReport:
     file: str
+    layout: str = ""  # weight_layouts.LAYOUTS key
     loaded: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)  # in the file, no place in the model
     shape_mismatch: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
@@ -36,6 +49,7 @@ class TrunkLoadReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "file": self.file,
+            "layout": self.layout,
             "loaded": len(self.loaded),
             "unused": self.unused,
             "shape_mismatch": self.shape_mismatch,
@@ -43,7 +57,7 @@ class TrunkLoadReport:
         }
 
     def summary(self) -> str:
-        parts = [f"loaded {len(self.loaded)} tensors from {self.file}"]
+        parts = [f"loaded {len(self.loaded)} tensors from {self.file} ({self.layout} layout)"]
         if self.unused:
             parts.append(f"{len(self.unused)} unused ({_groups(self.unused)})")
         if self.shape_mismatch:
@@ -103,38 +117,76 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_trunk_weights(model: nn.Module, path: str | Path) -> TrunkLoadReport:
-    """Copy matching tensors of a torchvision-layout ResNet state dict into model.trunk (and fc)."""
+def _family(model: nn.Module) -> str:
+    kind = model.preset.trunk.kind  # type: ignore[union-attr]
+    return "convnextv2" if kind == "convnextv2" else "resnet"
+
+
+def source_tensors(model: nn.Module, path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The file's tensors in the model family's naming, and the file's layout (NhlError if the
+    file is another network: the message names what it looks like)."""
     source = read_state_dict(path)
-    report = TrunkLoadReport(str(path))
+    layout = detect_layout(source)
+    family = _family(model)
+    arch = model.preset.name  # type: ignore[union-attr]
+    expected = (
+        f"{LAYOUTS['timm-convnextv2']} or {LAYOUTS['official-convnextv2']}"
+        if family == "convnextv2"
+        else LAYOUTS["torchvision-resnet"]
+    )
+    if layout is None:
+        raise NhlError(f"{path}: looks like {describe_keys(source)}; {arch} needs {expected}")
+    if FAMILY[layout] != family:
+        raise NhlError(f"{path}: looks like {LAYOUTS[layout]}; {arch} needs {expected}")
+    if layout == "official-convnextv2":
+        source = dict(official_to_timm(k, v) for k, v in source.items())
+    return source, layout
+
+
+def _head_targets(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's head tensors under the file's names (fc, and timm's head.fc / head.norm)."""
+    out: dict[str, torch.Tensor] = {}
+    fc = getattr(model, "fc", None)
+    norm = getattr(model, "head_norm", None)
+    fc_prefix = "head.fc." if _family(model) == "convnextv2" else "fc."
+    for prefix, module in ((fc_prefix, fc), ("head.norm.", norm)):
+        if isinstance(module, nn.Module):
+            out.update({prefix + k: v for k, v in module.state_dict(keep_vars=True).items()})
+    return out
+
+
+def load_trunk_weights(model: nn.Module, path: str | Path) -> TrunkLoadReport:
+    """Copy matching tensors of a pretrained state dict into model.trunk (and a baseline's head).
+
+    ResNet trunks read torchvision's layout; ConvNeXt-V2 trunks read timm's or the official
+    checkpoints' layout (`weight_layouts`). The report lists what was loaded, unused and missing.
+    """
+    source, layout = source_tensors(model, path)
+    report = TrunkLoadReport(str(path), layout=layout)
     trunk: nn.Module = model.trunk  # type: ignore[assignment]
     targets: dict[str, torch.Tensor] = {k: v for k, v in trunk.state_dict(keep_vars=True).items()}
-    fc = getattr(model, "fc", None)
-    fc_targets = dict(fc.state_dict(keep_vars=True)) if isinstance(fc, nn.Module) else {}
+    head_targets = _head_targets(model)
     used_trunk: set[str] = set()
     with torch.no_grad():
         for key, value in source.items():
-            if key.startswith("fc.") and key[3:] in fc_targets:
-                dest, name = fc_targets[key[3:]], key
+            if key in head_targets:
+                dest = head_targets[key]
             elif key in targets:
-                dest, name = targets[key], key
+                dest = targets[key]
                 used_trunk.add(key)
             else:
                 report.unused.append(key)
                 continue
             if tuple(dest.shape) != tuple(value.shape):
                 report.shape_mismatch.append(
-                    f"{name}: file {tuple(value.shape)} vs model {tuple(dest.shape)}"
+                    f"{key}: file {tuple(value.shape)} vs model {tuple(dest.shape)}"
                 )
                 continue
             dest.copy_(value.to(dest.dtype))
-            report.loaded.append(name)
+            report.loaded.append(key)
     report.missing = [k for k in targets if k not in used_trunk]
     if not report.loaded:
-        raise NhlError(
-            f"{path}: no tensor matches the trunk (expected torchvision ResNet names such as "
-            "conv1.weight, layer1.0.conv1.weight)"
-        )
+        raise NhlError(f"{path}: no tensor of the {layout} file matches the trunk")
     return report
 
 

@@ -1,0 +1,135 @@
+"""Block kind ``bottleneck``: the ResNet v1.5 bottleneck (PHL, N2HL, N3HL, N4HL, ResNet50/152/200).
+
+1x1 (cin->mid) BN ReLU, 3x3 (mid->mid, stride, pad 1) BN ReLU, 1x1 (mid->cout) BN, + shortcut,
+ReLU; convs without bias; the shortcut is a projection (1x1 conv with the stride + BN) iff
+stride != 1 or cin != cout. Parameters: cin·mid + 9·mid² + mid·cout + 2·(2·mid + cout), plus
+cin·cout + 2·cout with a projection.
+
+Attention: the scale multiplies the output of the FIRST block's 3x3 convolution (after its BN
+and ReLU), i.e. ``mid`` channels per node (the paper's "first per-branch conv").
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nhlcli.model.kinds import BlockKind
+from nhlcli.model.kinds.resnet_common import (
+    ResNetKindBase,
+    grouped_projection,
+    projection,
+    projection_params,
+)
+from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring, read_parents
+from nhlcli.model.presets import BlockSpec
+
+
+class Bottleneck(nn.Module):
+    """ResNet v1.5 bottleneck (stride on the 3x3 conv); projection shortcut iff needed."""
+
+    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
+
+    def __init__(self, spec: BlockSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        self.conv1 = nn.Conv2d(spec.cin, spec.mid, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(spec.mid)
+        self.conv2 = nn.Conv2d(spec.mid, spec.mid, 3, stride=spec.stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(spec.mid)
+        self.conv3 = nn.Conv2d(spec.mid, spec.cout, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(spec.cout)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = projection(spec)
+
+    def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        if scale is not None:  # top-down attention on the 3x3 conv's feature maps
+            out = out * scale
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class GroupedBottleneck(nn.Module):
+    """n ResNet v1.5 bottlenecks of one spec side by side (torchvision names, leading node dim)."""
+
+    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
+
+    def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
+        super().__init__()
+        self.spec, self.n = spec, n
+        self.wiring = wiring if wiring is not None and not wiring.aligned else None
+        self.conv1 = GroupedConv(n, spec.cin, spec.mid, 1)
+        self.bn1 = GroupedBatchNorm(n, spec.mid)
+        self.conv2 = GroupedConv(n, spec.mid, spec.mid, 3, spec.stride)
+        self.bn2 = GroupedBatchNorm(n, spec.mid)
+        self.conv3 = GroupedConv(n, spec.mid, spec.cout, 1)
+        self.bn3 = GroupedBatchNorm(n, spec.cout)
+        self.downsample = grouped_projection(spec, n)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        scale: torch.Tensor | None = None,
+        span: tuple[int, int] | None = None,
+        wiring: Wiring | None = None,
+    ) -> torch.Tensor:
+        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
+
+        scale: top-down attention, one factor per channel of the 3x3 conv's output (n·mid,) or
+        None. span=(a, b): only nodes a..b-1, read through `wiring` (None: x holds exactly their
+        inputs, in order); without a span the block's own wiring is used.
+        """
+        if span is None:
+            wiring = self.wiring
+        elif wiring is not None and wiring.aligned:
+            wiring = None
+        if self.downsample is not None:
+            proj_conv = cast(GroupedConv, self.downsample[0])
+            proj_bn = cast(GroupedBatchNorm, self.downsample[1])
+            if wiring is None:
+                out, proj = self.conv1(x, span), proj_conv(x, span)
+            else:  # both 1x1 convs read the parents: gather each bucket once
+                out, proj = read_parents(x, wiring, [self.conv1, proj_conv], span)
+            identity = proj_bn(proj, span)
+        else:
+            identity = x if wiring is None else wiring.gather(x)
+            if wiring is None:
+                out = self.conv1(x, span)
+            else:
+                out = read_parents(x, wiring, [self.conv1], span)[0]
+        out = F.relu(self.bn1(out, span), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out, span), span), inplace=True)
+        if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
+            out = out * scale.to(out.dtype).view(1, -1, 1, 1)
+        out = self.bn3(self.conv3(out, span), span)
+        return F.relu(out + identity, inplace=True)
+
+
+class BottleneckKind(ResNetKindBase, BlockKind):
+    name = "bottleneck"
+    ATTENTION = (
+        "the output of the first block's 3x3 convolution, after its BN and ReLU (mid channels)"
+    )
+
+    def params(self, spec: BlockSpec) -> int:
+        p = spec.cin * spec.mid + 9 * spec.mid**2 + spec.mid * spec.cout
+        p += 2 * (2 * spec.mid + spec.cout)  # BN weight + bias
+        return p + projection_params(spec)
+
+    def single(self, spec: BlockSpec) -> nn.Module:
+        return Bottleneck(spec)
+
+    def grouped_block(self, spec: BlockSpec, n: int, wiring: Wiring | None) -> nn.Module:
+        return GroupedBottleneck(spec, n, wiring)
+
+    def attention_channels(self, spec: BlockSpec) -> int:
+        return spec.mid
+
+
+KIND = BottleneckKind()

@@ -1,0 +1,114 @@
+"""What the two ResNet kinds (basic, bottleneck) share: the stem, the trunk, a node, a level.
+
+The trunk is named like torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so a
+torchvision state dict loads into it. A node of a level is a chain of blocks (``blocks.0``, ...),
+and the grouped level (`nhlcli.model.levels.GroupedLevel`) uses the same names with a leading node
+dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
+from nhlcli.model.presets import BlockSpec, TrunkSpec
+
+STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
+
+
+def conv_out(size: int, stride: int) -> int:
+    """Spatial size after a padded stride-s ResNet layer (3x3 pad 1, 1x1, 7x7 pad 3, max pool)."""
+    return (size - 1) // stride + 1
+
+
+def projection(spec: BlockSpec) -> nn.Sequential | None:
+    """The projection shortcut (1x1 conv with the stride, BN) iff stride != 1 or cin != cout."""
+    if not spec.projection:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
+        nn.BatchNorm2d(spec.cout),
+    )
+
+
+def projection_params(spec: BlockSpec) -> int:
+    """Parameters of `projection` (0 without one)."""
+    return spec.cin * spec.cout + 2 * spec.cout if spec.projection else 0
+
+
+def grouped_projection(spec: BlockSpec, n: int) -> nn.Sequential | None:
+    """`projection` of n nodes side by side (leading node dimension)."""
+    if not spec.projection:
+        return None
+    return nn.Sequential(
+        GroupedConv(n, spec.cin, spec.cout, 1, spec.stride), GroupedBatchNorm(n, spec.cout)
+    )
+
+
+class Trunk(nn.Module):
+    """Stem + ResNet stages, named like torchvision's ResNet (conv1, bn1, layer1, ...)."""
+
+    def __init__(self, spec: TrunkSpec) -> None:
+        from nhlcli.model.kinds import get_kind
+
+        super().__init__()
+        self.spec = spec
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        for i, stage in enumerate(spec.stages, start=1):
+            kind = get_kind(stage.kind)
+            setattr(
+                self, f"layer{i}", nn.Sequential(*(kind.single(b) for b in stage.block_specs()))
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        for i in range(1, len(self.spec.stages) + 1):
+            x = getattr(self, f"layer{i}")(x)
+        return x
+
+
+class ResNetNode(nn.Module):
+    """One node of a level: single-branch blocks (``blocks.0``, ...); the scale goes to block 0."""
+
+    def __init__(self, blocks: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, scale if i == 0 else None)
+        return x
+
+
+class ResNetKindBase:
+    """The methods both ResNet kinds share (stem, trunk, node, level, output size)."""
+
+    def single(self, spec: BlockSpec) -> nn.Module:
+        raise NotImplementedError
+
+    def out_size(self, spec: BlockSpec, h: int, w: int) -> tuple[int, int]:
+        return conv_out(h, spec.stride), conv_out(w, spec.stride)
+
+    def node(self, specs: Sequence[BlockSpec]) -> nn.Module:
+        return ResNetNode([self.single(s) for s in specs])
+
+    def level(self, specs: Sequence[BlockSpec], wiring: Wiring) -> nn.Module:
+        return GroupedLevel(specs, wiring)
+
+    def trunk(self, spec: TrunkSpec) -> nn.Module:
+        return Trunk(spec)
+
+    def stem_params(self) -> int:
+        return STEM_PARAMS
+
+    def stem(self) -> nn.Module:
+        return Trunk(TrunkSpec("stem", ()))
+
+    def stem_out(self, img_size: int) -> tuple[int, int]:
+        return 64, conv_out(conv_out(img_size, 2), 2)
