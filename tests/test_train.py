@@ -38,13 +38,6 @@ def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 4, 2)
 
 
-@pytest.fixture(scope="module")
-def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tree") / "tree.json"
-    small_tree().save(path)
-    return path
-
-
 def weights(run: Path, tag: str = "last") -> dict[str, torch.Tensor]:
     return load_file(str(run / tag / "model.safetensors"))
 

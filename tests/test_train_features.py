@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 from cli_helpers import run_cli
-from imagenette_sample import copy_sample, one_thread, small_tree
+from imagenette_sample import copy_sample, one_thread
 from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
@@ -31,13 +31,6 @@ _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 @pytest.fixture(scope="module")
 def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 2, 3)
-
-
-@pytest.fixture(scope="module")
-def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tree") / "tree.json"
-    small_tree().save(path)
-    return path
 
 
 def settings(nette: Path, tree_file: Path, project: Path, **kw: object) -> dict:
