@@ -156,6 +156,19 @@ def eval_command(
     console.print(table)
     if report.skipped:
         console.print(f"[yellow]{len(report.skipped)} unreadable image(s) skipped[/]")
+    if report.ignored_folders:
+        shown = ", ".join(report.ignored_folders[:8])
+        more = (
+            f" and {len(report.ignored_folders) - 8} more"
+            if len(report.ignored_folders) > 8
+            else ""
+        )
+        err_console.print(
+            f"note: ignored {len(report.ignored_folders)} folder(s) that are not classes of the "
+            f"model (--allow-extra): {shown}",
+            markup=False,
+            soft_wrap=True,
+        )
     console.print(
         f"top-1: [bold]{report.top1:.2f}%[/]  top-5: [bold]{report.top5 or 0.0:.2f}%[/] "
         f"on {report.images} images"

@@ -83,6 +83,7 @@ class EvalReport:
     oracle: list[dict[str, float]] | None = None  # [{"scale": s, "top1": a}]
     oracle_note: str | None = None
     skipped: list[str] = field(default_factory=list)
+    ignored_folders: list[str] = field(default_factory=list)  # --allow-extra: not the model's
     top5: float | None = None
     levels: list[dict[str, Any]] = field(default_factory=list)  # LevelAccuracy.to_dict() rows
     output_dir: str | None = None  # where report.json and the confusion files were written
@@ -107,6 +108,7 @@ class EvalReport:
             "oracle_note": self.oracle_note,
             "skipped_images": len(self.skipped),
             "skipped_files": self.skipped[:20],
+            "ignored_folders": self.ignored_folders,
             "output_dir": self.output_dir,
         }
 
@@ -219,6 +221,7 @@ def evaluate(
         attention=dict(net.attention) if net.attention_level is not None else None,
         attention_level=net.attention_level,
         skipped=result.skipped,
+        ignored_folders=list(folder.ignored_folders),
     )
     key: float | None = main_key
     if oracle_scales:
