@@ -157,15 +157,11 @@ def eval_command(
     if report.skipped:
         console.print(f"[yellow]{len(report.skipped)} unreadable image(s) skipped[/]")
     if report.ignored_folders:
-        shown = ", ".join(report.ignored_folders[:8])
-        more = (
-            f" and {len(report.ignored_folders) - 8} more"
-            if len(report.ignored_folders) > 8
-            else ""
-        )
+        extra = report.ignored_folders
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
         err_console.print(
-            f"note: ignored {len(report.ignored_folders)} folder(s) that are not classes of the "
-            f"model (--allow-extra): {shown}",
+            f"note: ignored {len(extra)} folder(s) that are not classes of the model "
+            f"(--allow-extra): {shown}",
             markup=False,
             soft_wrap=True,
         )
