@@ -179,6 +179,9 @@ class GroupedConv(nn.Module):
         self.n, self.cin, self.cout, self.kernel, self.stride = n, cin, cout, kernel, stride
         self.padding = kernel // 2
         self.weight = nn.Parameter(torch.empty(n, cout, cin, kernel, kernel))
+        # (n, out) in fused models only (a folded batch norm, `nhlcli.model.fuse`)
+        self.bias: nn.Parameter | None
+        self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -223,7 +226,8 @@ class GroupedConv(nn.Module):
         w = self.node_weight(span)
         nodes = w.shape[0]
         w = w.reshape(nodes * self.cout, self.cin, self.kernel, self.kernel)
-        return F.conv2d(x, w, None, self.stride, self.padding, 1, nodes)
+        b = None if self.bias is None else node_rows(self, "bias", span).reshape(-1)
+        return F.conv2d(x, w, b, self.stride, self.padding, 1, nodes)
 
     def forward_from_parents(self, x: torch.Tensor, wiring: Wiring) -> torch.Tensor:
         """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
@@ -247,7 +251,9 @@ def read_parents(
     if wiring.aligned:
         return [conv(x, span) for conv in convs]
     assert all(conv.kernel == 1 for conv in convs), "parent reads are 1x1 convolutions"
-    return parent_convs(x, wiring, [c.node_weight(span) for c in convs], [c.stride for c in convs])
+    weights = [c.node_weight(span) for c in convs]
+    biases = [None if c.bias is None else node_rows(c, "bias", span) for c in convs]
+    return parent_convs(x, wiring, weights, [c.stride for c in convs], biases)
 
 
 def parent_convs(
