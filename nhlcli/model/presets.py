@@ -203,8 +203,6 @@ MAX_BLOCKS = 64  # bottlenecks in one trunk stage or one node (ResNet152's conv4
 MAX_STAGES = 4
 MAX_LEVELS = 8
 HEADS = ("per_class", "shared")
-KINDS = ("bottleneck", "basic", "convnextv2")  # the block kinds of nhlcli/model/kinds/
-STEM_CHANNELS = {"bottleneck": 64, "basic": 64, "convnextv2": 96}  # each trunk kind's stem output
 
 
 def preset_problems(d: Any) -> list[str]:
@@ -234,8 +232,12 @@ def preset_problems(d: Any) -> list[str]:
         return [*p, f"preset.trunk.stages must be a list of 1..{MAX_STAGES} stages"]
     if not isinstance(levels, list) or len(levels) > MAX_LEVELS:
         return [*p, f"preset.levels must be a list of at most {MAX_LEVELS} levels"]
+    from nhlcli.model.kinds import KIND_MODULES, get_kind
+
     first_kind = stages[0].get("kind", "bottleneck") if isinstance(stages[0], dict) else None
-    width = STEM_CHANNELS.get(first_kind, 64) if isinstance(first_kind, str) else 64
+    if first_kind not in KIND_MODULES:
+        return [*p, f"preset.trunk.stages[0].kind must be one of {', '.join(KIND_MODULES)}"]
+    width = int(get_kind(first_kind).stem_out(224)[0])  # the stem's output channels
     for i, stage in enumerate(stages):
         where = f"preset.trunk.stages[{i}]"
         if not _spec_ok(stage, ("blocks", "cin", "mid", "cout", "stride"), ("kind",), where, p):
@@ -268,8 +270,10 @@ def _spec_ok(
     if not isinstance(spec, dict) or not set(keys) <= set(spec) <= set(keys) | set(optional):
         problems.append(f"{where} must be an object with {', '.join(keys)}")
         return False
-    if spec.get("kind", "bottleneck") not in KINDS:
-        problems.append(f"{where}.kind must be one of {', '.join(KINDS)}")
+    from nhlcli.model.kinds import KIND_MODULES
+
+    if spec.get("kind", "bottleneck") not in KIND_MODULES:
+        problems.append(f"{where}.kind must be one of {', '.join(KIND_MODULES)}")
         return False
     if not isinstance(spec.get("layer_scale", False), bool):
         problems.append(f"{where}.layer_scale must be true or false")
