@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from nhlcli.evaluation.runner import EvalReport
     from nhlcli.exporters.exporter import ExportResult
     from nhlcli.hierarchy.classsets import ClassSet
+    from nhlcli.hierarchy.evidence import ClassEvidence
     from nhlcli.hierarchy.sources import SourceContext
     from nhlcli.hierarchy.tree import Tree
+    from nhlcli.hierarchy.tree_scores import TreeComparison
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import Preset
     from nhlcli.prediction import PredictReport
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
 __all__ = [
     "build_model",
     "build_tree",
+    "collect_evidence",
+    "compare_trees",
     "cutout",
     "evaluate",
     "export",
@@ -75,10 +79,11 @@ def build_tree(
     """A category tree for `classes` (a built-in set, a class file or a `ClassSet`) from a source.
 
     `source` names an entry of `nhlcli.hierarchy.sources.SOURCES` (wordnet, superclass, llm,
-    hybrid); `options` are that source's typed options by field name (`table=`, `allow_missing=`
-    for superclass; `model=`, `base_url=`, ... for llm); `notes`, when given, receives one-line
-    remarks for the user; `context` sets the provenance date and a progress callback;
-    `exact_groups` reaches the `groups` counts exactly (e.g. the paper's 17,161).
+    hybrid, induced); `options` are that source's typed options by field name (`table=`,
+    `allow_missing=` for superclass; `model=`, `base_url=`, ... for llm; `evidence=` (from
+    `collect_evidence`), `embedding=`, `linkage=`, `names=` for induced); `notes`, when given,
+    receives one-line remarks for the user; `context` sets the provenance date and a progress
+    callback; `exact_groups` reaches the `groups` counts exactly (e.g. the paper's 17,161).
 
     >>> build_tree("superclass", "imagenette", table="imagenet-superclass").num_classes
     10
@@ -93,6 +98,65 @@ def build_tree(
     if notes is not None:
         notes.extend(said)
     return tree
+
+
+def collect_evidence(
+    model: str | Path | HierNet,
+    data: str | Path | None = None,
+    *,
+    classes: Sequence[str] | None = None,
+    **options: Any,
+) -> ClassEvidence:
+    """What a model sees and confuses per class, from one pass over an image folder.
+
+    The mean shared features of each class, the classifier weights (shared-head models), every
+    image's class scores and the confusion matrix; without `data` only the weights. The input of
+    `build_tree("induced", evidence=...)` and of `compare_trees`. Other options are those of
+    `nhlcli.evaluation.embeddings.collect_evidence` (`batch_size`, `device`, `img_size`,
+    `max_batches`, `workers`, `allow_extra`).
+    """
+    from nhlcli.evaluation.embeddings import collect_evidence as collect
+
+    return collect(model, data, classes=classes, **options)
+
+
+def compare_trees(
+    trees: Sequence[Tree | str | Path] | dict[str, Tree],
+    model: str | Path | HierNet | None = None,
+    data: str | Path | None = None,
+    *,
+    group_score: str = "sum",
+    evidence: ClassEvidence | None = None,
+    **options: Any,
+) -> TreeComparison:
+    """Scores of candidate trees for a nested network, per group level (docs/trees.md).
+
+    `trees`: tree files, shipped tree names or `Tree`s (a dict gives them names). Always: nodes,
+    singleton groups, balance, agreement with WordNet; with `model` and `data` (or `evidence`):
+    the share of the model's confusions inside groups, the silhouette of its class features, and
+    the top-1 of the right group from its class scores (`group_score`: "sum" of member softmax
+    probabilities, or "max" member score). `ranking` orders the trees by fit (mean confusion
+    gain). Other options go to `collect_evidence`.
+
+    >>> compare_trees(["imagenette-wordnet-L3"]).trees[0].rows[0].nodes
+    2
+    """
+    from nhlcli.hierarchy.tree import Tree
+    from nhlcli.hierarchy.tree_scores import compare_scores
+
+    if isinstance(trees, dict):
+        named = list(trees.items())
+    else:
+        named = [
+            (f"tree {i + 1}", t) if isinstance(t, Tree) else (str(t), load_tree(t))
+            for i, t in enumerate(trees)
+        ]
+    if (model is None) != (data is None) and evidence is None:
+        raise NhlError("give a model and a data folder together (--model CKPT --data DIR)")
+    if evidence is None and model is not None:
+        wanted = list(dict.fromkeys(c for _, t in named for c in t.class_ids))
+        evidence = collect_evidence(model, data, classes=wanted, **options)
+    return compare_scores(named, evidence, group_score)
 
 
 def select_classes(tree: Tree, selection: Selection) -> list[str]:

@@ -22,8 +22,14 @@ DEPRECATED = {
     "--batch": "--batch-size",
     "--max-batches": "--max-val-batches",
 }
-# build-tree's old `--batch-size` (classes per LLM request) is the one alias that shadows a name.
-SHADOWING = {("build-tree", "--batch-size"): "--llm-batch-size"}
+# build-tree's old `--batch-size` (classes per LLM request) shadows a name; `--model` is a trained
+# model where it is the canonical option (build-tree --source induced, tree compare), and the old
+# spelling of `--llm-model` elsewhere (build-tree still reads it so with --source llm|hybrid).
+SHADOWING = {
+    ("build-tree", "--batch-size"): "--llm-batch-size",
+    ("build-tree", "--model"): "--model",
+    ("tree compare", "--model"): "--model",
+}
 
 
 def _commands() -> list[tuple[str, Any]]:

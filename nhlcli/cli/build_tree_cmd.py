@@ -38,6 +38,9 @@ def register(app: typer.Typer) -> None:
             "OPENAI_API_KEY=local nhl build-tree --source llm --classes imagenette "
             "--llm-model llama3.1 --llm-base-url http://localhost:11434/v1 -o llama.json",
             "nhl build-tree --source hybrid --classes imagenet100 --levels 3 -o hybrid.json",
+            "nhl build-tree --source induced --model runs/train/r50 --data imagenette2 -o ind.json",
+            "nhl build-tree --source induced --model runs/train/r50 --embedding weights "
+            "--linkage average --levels 2 -o ind-w.json",
         ),
     )(build_tree_command)
 
@@ -57,8 +60,12 @@ def build_tree_command(
     source: str = typer.Option(
         "wordnet", "--source", "-s", help=f"Where the groups come from: {', '.join(SOURCES)}."
     ),
-    classes: str = typer.Option(
-        ..., "--classes", "-c", help="A built-in class set (nhl classes list) or a class file."
+    classes: str | None = typer.Option(
+        None,
+        "--classes",
+        "-c",
+        help="A built-in class set (nhl classes list) or a class file (--source induced: "
+        "default the model's classes).",
     ),
     levels: int | None = typer.Option(
         None,
@@ -95,7 +102,34 @@ def build_tree_command(
     output: str = typer.Option(
         ..., "--output", "-o", help="The tree file to write; '-' prints it."
     ),
-    llm_model: str = llm.MODEL,
+    model: Path | None = typer.Option(
+        None, "--model", help="--source induced: the trained model (checkpoint or run directory)."
+    ),
+    data: Path | None = typer.Option(
+        None,
+        "--data",
+        help="--source induced: folder of class folders (DIR/val if present) for the features "
+        "and confusions.",
+    ),
+    embedding: str | None = typer.Option(
+        None,
+        "--embedding",
+        help="--source induced: features (default with --data), weights (a shared classifier; "
+        "default without --data) or confusion.",
+    ),
+    linkage: str | None = typer.Option(
+        None, "--linkage", help="--source induced: ward (default) or average."
+    ),
+    names: str | None = typer.Option(
+        None,
+        "--names",
+        help="--source induced: auto (WordNet, else central members; default), wordnet, central "
+        "or llm (the --llm-* options).",
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="--source induced: cpu, cuda, cuda:N (default: cuda if available)."
+    ),
+    llm_model: str = llm.MODEL_NO_ALIAS,
     llm_base_url: str | None = llm.BASE_URL,
     llm_api_key_env: str = llm.API_KEY_ENV,
     llm_max_repairs: int = llm.MAX_REPAIRS,
@@ -119,12 +153,29 @@ def build_tree_command(
     out_path = None if output == "-" else Path(output)
     if out_path is not None and out_path.is_dir():
         raise NhlError(f"{output} is a folder; give a file name for the tree")
-    class_set = load_classes(classes)
+    induced = {"model": model, "data": data, "embedding": embedding, "linkage": linkage,
+               "names": names, "device": device}  # fmt: skip
+    if source in ("llm", "hybrid") and model is not None:  # --model: the old --llm-model
+        llm_model, induced["model"] = str(model), None
+    given = [f"--{k}" for k, v in induced.items() if v is not None]
+    if source != "induced" and given:
+        raise NhlError(f"{', '.join(given)} apply to --source induced, not {source}")
+    if source != "induced" and classes is None:
+        raise NhlError("--classes is required: a built-in class set (nhl classes list) or a file")
+    if source != "superclass" and (table is not None or allow_missing):
+        raise NhlError(f"--table and --allow-missing apply to --source superclass, not {source}")
     options: dict[str, Any] = {}
+    if source == "induced":
+        from nhlcli.cli.evidence_options import induced_options
+
+        class_set, options = induced_options(
+            classes, model, data, embedding, linkage, names, device,
+            llm.llm_values(locals()),
+        )  # fmt: skip
+    else:
+        class_set = load_classes(str(classes))
     if source == "superclass":
         options = {"table": table, "allow_missing": allow_missing}
-    elif table is not None or allow_missing:
-        raise NhlError(f"--table and --allow-missing apply to --source superclass, not {source}")
     if source in ("llm", "hybrid"):
         options = {
             **llm.llm_values(locals()),
@@ -132,7 +183,7 @@ def build_tree_command(
         }  # fmt: skip
     ctx = SourceContext(date=None if no_date else TODAY)
     llm_report = None
-    if source in ("llm", "hybrid"):
+    if source in ("llm", "hybrid") or (source == "induced" and options.get("names") == "llm"):
         from nhlcli.hierarchy.llm import BuildReport
 
         llm_report = ctx.report = BuildReport()

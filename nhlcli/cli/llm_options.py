@@ -18,6 +18,8 @@ _D = LLMSettings()
 MODEL: Any = typer.Option(
     DEFAULT_MODEL, "--llm-model", "--model", help="The chat model's name (--model: old spelling)."
 )
+# for commands where --model names something else (build-tree: --model CKPT of --source induced)
+MODEL_NO_ALIAS: Any = typer.Option(DEFAULT_MODEL, "--llm-model", help="The chat model's name.")
 BASE_URL: Any = typer.Option(
     None,
     "--llm-base-url",

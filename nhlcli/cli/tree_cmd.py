@@ -1,8 +1,9 @@
-"""`nhl tree show|export|validate`: look at, convert and check category trees."""
+"""`nhl tree show|export|validate|compare`: look at, convert, check and score category trees."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -29,6 +30,7 @@ def register(app: typer.Typer) -> None:
             "nhl tree show imagenette-wordnet-L3",
             "nhl tree export tree.json --format graphml -o tree.graphml",
             "nhl tree validate tree.json --levels 3",
+            "nhl tree compare a.json b.json --model runs/train/r50 --data imagenette2",
         ),
     )
     tree.command(
@@ -55,6 +57,15 @@ def register(app: typer.Typer) -> None:
             "nhl tree validate tree.json", "nhl tree validate tree.json --levels 3 --json"
         ),
     )(validate)
+    tree.command(
+        "compare",
+        epilog=examples(
+            "nhl tree compare imagenette-wordnet-L3 induced.json",
+            "nhl tree compare wordnet.json induced.json --model runs/train/r50 --data imagenette2",
+            "nhl tree compare a.json b.json --model runs/train/r50 --data imagenette2 --json",
+            "nhl tree compare a.json b.json --model runs/train/r50 --data imagenette2 -o cmp.png",
+        ),
+    )(compare)
     app.add_typer(tree, name="tree")
 
 
@@ -242,3 +253,89 @@ def validate(
             f"[green]valid[/]: {safe(tree_spec)}: {stats['classes']} classes, levels {lv}, "
             f"nodes per level {' / '.join(map(str, stats['nodes_per_level']))}"
         )
+
+
+# --------------------------------------------------------------------------- compare
+def compare(
+    trees: list[str] = typer.Argument(..., help="Tree files or shipped tree names."),
+    model: Path | None = typer.Option(
+        None, "--model", help="A trained model (checkpoint or run directory); needs --data."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Folder of class folders (DIR/val if present) for --model."
+    ),
+    group_score: str = typer.Option(
+        "sum",
+        "--group-score",
+        help="Group top-1 from the class scores: sum (of member softmax probabilities) or max.",
+    ),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    img_size: int | None = typer.Option(
+        None, "--img-size", help="Resolution (default: the model's)."
+    ),
+    max_batches: int | None = typer.Option(
+        None, "--max-val-batches", min=1, help="Read at most N batches of images."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
+    ),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="Also draw the scores to a picture (.png, .svg, .pdf)."
+    ),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Score candidate trees for a nested network, per level: nodes, singleton groups, balance,
+    agreement with WordNet; with --model and --data also the share of the model's confusions
+    inside groups, feature silhouette and group top-1 (docs/trees.md explains them)."""
+    import nhlcli as nhl
+    from nhlcli.cli.common import err_console
+
+    with err_console.status(f"scoring {len(trees)} tree(s)"):
+        result = nhl.compare_trees(
+            trees, model, data, group_score=group_score, batch_size=batch_size,
+            img_size=img_size, max_batches=max_batches, device=device,
+        )  # fmt: skip
+    if output is not None:
+        from nhlcli.hierarchy.score_chart import draw_comparison
+
+        draw_comparison(result, output)
+    if json_out:
+        print_json({**result.to_dict(), "output": output})
+        return
+    for table in compare_tables(result):
+        console.print(table)
+    if result.ranking:
+        console.print(
+            f"ranking by fit (mean confusion gain): {' > '.join(result.ranking)}", markup=False
+        )
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=False)
+    if output is not None:
+        console.print(f"wrote {output}", markup=False)
+
+
+def compare_tables(result: Any) -> list[Table]:
+    """One table per tree: a row per level."""
+    with_model = result.evidence is not None
+    cols = ["level", "nodes", "single", "balance", "wordnet"]
+    if with_model:
+        cols += ["inside", "chance", "gain", "silhouette", f"group top-1 ({result.group_score})"]
+
+    def num(v: float | None, pct: bool = False) -> str:
+        if v is None:
+            return "-"
+        return f"{v:.2f}%" if pct else f"{v:.3f}"
+
+    tables = []
+    for t in result.trees:
+        fit = f", fit {t.fit:.3f}" if t.fit is not None else ""
+        table = Table(*cols, title=f"{t.name} ({t.classes} classes{fit})", title_justify="left")
+        for r in t.rows:
+            cells = [str(r.level), str(r.nodes), str(r.singletons), num(r.balance),
+                     num(r.wordnet)]  # fmt: skip
+            if with_model:
+                cells += [num(r.confusion_share), num(r.confusion_chance), num(r.confusion_gain),
+                          num(r.silhouette), num(r.group_top1, pct=True)]  # fmt: skip
+            table.add_row(*cells)
+        tables.append(table)
+    return tables

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -79,3 +79,18 @@ def default_workers() -> int:
     except (AttributeError, OSError):
         cores = torch.get_num_threads()
     return max(0, min(8, cores - 1))
+
+
+def eval_loader(
+    samples: Sequence[tuple[str, int]],
+    img_size: int,
+    batch_size: int,
+    workers: int | None,
+    device: torch.device,
+) -> DataLoader:
+    """Every sample once, in the given order, decoded at eval geometry (resize, centre crop)."""
+    dataset = ImageFileDataset(samples, img_size, "eval")
+    n_workers = workers if workers is not None else default_workers()
+    return make_loader(
+        dataset, batch_size, ShardSampler(len(dataset)), n_workers, device.type == "cuda"
+    )

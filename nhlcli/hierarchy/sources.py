@@ -208,5 +208,5 @@ def _import_plugins() -> None:
         importlib.import_module(module)
 
 
-PLUGIN_MODULES: tuple[str, ...] = ()  # e.g. "nhlcli.hierarchy.induced_source"
+PLUGIN_MODULES: tuple[str, ...] = ("nhlcli.hierarchy.induced_source",)
 _import_plugins()
