@@ -55,6 +55,7 @@ def environment_checks() -> list[dict[str, Any]]:
         ("onnx export (optional)", "onnxruntime", "export"),
         ("thop counter (optional)", "thop", "counters"),
         ("ptflops counter (optional)", "ptflops", "counters"),
+        ("tensorboard logging (optional)", "tensorboard", "tensorboard"),
     ):
         v = _version(module)
         rows.append({"item": name, "ok": bool(v), "detail": v or f"pip install 'nhl[{extra}]'"})

@@ -92,6 +92,17 @@ class PredictReport:
         except OSError as e:
             raise NhlError(f"cannot write {path}: {e.strerror or e}") from None
 
+    def write_dir(self, project: str | Path, name: str = "exp", exist_ok: bool = False) -> Path:
+        """`project/NAME` (numbered like training runs): predictions.json and predictions.csv."""
+        import json
+
+        from nhlcli.training.rundir import numbered_dir
+
+        out = numbered_dir(project, name, exist_ok)
+        write_text_atomic(out / "predictions.json", json.dumps(self.to_dict(), indent=1))
+        self.write_csv(out / "predictions.csv")
+        return out
+
 
 # -------------------------------------------------------------------------------------- predictors
 class Predictor:

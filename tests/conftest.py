@@ -30,3 +30,13 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def imagenette_dir(shared_data: Path) -> Path:
     return shared_data / "imagenette"
+
+
+@pytest.fixture(scope="module")
+def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand-made 3-level tree over the ten Imagenette classes, saved as a tree file."""
+    from imagenette_sample import small_tree
+
+    path = tmp_path_factory.mktemp("tree") / "tree.json"
+    small_tree().save(path)
+    return path

@@ -30,6 +30,12 @@ LOWER5 = [c for c, _ in IMAGENETTE[:5]]
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
 
+@pytest.fixture(autouse=True)
+def _outputs_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`nhl eval` writes runs/eval/NAME under the working directory: keep it out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 2, 3)

@@ -113,3 +113,16 @@ def test_bad_inputs_exit_2_with_one_line(
         code, _, err = run_cli(args, capsys)
         assert code == 2, args
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+
+
+def test_predict_save_writes_a_numbered_folder(
+    trained: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["predict", trained, data / "val", "--top", "2", "--save", "--project", tmp_path]
+    for expected in ("exp", "exp-2"):
+        code, out, _ = run_cli(args, capsys)
+        assert code == 0 and f"{tmp_path / expected}" in out
+    saved = json.loads((tmp_path / "exp" / "predictions.json").read_text())
+    assert saved["images"] == 6 and saved["top"] == 2
+    with (tmp_path / "exp-2" / "predictions.csv").open(newline="") as f:
+        assert len(list(csv.DictReader(f))) == 12  # 6 images x 2 ranks

@@ -38,13 +38,6 @@ def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 4, 2)
 
 
-@pytest.fixture(scope="module")
-def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("tree") / "tree.json"
-    small_tree().save(path)
-    return path
-
-
 def weights(run: Path, tag: str = "last") -> dict[str, torch.Tensor]:
     return load_file(str(run / tag / "model.safetensors"))
 
@@ -81,7 +74,9 @@ def test_train_writes_run_dir_and_resume_is_exact(
     assert (straight / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_results(straight)
     assert len(rows) == 2 and tuple(rows[0]) == RESULT_COLUMNS
-    assert rows[1]["lr"] == "0"  # the cosine ends at zero
+    # lr is the rate of each epoch's last step; 4 steps, 2 of warm-up, peak 8·0.1/256:
+    # step 2 is 2/3 of the warm-up, step 4 half-way down the cosine
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.003125 * 2 / 3, 0.0015625], rel=1e-5)
     assert os.path.realpath(straight / "last").endswith("epoch-0002")
     state = load_train_state(straight / "last")
     assert state["epoch"] == 2 and len(state["history"]) == 2

@@ -1,4 +1,5 @@
-"""`nhl eval`: top-1 and per-class accuracy of a checkpoint or expert, with top-down attention."""
+"""`nhl eval`: top-1/top-5, per-level and per-class accuracy of a checkpoint or expert, with
+top-down attention; report.json and the confusion files go to runs/eval/NAME."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ EPILOG = examples(
     "nhl eval experts/dogs --data imagenette2/val --allow-extra",
     "nhl eval runs/train/exp/best --data imagenette2 --attend tench=1.8",
     "nhl eval runs/train/exp/best --data imagenette2 --attend-sweep 1.0:2.0:0.1 --json",
+    "nhl eval runs/train/exp --data imagenette2 --name r50-val   # runs/eval/r50-val/confusion.png",
 )
 
 
@@ -80,11 +82,22 @@ def eval_command(
         "--max-val-batches",
         "--max-batches",
         min=1,
-        help="Stop after N batches (--max-batches: old spelling).",
+        help="Evaluate N batches of a fixed, class-balanced subset (--max-batches: old spelling).",
+    ),
+    save: bool = typer.Option(
+        True, "--save/--no-save", help="Write report.json, confusion.csv and confusion.png."
+    ),
+    project: Path = typer.Option(
+        Path("runs/eval"), "--project", help="Parent folder of evaluation outputs."
+    ),
+    name: str = typer.Option("exp", "--name", help="Output folder: PROJECT/NAME (NAME-2, ...)."),
+    exist_ok: bool = typer.Option(
+        False, "--exist-ok", help="Reuse PROJECT/NAME instead of NAME-2."
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Top-1 over the model's classes (or a subset) and a per-class accuracy table."""
+    """Top-1/top-5 over the model's classes (or a subset), accuracy at each tree level, the share
+    of errors inside the true superclass, and per-class accuracy; files in runs/eval/NAME."""
     import nhlcli as nhl
     from nhlcli.evaluation.runner import oracle_scales
 
@@ -116,6 +129,9 @@ def eval_command(
             allow_extra=allow_extra,
             amp=amp,
             max_batches=max_val_batches,
+            project=project if save else None,
+            name=name,
+            exist_ok=exist_ok,
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
         )
@@ -140,7 +156,25 @@ def eval_command(
     console.print(table)
     if report.skipped:
         console.print(f"[yellow]{len(report.skipped)} unreadable image(s) skipped[/]")
-    console.print(f"top-1: [bold]{report.top1:.2f}%[/] on {report.images} images")
+    if report.ignored_folders:
+        extra = report.ignored_folders
+        shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
+        err_console.print(
+            f"note: ignored {len(extra)} folder(s) that are not classes of the model "
+            f"(--allow-extra): {shown}",
+            markup=False,
+            soft_wrap=True,
+        )
+    console.print(
+        f"top-1: [bold]{report.top1:.2f}%[/]  top-5: [bold]{report.top5 or 0.0:.2f}%[/] "
+        f"on {report.images} images"
+    )
+    if report.levels:
+        console.print(_levels_table(report.levels))
+    if report.output_dir:
+        console.print(
+            f"wrote {report.output_dir}/: report.json, confusion.csv, confusion.png", markup=False
+        )
     if report.oracle:
         console.print(f"[bold yellow]note:[/] {safe(report.oracle_note)}")
         ot = Table(
@@ -150,3 +184,14 @@ def eval_command(
         for row in report.oracle:
             ot.add_row(f"{row['scale']:g}", f"{row['top1']:.2f}%", f"{row['top1'] - base:+.2f}")
         console.print(ot)
+
+
+def _levels_table(levels: list[dict]) -> Table:
+    t = Table(
+        "level", "nodes", "top-1 at the level", "errors inside the true node",
+        title="accuracy by tree level (prediction's ancestor = true class's ancestor)",
+    )  # fmt: skip
+    for row in levels:
+        within = "-" if row["errors_within"] is None else f"{row['errors_within']:.1f}%"
+        t.add_row(str(row["level"]), str(row["nodes"]), f"{row['top1']:.2f}%", within)
+    return t

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
             "nhl predict experts/cats.onnx cat1.jpg cat2.jpg --top 3",
             "nhl predict runs/train/exp photos/ --attend tabby=1.8 --csv predictions.csv",
             "nhl predict experts/cats.pt photos/ --trust-torchscript --json",
+            "nhl predict runs/train/exp photos/ --save --name holiday   # runs/predict/holiday/",
         ),
     )(predict)
 
@@ -62,6 +63,11 @@ def predict(
         "the file, which can do anything your account can; use it only for files you exported "
         "yourself. Model folders and ONNX files never run code from the file.",
     ),
+    save: bool = typer.Option(
+        False, "--save", help="Also write predictions.json and .csv to PROJECT/NAME."
+    ),
+    project: str = typer.Option("runs/predict", "--project", help="Parent folder for --save."),
+    name: str = typer.Option("exp", "--name", help="Folder for --save: PROJECT/NAME."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
@@ -74,6 +80,7 @@ def predict(
         )  # fmt: skip
     if csv_file:
         report.write_csv(csv_file)
+    saved = report.write_dir(project, name) if save else None
     if json_out:
         print_json(report.to_dict())
         return
@@ -86,6 +93,8 @@ def predict(
         )
     if csv_file:
         console.print(f"wrote {safe(csv_file)}")
+    if saved is not None:
+        console.print(f"wrote {safe(str(saved))}/: predictions.json, predictions.csv")
 
 
 def _table(report: PredictReport) -> Table:

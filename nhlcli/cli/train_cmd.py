@@ -22,6 +22,9 @@ EPILOG = examples(
     "nhl train --arch resnet50 --data imagenette2 --img-size 96 --amp none --name r50",
     "nhl train --config train.yaml --lr 0.05",
     "nhl train --resume runs/train/exp",
+    "nhl train --resume runs/train/exp/last --epochs 20   # extend a finished run",
+    "nhl train --arch n3hl --data imagenette2 --img-size 64 --recipe fast --epochs 8 --ema 0.999",
+    "nhl train --recipe fast --print-config > train.yaml",
     "nhl train --arch phl-small --data imagenette2 --trunk-weights resnet50.pth --freeze-trunk",
     "nhl train --devices 4 --arch n3hl --tree tree.json --data imagenet100",
     "torchrun --nnodes 2 --nproc-per-node 8 -m nhlcli train --arch n3hl --tree t.json --data d",
@@ -52,6 +55,14 @@ _EXTRA = {
             min=1,
             help="Processes on this machine (DDP through torchrun), e.g. GPUs.",
             show_default=False,
+        ),
+    ),
+    "print_config": (
+        bool,
+        typer.Option(
+            False,
+            "--print-config",
+            help="Print every setting (defaults, --recipe, --config, options) as YAML and exit.",
         ),
     ),
     "json_out": (bool, JSON_OPTION),
@@ -109,8 +120,15 @@ def train_command(**kwargs: Any) -> None:
     from nhlcli.api import train
     from nhlcli.training.progress import RichReporter, SilentReporter
 
-    json_out = kwargs.pop("json_out")
+    json_out, print_config = kwargs.pop("json_out"), kwargs.pop("print_config")
     config, resume, devices = kwargs.pop("config"), kwargs.pop("resume"), kwargs.pop("devices")
+    if print_config:
+        from nhlcli.training.config import config_text, read_config_file
+
+        file_settings = read_config_file(config) if config else {}
+        given = {k: v for k, v in kwargs.items() if v is not None}
+        typer.echo(config_text({**file_settings, **given}), nl=False)
+        return
     reporter = SilentReporter() if json_out else RichReporter(console)
     result = train(
         kwargs,

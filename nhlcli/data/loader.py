@@ -70,6 +70,33 @@ def make_loader(
     )
 
 
+def balanced_subset(labels: list[int], n: int, seed: int) -> list[int]:
+    """Indices of n samples spread evenly over the classes (round robin), fixed by `seed`.
+
+    Each class's samples are shuffled with the seed, then classes take turns, so a capped
+    validation sees every class (not the first classes of a sorted folder). The indices are
+    returned sorted; all of them when n >= len(labels).
+    """
+    if n >= len(labels):
+        return list(range(len(labels)))
+    g = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    queues = [
+        [members[j] for j in torch.randperm(len(members), generator=g).tolist()]
+        for _, members in sorted(by_class.items())
+    ]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < n:
+        for q in queues:
+            if depth < len(q) and len(chosen) < n:
+                chosen.append(q[depth])
+        depth += 1
+    return sorted(chosen)
+
+
 def default_workers() -> int:
     """Decoding workers: the CPU cores this process may use, minus one for the main loop, ≤ 8."""
     try:

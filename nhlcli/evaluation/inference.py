@@ -27,6 +27,7 @@ class InferenceResult:
     labels: torch.Tensor  # (N,) true class indices of the model
     preds: dict[float | None, torch.Tensor]  # attention scale (None: as configured) -> (N,) preds
     skipped: list[str]  # unreadable files
+    ranked: dict[float | None, torch.Tensor] | None = None  # scale -> (N, TOP_K) best first
 
 
 def forward_from_level(model: HierNet, h: torch.Tensor, start: int) -> torch.Tensor:
@@ -73,11 +74,21 @@ def oracle_logits(
     return out
 
 
+TOP_K = 5  # the ranked predictions kept per image (top-5 accuracy)
+
+
 def restricted_argmax(logits: torch.Tensor, subset: torch.Tensor | None) -> torch.Tensor:
     """Arg-max over the subset's logits (eq. 3), as model class indices; all classes when None."""
     if subset is None:
         return logits.argmax(1)
     return subset[logits.index_select(1, subset).argmax(1)]
+
+
+def restricted_topk(logits: torch.Tensor, subset: torch.Tensor | None, k: int) -> torch.Tensor:
+    """(N, min(k, classes)) model class indices, best first, ranked over the subset's logits."""
+    scores = logits if subset is None else logits.index_select(1, subset)
+    top = scores.topk(min(k, scores.shape[1]), dim=1).indices
+    return top if subset is None else subset[top]
 
 
 @torch.no_grad()
@@ -98,6 +109,7 @@ def run_inference(
     labels_all: list[torch.Tensor] = []
     keys: list[float | None] = list(oracle_scales) if oracle_scales else [None]
     preds_all: dict[float | None, list[torch.Tensor]] = {k: [] for k in keys}
+    ranked_all: dict[float | None, list[torch.Tensor]] = {k: [] for k in keys}
     skipped: list[str] = []
     level = oracle_level if oracle_level is not None else len(model.levels)
     for batch in batches:
@@ -117,7 +129,9 @@ def run_inference(
                 else:
                     outs = {None: model(x)}
             for k in keys:
-                preds_all[k].append(restricted_argmax(outs[k].float(), sub).cpu())
+                logits = outs[k].float()
+                preds_all[k].append(restricted_argmax(logits, sub).cpu())
+                ranked_all[k].append(restricted_topk(logits, sub, TOP_K).cpu())
             labels_all.append(y.cpu())
         if on_batch is not None:
             on_batch(int(batch.labels.numel()) + len(batch.bad_paths))
@@ -125,4 +139,9 @@ def run_inference(
     preds = {
         k: (torch.cat(v) if v else torch.zeros(0, dtype=torch.long)) for k, v in preds_all.items()
     }
-    return InferenceResult(labels, preds, skipped)
+    width = min(TOP_K, len(subset) if subset is not None else model.num_classes)
+    ranked = {
+        k: (torch.cat(v) if v else torch.zeros(0, width, dtype=torch.long))
+        for k, v in ranked_all.items()
+    }
+    return InferenceResult(labels, preds, skipped, ranked)

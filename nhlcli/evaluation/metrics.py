@@ -1,4 +1,4 @@
-"""Top-1 and per-class accuracy from predicted and true class indices."""
+"""Top-1, top-k and per-class accuracy from predicted and true class indices."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def top1(preds: torch.Tensor, labels: torch.Tensor) -> float:
     if labels.numel() == 0:
         return 0.0
     return 100.0 * float((preds == labels).sum().item()) / labels.numel()
+
+
+def topk_accuracy(ranked: torch.Tensor, labels: torch.Tensor) -> float:
+    """% of images whose true class is among their ranked predictions (N, k) (0 images: 0.0)."""
+    if labels.numel() == 0:
+        return 0.0
+    return 100.0 * float((ranked == labels[:, None]).any(1).sum().item()) / labels.numel()
 
 
 def per_class_accuracy(

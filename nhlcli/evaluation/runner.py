@@ -1,4 +1,11 @@
-"""`nhl eval`: a checkpoint or expert on an image folder: `evaluate` and its report."""
+"""`nhl eval`: a checkpoint or expert on an image folder: `evaluate` and its report.
+
+The report has top-1, top-5, per-class accuracy and, for every tree level, the accuracy of the
+predicted class's ancestor and the share of errors that stay inside the true ancestor
+(`nhlcli/evaluation/hierarchy_metrics.py`). With a subset (`classes`, or an expert's own classes)
+all of it is computed over the subset. Given a `project`, the report, confusion.csv and
+confusion.png are written to `project/NAME` (`nhlcli/evaluation/outputs.py`).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +20,12 @@ import torch
 from nhlcli.checkpoint_dirs import resolve_checkpoint
 from nhlcli.data.dataset import ImageFileDataset
 from nhlcli.data.folders import index_image_folder, split_dir
-from nhlcli.data.loader import ShardSampler, default_workers, make_loader
+from nhlcli.data.loader import ShardSampler, balanced_subset, default_workers, make_loader
 from nhlcli.errors import NhlError
+from nhlcli.evaluation.confusion import confusion_matrix
+from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.evaluation.inference import run_inference
-from nhlcli.evaluation.metrics import per_class_accuracy, top1
+from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
 from nhlcli.model.attention import MAX_SCALE, parse_attend, set_attention
 from nhlcli.model.network import HierNet, check_img_size
 from nhlcli.selection import Selection, select_classes
@@ -74,6 +83,11 @@ class EvalReport:
     oracle: list[dict[str, float]] | None = None  # [{"scale": s, "top1": a}]
     oracle_note: str | None = None
     skipped: list[str] = field(default_factory=list)
+    ignored_folders: list[str] = field(default_factory=list)  # --allow-extra: not the model's
+    top5: float | None = None
+    levels: list[dict[str, Any]] = field(default_factory=list)  # LevelAccuracy.to_dict() rows
+    output_dir: str | None = None  # where report.json and the confusion files were written
+    confusion: Any = field(default=None, repr=False)  # (k, k) counts over the evaluated classes
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +99,8 @@ class EvalReport:
             "evaluated_classes": len(self.per_class),
             "subset": self.subset,
             "top1": self.top1,
+            "top5": self.top5,
+            "levels": self.levels,
             "per_class": self.per_class,
             "attention": self.attention,
             "attention_level": self.attention_level,
@@ -92,6 +108,8 @@ class EvalReport:
             "oracle_note": self.oracle_note,
             "skipped_images": len(self.skipped),
             "skipped_files": self.skipped[:20],
+            "ignored_folders": self.ignored_folders,
+            "output_dir": self.output_dir,
         }
 
 
@@ -110,10 +128,17 @@ def evaluate(
     amp: str = "auto",
     max_batches: int | None = None,
     model: HierNet | None = None,
+    project: str | Path | None = None,
+    name: str = "exp",
+    exist_ok: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> EvalReport:
-    """Top-1 and per-class accuracy of a model directory (or an already loaded `model`)."""
+    """Top-1, top-5, per-level and per-class accuracy of a model directory (or a loaded `model`).
+
+    With `project`, also writes `project/NAME` (numbered unless `exist_ok`): report.json,
+    confusion.csv and confusion.png; `report.output_dir` says where.
+    """
     from nhlcli.devices import resolve_device
     from nhlcli.training.checkpointing import load_checkpoint_model
 
@@ -147,7 +172,11 @@ def evaluate(
     idx = [tree.class_index(c) for c in eval_ids]
     folder = folder.restricted(idx)
     size = check_img_size(img_size if img_size is not None else net.img_size, "--img-size")
-    dataset = ImageFileDataset(folder.samples, size, "eval")
+    samples = list(folder.samples)
+    if max_batches:  # a fixed, class-balanced subset (not the first classes of a sorted folder)
+        keep = balanced_subset([y for _, y in samples], max_batches * batch_size, seed=0)
+        samples = [samples[i] for i in keep]
+    dataset = ImageFileDataset(samples, size, "eval")
     n_workers = workers if workers is not None else default_workers()
     loader = make_loader(
         dataset, batch_size, ShardSampler(len(dataset)), n_workers, pin_memory=dev.type == "cuda"
@@ -192,6 +221,7 @@ def evaluate(
         attention=dict(net.attention) if net.attention_level is not None else None,
         attention_level=net.attention_level,
         skipped=result.skipped,
+        ignored_folders=list(folder.ignored_folders),
     )
     key: float | None = main_key
     if oracle_scales:
@@ -206,4 +236,18 @@ def evaluate(
     report.per_class = [
         c.to_dict() for c in per_class_accuracy(preds, result.labels, idx, eval_ids, names)
     ]
+    assert result.ranked is not None
+    report.top5 = topk_accuracy(result.ranked[key], result.labels)
+    position = torch.full((net.num_classes,), -1, dtype=torch.long)  # model index -> eval index
+    position[idx] = torch.arange(len(idx))
+    p, y = position[preds], position[result.labels]
+    report.confusion = confusion_matrix(p, y, len(idx))
+    report.levels = [r.to_dict() for r in level_metrics(p, y, ancestors_by_level(tree, eval_ids))]
+    if project is not None:
+        from nhlcli.evaluation.outputs import write_eval_dir
+
+        out = write_eval_dir(
+            project, name, report.to_dict(), tree, report.confusion, eval_ids, exist_ok
+        )
+        report.output_dir = str(out)
     return report

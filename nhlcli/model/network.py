@@ -309,6 +309,20 @@ class HierNet(nn.Module):
         return f"arch={self.preset.name}, classes={self.num_classes}, img_size={self.img_size}"
 
 
+def zero_init_residual(model: nn.Module) -> int:
+    """Zero the last batch-norm scale (γ) of every residual block, trunk and levels (torchvision's
+    `zero_init_residual`): each residual branch starts as the identity. Blocks name that norm in
+    `residual_norm` (ResNet bottleneck: bn3, basic block: bn2; ConvNeXt blocks have none).
+    Returns the number of blocks set."""
+    n = 0
+    for m in model.modules():
+        norm = getattr(type(m), "residual_norm", None)
+        if norm is not None:
+            nn.init.zeros_(getattr(m, norm).weight)
+            n += 1
+    return n
+
+
 def build_model(
     arch: str | Preset,
     tree: Tree,

@@ -5,7 +5,10 @@ Layout of a run directory::
     runs/train/exp/
       last -> .checkpoints/epoch-0007    (a symlink; a plain directory without symlink support)
       best -> .checkpoints/epoch-0005
-      .checkpoints/epoch-0007/{model.safetensors, config.json, train_state.pt}
+      last-ema -> .checkpoints/epoch-0007/ema   (with --ema: the averaged weights)
+      best-ema -> .checkpoints/epoch-0006/ema   (the epoch whose EMA weights validated best)
+      epoch-0005 -> .checkpoints/epoch-0005     (with --save-every 5)
+      .checkpoints/epoch-0007/{model.safetensors, config.json, train_state.pt, ema/}
 
 Each checkpoint is a model directory in the format of `nhlcli.checkpoint` (so `nhl eval`,
 `nhl cutout`, `nhl profile` read `runs/train/exp/best` directly) plus `train_state.pt`: optimizer,
@@ -37,6 +40,7 @@ STORE = ".checkpoints"
 TRAIN_STATE = "train_state.pt"
 STATE_FORMAT = "nhl-train-state/1"
 TAGS = ("last", "best")
+EMA_DIR = "ema"  # the EMA weights inside a checkpoint directory: a model directory of its own
 
 
 # ----------------------------------------------------------------------------- RNG state
@@ -142,11 +146,14 @@ def _replace_dir_by_copy(link: Path, target: Path) -> None:
 
 
 def _referenced(run_dir: Path) -> set[str]:
+    """Names of the store's checkpoint directories that a link in run_dir points into."""
+    store = Path(os.path.realpath(run_dir / STORE))
     out = set()
-    for tag in TAGS:
-        link = run_dir / tag
-        if link.is_symlink():
-            out.add(Path(os.path.realpath(link)).name)
+    for link in run_dir.iterdir():
+        if link.is_symlink() and not link.name.startswith("."):
+            target = Path(os.path.realpath(link))
+            if target.is_relative_to(store) and target != store:
+                out.add(target.relative_to(store).parts[0])
     return out
 
 
@@ -160,7 +167,9 @@ def prune_store(run_dir: Path) -> None:
         if entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)
     for entry in run_dir.iterdir():
-        if entry.name.startswith((".last.", ".best.")):
+        if entry.name.startswith(".") and any(
+            m in entry.name for m in (".link-", ".old-", ".copy-")
+        ):
             if entry.is_symlink() or entry.is_file():
                 entry.unlink(missing_ok=True)
             else:
@@ -174,8 +183,13 @@ def save_training_checkpoint(
     epoch: int,
     tags: tuple[str, ...] = ("last",),
     extra: dict[str, Any] | None = None,
+    ema_model: torch.nn.Module | None = None,
+    ema_tags: tuple[str, ...] = (),
 ) -> Path:
-    """Write the checkpoint of a finished epoch and point `tags` at it; returns its directory."""
+    """Write the checkpoint of a finished epoch and point `tags` at it; returns its directory.
+
+    With `ema_model`, its weights go to the checkpoint's `ema/` folder and `ema_tags` point there.
+    """
     from nhlcli.checkpoint import save_model
 
     run_dir = Path(run_dir)
@@ -186,6 +200,9 @@ def save_training_checkpoint(
     os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
     try:
         save_model(model, tmp, extra=extra)  # type: ignore[arg-type]
+        if ema_model is not None:
+            save_model(ema_model, tmp / EMA_DIR, extra=extra)  # type: ignore[arg-type]
+            _fsync_tree(tmp / EMA_DIR)
         torch.save({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
         _fsync_tree(tmp)
         if final.exists():  # left over from an interrupted run; no tag refers to it
@@ -197,6 +214,8 @@ def save_training_checkpoint(
         raise
     for tag in tags:
         _point(run_dir, tag, final)
+    for tag in ema_tags if ema_model is not None else ():
+        _point(run_dir, tag, final / EMA_DIR)
     prune_store(run_dir)
     return final
 

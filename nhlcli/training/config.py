@@ -26,6 +26,32 @@ from nhlcli.errors import NhlError
 from nhlcli.textio import read_text
 
 OPTIMIZERS = ("sgd", "adamw")
+
+# Named sets of settings (`--recipe`): they replace the defaults; a config file and options win.
+RECIPES: dict[str, dict[str, Any]] = {
+    # A few epochs from scratch on a few thousand small images (CPU budgets): no RandAugment,
+    # larger crops, a higher rate (tuned at batch 32), each residual branch starting as identity.
+    "fast": {
+        "lr": 0.05,
+        "randaugment_n": 0,
+        "min_crop_scale": 0.35,
+        "zero_init_residual": True,
+        "warmup_epochs": 1.0,
+        "label_smoothing": 0.1,
+    },
+    # The paper's long schedules (300 epochs for 100/1000 classes; batch 24-56, mixed precision)
+    # with timm's RandAugment(2, 9) and ImageNet crops.
+    "paper": {
+        "epochs": 300,
+        "batch_size": 32,
+        "randaugment_n": 2,
+        "randaugment_m": 9,
+        "min_crop_scale": 0.08,
+        "label_smoothing": 0.1,
+        "warmup_epochs": 5.0,
+        "amp": "auto",
+    },
+}
 AMP_MODES = ("auto", "bf16", "fp16", "none")
 
 
@@ -118,6 +144,11 @@ class TrainConfig:
     """Every setting of `nhl train` / `nhlcli.training(config)`; build one with `build_config`."""
 
     arch: str = setting("", "Preset: n3hl, n2hl, phl-small, resnet50, ... (`nhl archs`).")
+    recipe: str | None = setting(
+        None,
+        "A named set of settings replacing the defaults (fast: few CPU epochs; paper).",
+        choices=tuple(RECIPES),
+    )
     tree: str | None = setting(
         None, "Tree file or shipped tree name [one class per train folder].", flag="-t/--tree"
     )
@@ -128,7 +159,7 @@ class TrainConfig:
     batch_size: int = setting(32, "Global batch size (all processes).", low=1, high=65_536)
     lr: float | None = setting(
         None,
-        "Peak learning rate [0.1·batch/256 sgd, 1e-3·batch/256 adamw].",
+        "Peak learning rate [0.1·B/256 sgd, 1e-3·B/256 adamw; B = batch·accumulate].",
         low=0,
         low_open=True,
         high=10,
@@ -168,6 +199,11 @@ class TrainConfig:
     min_crop_scale: float = setting(
         0.08, "Smallest random-resized-crop area.", low=0, low_open=True, high=1
     )
+    zero_init_residual: bool = setting(
+        True,
+        "Zero the last BN γ of each residual branch (branches start as identity).",
+        flag="--zero-init-residual/--no-zero-init-residual",
+    )
     name: str = setting("exp", "Run name: runs/train/NAME (NAME-2, ... when it exists).")
     project: str = setting("runs/train", "Parent folder of runs.", path=True)
     exist_ok: bool = setting(False, "Reuse runs/train/NAME instead of NAME-2.", flag="--exist-ok")
@@ -186,7 +222,49 @@ class TrainConfig:
     max_train_batches: int | None = setting(
         None, "Stop each epoch after N batches (smoke runs).", low=1, resumable=True
     )
-    max_val_batches: int | None = setting(None, "Validate on N batches.", low=1, resumable=True)
+    max_val_batches: int | None = setting(
+        None,
+        "Validate on N batches of a fixed, seeded, class-balanced subset of val.",
+        low=1,
+        resumable=True,
+    )
+    accumulate: int = setting(
+        1, "Gradient accumulation: one optimizer step per N batches.", low=1, high=4096
+    )
+    ema: float | None = setting(
+        None,
+        "EMA of the weights with this decay (e.g. 0.999), validated and saved as last-ema/, "
+        "best-ema/ [off].",
+        low=0,
+        low_open=True,
+        high=1,
+        high_open=True,
+    )
+    mixup: float = setting(
+        0.0,
+        "MixUp (kornia): the partner image's weight is drawn from U(0, M); 0 = off.",
+        low=0,
+        high=1,
+    )
+    cutmix: float = setting(
+        0.0,
+        "CutMix (kornia): box size from Beta(A, A); 0 = off; with --mixup, one per batch.",
+        low=0,
+        high=100,
+    )
+    compile: bool = setting(False, "torch.compile the model (opt-in).", flag="--compile")
+    save_every: int | None = setting(
+        None, "Also keep the checkpoint of every N-th epoch (epoch-NNNN/).", low=1, resumable=True
+    )
+    patience: int | None = setting(
+        None, "Stop early after N epochs without a better val top-1.", low=1, resumable=True
+    )
+    tensorboard: bool = setting(
+        False,
+        "Log scalars to RUN/tensorboard (needs the tensorboard extra).",
+        flag="--tensorboard",
+        resumable=True,
+    )
 
     # ----------------------------------------------------------------- derived values
     @property
@@ -194,7 +272,7 @@ class TrainConfig:
         if self.lr is not None:
             return self.lr
         base = 0.1 if self.optimizer == "sgd" else 1e-3
-        return base * self.batch_size / 256
+        return base * self.batch_size * self.accumulate / 256
 
     @property
     def effective_weight_decay(self) -> float:
@@ -306,6 +384,9 @@ def build_config(
     merged.update(file_settings or {})
     merged.update({k: v for k, v in (overrides or {}).items() if v is not None})
     merged = normalize_keys(merged, origin)
+    recipe = merged.get("recipe")
+    if recipe in RECIPES:  # the recipe replaces the defaults; the file and options win
+        merged = {**RECIPES[recipe], **merged}
     problems = []
     values = {}
     for key, value in merged.items():
@@ -384,6 +465,22 @@ def resolve_resume_dir(path: str | Path) -> Path:
     if not p.is_dir():
         raise NhlError(f"--resume: {p} is not a run directory")
     return p
+
+
+def config_text(settings: dict[str, Any] | None = None) -> str:
+    """Every setting as YAML, `key: value  # help`: the defaults, or `settings` where given
+    (`nhl train --print-config`; a valid `--config` file once arch and data are filled in)."""
+    given = normalize_keys(settings or {}, "settings")
+    recipe = given.get("recipe")
+    values = {s.name: s.default for s in SETTINGS}
+    values.update(RECIPES.get(recipe, {}) if isinstance(recipe, str) else {})
+    values.update({k: v for k, v in given.items() if v is not None})
+    lines = ["# nhl train settings (defaults < --recipe < --config file < options)"]
+    for s in SETTINGS:
+        value = yaml.safe_dump({s.key: values[s.name]}, default_flow_style=True)
+        value = value.strip()[1:-1]  # {key: value} -> key: value
+        lines.append(f"{value}  # {s.help}")
+    return "\n".join(lines) + "\n"
 
 
 def settings_table() -> str:

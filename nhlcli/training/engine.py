@@ -7,6 +7,10 @@ validated by `nhlcli/training/epoch.py`, and checkpointed here after every epoch
 logits (paper Sec. 3.1) with optional label smoothing, AMP (bf16/fp16) and channels-last on CUDA,
 a per-step warm-up + cosine schedule. Only rank 0 writes. A resumed run continues exactly like an
 uninterrupted run.
+
+Options of the loop: `--ema` validates and saves the averaged weights too (`last-ema`, `best-ema`),
+`--save-every N` keeps `epoch-NNNN` checkpoints, `--patience N` stops after N epochs without a
+better val top-1, `--tensorboard` logs each epoch's scalars (`nhlcli/training/tensorboard_log.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from nhlcli.errors import NhlError
 from nhlcli.training.checkpointing import capture_rng_state, save_training_checkpoint
 from nhlcli.training.config import TrainConfig
 from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
+from nhlcli.training.ema import ema_state
 from nhlcli.training.epoch import check_finite, train_one_epoch, validate
 from nhlcli.training.progress import SilentReporter, TrainReporter
 from nhlcli.training.rundir import mark_complete, plot_results, write_results
 from nhlcli.training.setup import TrainingRun, prepare_run
+from nhlcli.training.tensorboard_log import log_epoch, open_writer
 
 
 @dataclass
@@ -37,6 +43,8 @@ class TrainResult:
     trunk_report: dict[str, Any] | None = None
     skipped_files: list[str] = field(default_factory=list)
     params: int = 0
+    stopped_early: int | None = None  # the last epoch when --patience stopped the run
+    best_ema_top1: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +52,8 @@ class TrainResult:
             "epochs": self.epochs,
             "best_epoch": self.best_epoch,
             "best_top1": self.best_top1,
+            "best_ema_top1": self.best_ema_top1,
+            "stopped_early": self.stopped_early,
             "params": self.params,
             "history": self.history,
             "trunk_weights": self.trunk_report,
@@ -67,12 +77,25 @@ def train(
         rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
         run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx, held)
         _report_start(run, rep)
+        writer = open_writer(run.run_dir) if cfg.tensorboard and run.run_dir else None
         try:
             for epoch in range(run.start_epoch, cfg.epochs):
-                _one_epoch(run, epoch, rep)
+                levels = _one_epoch(run, epoch, rep)
+                if writer is not None:
+                    log_epoch(writer, run.history[-1], levels)
+                if cfg.patience and epoch + 1 - run.best_epoch >= cfg.patience:
+                    run.stopped_early = epoch + 1
+                    rep.message(
+                        f"stopped early after epoch {epoch + 1}: no better val top-1 for "
+                        f"{cfg.patience} epoch(s) (best: epoch {run.best_epoch})"
+                    )
+                    break
         except KeyboardInterrupt:
             rep.end()
             raise TrainingInterrupted(_interrupted_message(run)) from None
+        finally:
+            if writer is not None:
+                writer.close()
         rep.end()
         return TrainResult(
             run.run_dir,
@@ -83,6 +106,8 @@ def train(
             run.trunk_report,
             run.skipped_files,
             run.model.num_params(),
+            run.stopped_early,
+            run.best_ema_top1 if run.ema is not None else None,
         )
     finally:
         held.close()
@@ -123,25 +148,36 @@ def _report_start(run: TrainingRun, rep: TrainReporter) -> None:
     )
 
 
-def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> None:
-    """Train, validate, pick best, checkpoint (rank 0), report."""
+def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> list[float]:
+    """Train, validate, pick best, checkpoint (rank 0), report; returns val top-1 per level."""
     t0 = time.perf_counter()
     row = train_one_epoch(run, epoch, rep)
+    levels: list[float] = []
+    row.update(val_loss=None, val_top1=None, ema_val_loss=None, ema_val_top1=None)
     if run.val_loader is not None:
-        vl, vt, _, vs = validate(run, rep)
-        row.update(val_loss=vl, val_top1=vt)
-        row["skipped_images"] += vs
-    else:
-        row.update(val_loss=None, val_top1=None)
+        v = validate(run, rep)
+        row.update(val_loss=v.loss, val_top1=v.top1)
+        row["skipped_images"] += v.skipped
+        levels = v.level_top1
+        if run.ema is not None:
+            e = validate(run, rep, model=run.ema.module)
+            row.update(ema_val_loss=e.loss, ema_val_top1=e.top1)
     row["epoch_time_s"] = time.perf_counter() - t0
     check_finite(run.model, row, epoch + 1, run.steps)  # before anything of this epoch is saved
     metric = row["val_top1"] if row["val_top1"] is not None else row["train_top1"]
     improved = metric > run.best_top1
     if improved:
         run.best_top1, run.best_epoch = metric, epoch + 1
+    ema_improved = False
+    if run.ema is not None:
+        ema_metric = row["ema_val_top1"] if row["ema_val_top1"] is not None else metric
+        ema_improved = ema_metric > run.best_ema_top1
+        if ema_improved:
+            run.best_ema_top1 = ema_metric
     run.history.append(row)
-    save_epoch(run, row, improved)
+    save_epoch(run, row, improved, ema_improved)
     rep.epoch_end(row, improved)
+    return levels
 
 
 def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
@@ -155,8 +191,11 @@ def _gather_rng(ctx: DistContext) -> list[dict[str, Any]]:
     return out
 
 
-def save_epoch(run: TrainingRun, row: dict[str, Any], improved: bool) -> None:
-    """The epoch's checkpoint (`last`, and `best` when improved), results.csv and results.png."""
+def save_epoch(
+    run: TrainingRun, row: dict[str, Any], improved: bool, ema_improved: bool = False
+) -> None:
+    """The epoch's checkpoint (`last`, `best` when improved, `epoch-NNNN` every --save-every,
+    `last-ema`/`best-ema` with --ema), results.csv and results.png."""
     rngs = _gather_rng(run.ctx)  # every rank takes part
     if not run.ctx.is_main:
         return
@@ -171,8 +210,11 @@ def save_epoch(run: TrainingRun, row: dict[str, Any], improved: bool) -> None:
         "rng": rngs,
         "best_epoch": run.best_epoch,
         "best_top1": run.best_top1,
+        "best_ema_top1": run.best_ema_top1,
         "history": run.history,
     }
+    if run.ema is not None:
+        train_state["ema"] = ema_state(run.ema)
     extra = {
         "training": {
             "run": str(run.run_dir),
@@ -181,13 +223,18 @@ def save_epoch(run: TrainingRun, row: dict[str, Any], improved: bool) -> None:
             "train_top1": row["train_top1"],
         }
     }
+    tags = ["last", *(["best"] if improved else [])]
+    if run.cfg.save_every and epoch % run.cfg.save_every == 0:
+        tags.append(f"epoch-{epoch:04d}")
     save_training_checkpoint(
         run.run_dir,
         run.model,
         train_state,
         epoch,
-        tags=("last", "best") if improved else ("last",),
+        tags=tuple(tags),
         extra=extra,
+        ema_model=run.ema.module if run.ema is not None else None,
+        ema_tags=("last-ema", "best-ema") if ema_improved else ("last-ema",),
     )
     mark_complete(run.run_dir)
     write_results(run.run_dir, run.history)

@@ -1,16 +1,27 @@
-"""One epoch of training and one validation pass over a `TrainingRun` (all ranks)."""
+"""One epoch of training and one validation pass over a `TrainingRun` (all ranks).
+
+A training step: augmentation (kornia), batch mixing when on (`nhlcli/data/mixing.py`), forward,
+the loss of the (mixed) labels, backward. With `accumulate` N the gradients of N batches are summed
+(each loss divided by the number of batches in its group) before one optimizer step; the schedule
+and the EMA advance once per optimizer step. results.csv's `lr` is the rate of the epoch's last
+optimizer step, i.e. the one actually used.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nhlcli.data.mixing import mixed_loss
 from nhlcli.errors import NhlError
+from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.training.distributed import all_reduce_sum
 from nhlcli.training.progress import TrainReporter
 from nhlcli.training.setup import TrainingRun
@@ -33,6 +44,9 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
     t0 = time.perf_counter()
     t_fetch = t0
     autocast = run.precision.autocast(device)
+    acc = cfg.accumulate
+    lr_used = run.optimizer.param_groups[0]["lr"]
+    run.optimizer.zero_grad(set_to_none=True)
     for i, batch in enumerate(run.train_loader):
         if i >= run.steps:
             break
@@ -44,16 +58,29 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
         x = batch.images.to(device, non_blocking=True)
         y = batch.labels.to(device, non_blocking=True)
         x = run.augment(x)
+        x, y_a, y_b, lam = run.mixer(x, y)
         if run.precision.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = run.net(x)
-        loss = run.criterion(logits.float(), y)
-        run.optimizer.zero_grad(set_to_none=True)
-        run.scaler.scale(loss).backward()
-        run.scaler.step(run.optimizer)
-        run.scaler.update()
-        run.scheduler.step()
+        group_start = (i // acc) * acc
+        group = min(acc, run.steps - group_start)  # batches in this optimizer step
+        last = i + 1 == group_start + group
+        sync: Any = contextlib.nullcontext()
+        if ctx.distributed and not last:  # DDP: all-reduce the gradients once per group only
+            sync = run.net.no_sync()  # type: ignore[operator]
+        with sync:
+            with autocast:
+                logits = run.net(x)
+            loss = mixed_loss(run.criterion, logits.float(), y_a, y_b, lam)
+            run.scaler.scale(loss / group).backward()
+        if last:
+            lr_used = run.optimizer.param_groups[0]["lr"]
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scheduler.step()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
+        y = y_a
         n = y.numel()
         seen += n
         loss_sum += loss.detach().double() * n
@@ -79,7 +106,7 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
         "epoch": epoch + 1,
         "train_loss": tl / max(tn, 1),
         "train_top1": 100.0 * tc / max(tn, 1),
-        "lr": run.optimizer.param_groups[0]["lr"],
+        "lr": lr_used,
         "images_per_s": tn / max(train_time, 1e-9),
         "train_images": int(tn),
         "skipped_images": int(ts),
@@ -87,21 +114,32 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
     }
 
 
+@dataclass
+class Validation:
+    loss: float
+    top1: float
+    images: int
+    skipped: int
+    level_top1: list[float] = field(default_factory=list)  # accuracy at tree levels 1..L
+
+
 @torch.no_grad()
-def validate(run: TrainingRun, rep: TrainReporter) -> tuple[float, float, int, int]:
-    """(val loss, val top-1 %, images, skipped files) over all ranks (each rank its shard)."""
+def validate(run: TrainingRun, rep: TrainReporter, model: Any = None) -> Validation:
+    """Loss, top-1 and top-1 per tree level over all ranks (each rank its shard) of `model`
+    (default: the run's model; the EMA model with --ema). A capped validation
+    (`max_val_batches`) runs on the class-balanced subset chosen in `prepare_run`."""
     assert run.val_loader is not None
-    model, ctx, cfg = run.model, run.ctx, run.cfg
+    ctx = run.ctx
+    model = run.model if model is None else model
     model.eval()
     device = ctx.device
     loader = run.val_loader
-    steps = len(loader) if not cfg.max_val_batches else min(len(loader), cfg.max_val_batches)
-    rep.val_start(steps)
-    loss_sum, correct, seen, skipped = 0.0, 0, 0, 0
+    rep.val_start(len(loader))
+    loss_sum, skipped = 0.0, 0
+    preds: list[torch.Tensor] = []
+    labels: list[torch.Tensor] = []
     autocast = run.precision.autocast(device)
     for i, batch in enumerate(loader):
-        if i >= steps:
-            break
         skipped += len(batch.bad_paths)
         if batch.labels.numel() == 0:
             continue
@@ -112,14 +150,26 @@ def validate(run: TrainingRun, rep: TrainReporter) -> tuple[float, float, int, i
         with autocast:
             logits = model(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").item()
-        correct += int((logits.argmax(1) == y).sum().item())
-        seen += y.numel()
+        preds.append(logits.argmax(1).cpu())
+        labels.append(y.cpu())
         rep.val_step(i + 1)
-    total_loss, total_correct, total_seen, total_skipped = all_reduce_sum(
-        [loss_sum, float(correct), float(seen), float(skipped)], ctx
+    p = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
+    t = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long)
+    tree = run.model.tree
+    per_level = level_metrics(p, t, ancestors_by_level(tree, tree.class_ids))
+    level_correct = [r.top1 * t.numel() / 100.0 for r in per_level]
+    sums = all_reduce_sum(
+        [loss_sum, float(int((p == t).sum())), float(t.numel()), float(skipped), *level_correct],
+        ctx,
     )
-    n = max(total_seen, 1)
-    return total_loss / n, 100.0 * total_correct / n, int(total_seen), int(total_skipped)
+    n = max(sums[2], 1)
+    return Validation(
+        loss=sums[0] / n,
+        top1=100.0 * sums[1] / n,
+        images=int(sums[2]),
+        skipped=int(sums[3]),
+        level_top1=[100.0 * c / n for c in sums[4:]],
+    )
 
 
 def check_finite(model: nn.Module, row: dict[str, Any], epoch: int, step: int) -> None:

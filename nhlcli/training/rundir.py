@@ -1,5 +1,6 @@
 """Run directories: naming, args.yaml, results.csv and results.png.
 
+The same naming serves evaluation (`runs/eval/NAME`) and prediction outputs (`runs/predict/NAME`).
 `runs/train/exp` is used when free; otherwise `exp-2`, `exp-3`, … (or `exp` itself with exist_ok).
 Every file is written atomically and rewritten whole after each epoch, so results.csv always agrees
 with a complete checkpoint: on resume, rows after the checkpoint's epoch are dropped.
@@ -11,7 +12,7 @@ import csv
 import io
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ RESULT_COLUMNS = (
     "val_loss",
     "train_top1",
     "val_top1",
+    "ema_val_loss",
+    "ema_val_top1",
     "lr",
     "images_per_s",
     "skipped_images",
@@ -43,24 +46,36 @@ INCOMPLETE_FILE = ".incomplete"  # present until the run's first checkpoint is w
 LOCK_FILE = ".lock"  # flock-ed by the process training in the run directory
 
 
-def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """Create and return the run directory (auto-numbered unless exist_ok), marked incomplete.
-
-    A directory left by a run stopped before its first checkpoint (marked incomplete, not in use)
-    is taken over by the next run of that name instead of making `name-2`.
-    """
+def numbered_dir(
+    project: str | Path,
+    name: str,
+    exist_ok: bool = False,
+    reusable: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Create and return `project/name`, or `name-2`, `name-3`, … when taken (exist_ok: `name`
+    itself); a taken directory for which `reusable` says True is used again."""
     base = Path(project)
     candidate = base / name
     if not exist_ok:
         n = 2
-        while candidate.exists() and not is_abandoned(candidate):
+        while candidate.exists() and not (reusable is not None and reusable(candidate)):
             candidate = base / f"{name}-{n}"
             n += 1
     check_output(candidate, whole_dir=True)
     try:
         candidate.mkdir(parents=True, exist_ok=exist_ok or candidate.exists())
     except OSError as e:
-        raise NhlError(f"cannot create run directory {candidate}: {e.strerror or e}") from None
+        raise NhlError(f"cannot create output directory {candidate}: {e.strerror or e}") from None
+    return candidate
+
+
+def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
+    """Create and return the run directory (auto-numbered unless exist_ok), marked incomplete.
+
+    A directory left by a run stopped before its first checkpoint (marked incomplete, not in use)
+    is taken over by the next run of that name instead of making `name-2`.
+    """
+    candidate = numbered_dir(project, name, exist_ok, reusable=is_abandoned)
     if not (candidate / "last").exists():
         write_text_atomic(candidate / INCOMPLETE_FILE, "stopped before its first checkpoint\n")
     return candidate
@@ -184,8 +199,8 @@ def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
     panels = (
         ("loss", (("train_loss", "train"), ("val_loss", "val"))),
-        ("top-1 (%)", (("train_top1", "train"), ("val_top1", "val"))),
-        ("learning rate (end of epoch)", (("lr", "lr"),)),
+        ("top-1 (%)", (("train_top1", "train"), ("val_top1", "val"), ("ema_val_top1", "val EMA"))),
+        ("learning rate (last step of the epoch)", (("lr", "lr"),)),
         ("training images/s", (("images_per_s", "images/s"),)),
     )
     for ax, (title, keys) in zip(axes, panels, strict=True):

@@ -20,7 +20,14 @@ from torch import nn
 
 from nhlcli.data.augment import Normalize, TrainAugment
 from nhlcli.data.dataset import ImageFileDataset
-from nhlcli.data.loader import ShardSampler, default_workers, make_loader, train_sampler
+from nhlcli.data.loader import (
+    ShardSampler,
+    balanced_subset,
+    default_workers,
+    make_loader,
+    train_sampler,
+)
+from nhlcli.data.mixing import BatchMixer
 from nhlcli.errors import NhlError
 from nhlcli.fileio import write_text_atomic
 from nhlcli.training.checkpointing import (
@@ -30,6 +37,7 @@ from nhlcli.training.checkpointing import (
 )
 from nhlcli.training.config import SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
+from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import TrainingData, load_training_data
 from nhlcli.training.progress import TrainReporter
 from nhlcli.training.rundir import is_incomplete, locked_run_dir, new_run_dir, write_args
@@ -98,13 +106,30 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 def absolute_settings(cfg: TrainConfig) -> dict[str, Any]:
-    """The settings saved in args.yaml: file paths made absolute, so resume works from anywhere."""
+    """The settings as given, with file paths made absolute, so resume works from anywhere."""
     d = cfg.to_dict()
     for spec in SETTINGS:
         if spec.path and d.get(spec.name):
             d[spec.name] = str(Path(d[spec.name]).resolve())
     if d.get("tree") and Path(d["tree"]).exists():
         d["tree"] = str(Path(d["tree"]).resolve())
+    return d
+
+
+def resolved_settings(run: TrainingRun) -> dict[str, Any]:
+    """The settings saved in args.yaml: absolute paths, and what 'auto'/unset resolved to (the
+    learning rate and weight decay used, the device, the precision, the loader workers)."""
+    cfg, ctx, precision = run.cfg, run.ctx, run.precision
+    d = absolute_settings(cfg)
+    amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(precision.dtype, "none")  # type: ignore[arg-type]
+    d.update(
+        lr=cfg.effective_lr,
+        weight_decay=cfg.effective_weight_decay,
+        device=ctx.device.type if ctx.distributed else str(ctx.device),
+        amp=amp,
+        channels_last=precision.channels_last,
+        workers=run.workers,
+    )
     return d
 
 
@@ -121,18 +146,23 @@ class TrainingRun:
     sampler: Any
     train_loader: Any
     val_loader: Any | None
-    steps: int  # training steps per epoch
+    steps: int  # training batches per epoch
+    optimizer_steps: int  # optimizer steps per epoch (batches / accumulate, rounded up)
     workers: int
     optimizer: torch.optim.Optimizer
     scheduler: Any
     scaler: torch.amp.GradScaler
     augment: nn.Module
     normalize: nn.Module
-    criterion: nn.Module
+    criterion: nn.Module  # reduction 'none' (mixed labels weight each image's two terms)
+    mixer: BatchMixer
+    ema: Any = None  # torch.optim.swa_utils.AveragedModel with --ema
     run_dir: Path | None = None
     start_epoch: int = 0
     best_epoch: int = 0
     best_top1: float = -1.0
+    best_ema_top1: float = -1.0
+    stopped_early: int | None = None  # the epoch after which --patience stopped the run
     history: list[dict[str, Any]] = field(default_factory=list)
     trunk_report: dict[str, Any] | None = None
     skipped_files: list[str] = field(default_factory=list)
@@ -167,10 +197,12 @@ def _model_and_data(
             state,
             None,
         )
-    from nhlcli.model.network import build_model
+    from nhlcli.model.network import build_model, zero_init_residual
 
     data = load_training_data(cfg.data, cfg.tree, cfg.allow_extra, arch=cfg.arch)
     model = build_model(cfg.arch, data.tree, img_size=cfg.img_size)
+    if cfg.zero_init_residual:
+        zero_init_residual(model)  # before trunk weights, which bring their own γ
     report = None
     if cfg.trunk_weights:
         loaded = load_trunk_weights(model, cfg.trunk_weights)
@@ -220,7 +252,12 @@ def prepare_run(
     train_loader = make_loader(train_set, per_rank_batch, sampler, workers, pin, drop_last=False)
     val_loader = None
     if data.val is not None:
-        val_set = ImageFileDataset(data.val.samples, cfg.img_size, "eval")
+        val_samples = list(data.val.samples)
+        if cfg.max_val_batches:  # a fixed, seeded, class-balanced subset: every class is seen
+            n = cfg.max_val_batches * per_rank_batch * ctx.world
+            keep = balanced_subset([y for _, y in val_samples], n, cfg.seed)
+            val_samples = [val_samples[i] for i in keep]
+        val_set = ImageFileDataset(val_samples, cfg.img_size, "eval")
         val_loader = make_loader(
             val_set, per_rank_batch, ShardSampler(len(val_set), ctx.rank, ctx.world), workers, pin
         )
@@ -229,7 +266,12 @@ def prepare_run(
         steps = min(steps, cfg.max_train_batches)
 
     optimizer = build_optimizer(model, cfg)
-    scheduler = warmup_cosine(optimizer, round(cfg.warmup_epochs * steps), steps * cfg.epochs)
+    opt_steps = -(-steps // cfg.accumulate)
+    scheduler = warmup_cosine(
+        optimizer, round(cfg.warmup_epochs * opt_steps), opt_steps * cfg.epochs
+    )
+    if cfg.compile:
+        net = torch.compile(net)  # type: ignore[assignment]
     run = TrainingRun(
         cfg=cfg,
         ctx=ctx,
@@ -241,6 +283,7 @@ def prepare_run(
         train_loader=train_loader,
         val_loader=val_loader,
         steps=steps,
+        optimizer_steps=opt_steps,
         workers=workers,
         optimizer=optimizer,
         scheduler=scheduler,
@@ -249,11 +292,15 @@ def prepare_run(
             cfg.img_size, cfg.randaugment_n, cfg.randaugment_m, cfg.min_crop_scale
         ).to(device),
         normalize=Normalize().to(device),
-        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing),
+        criterion=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing, reduction="none"),
+        mixer=BatchMixer(cfg.mixup, cfg.cutmix).to(device),
+        ema=make_ema(model, cfg.ema) if cfg.ema else None,
         trunk_report=trunk_report,
     )
     if state is not None:
         _restore(run, state, rep)
+        if run.ema is not None and resume_dir is not None:
+            _restore_ema(run, resume_dir / "last", state)
     else:
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
@@ -279,18 +326,27 @@ def _restore(run: TrainingRun, state: dict[str, Any], rep: TrainReporter) -> Non
         torch.manual_seed(run.cfg.seed + 1000 * state["epoch"] + ctx.rank)
     run.start_epoch = int(state["epoch"])
     run.best_epoch, run.best_top1 = int(state["best_epoch"]), float(state["best_top1"])
+    run.best_ema_top1 = float(state.get("best_ema_top1", -1.0))
     run.history = [dict(r) for r in state["history"]][: run.start_epoch]
+
+
+def _restore_ema(run: TrainingRun, last: Path, state: dict[str, Any]) -> None:
+    from nhlcli.training.checkpointing import EMA_DIR
+
+    if "ema" not in state or not (last / EMA_DIR / "config.json").is_file():
+        raise NhlError(f"{last} has no EMA weights: resume without --ema, or start a new run")
+    restore_ema(run.ema, last / EMA_DIR, state["ema"])
 
 
 def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack) -> None:
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
-        write_args(resume_dir, {**absolute_settings(cfg), "arch": run.model.preset.name})
+        write_args(resume_dir, {**resolved_settings(run), "arch": run.model.preset.name})
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
-    write_args(run.run_dir, absolute_settings(cfg))
+    write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
         write_text_atomic(
             run.run_dir / "trunk_weights.json", json.dumps(run.trunk_report, indent=1)

@@ -34,6 +34,8 @@ from nhlcli.model.presets import BlockSpec
 class BasicBlock(nn.Module):
     """ResNet basic block (torchvision names: conv1, bn1, conv2, bn2, downsample)."""
 
+    residual_norm = "bn2"  # the last norm of the residual branch (zero-init)
+
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -55,6 +57,8 @@ class BasicBlock(nn.Module):
 
 class GroupedBasicBlock(nn.Module):
     """n basic blocks of one spec side by side (leading node dimension, torchvision names)."""
+
+    residual_norm = "bn2"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
         super().__init__()

@@ -31,6 +31,8 @@ from nhlcli.model.presets import BlockSpec
 class Bottleneck(nn.Module):
     """ResNet v1.5 bottleneck (stride on the 3x3 conv); projection shortcut iff needed."""
 
+    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
+
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
         self.spec = spec
@@ -55,6 +57,8 @@ class Bottleneck(nn.Module):
 
 class GroupedBottleneck(nn.Module):
     """n ResNet v1.5 bottlenecks of one spec side by side (torchvision names, leading node dim)."""
+
+    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
         super().__init__()

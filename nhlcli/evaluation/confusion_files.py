@@ -1,0 +1,105 @@
+"""The confusion matrix as files: `confusion.csv` (counts) and `confusion.png` (a picture).
+
+Both list the classes in depth-first tree order, so the classes of one group sit together. The
+picture shows each row normalised (the share of a true class's images given to each prediction)
+and draws the group boundaries: thick lines between top-level groups, thin ones between the
+groups one level above the classes. Up to `MAX_PICTURE_CLASSES` classes are drawn one by one;
+with more (ImageNet's 1000), the matrix is summarised by group: the deepest level that has at
+most that many nodes, with its counts summed per (true group, predicted group).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+import torch
+
+MAX_PICTURE_CLASSES = 100
+
+
+def confusion_csv(matrix: torch.Tensor, class_ids: Sequence[str], names: Sequence[str]) -> str:
+    """Rows = true class, columns = predicted class, both in the order given; counts."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["true_id", "true_name", *class_ids])
+    for i, (cid, name) in enumerate(zip(class_ids, names, strict=True)):
+        w.writerow([cid, name, *(int(v) for v in matrix[i].tolist())])
+    return buf.getvalue()
+
+
+def group_matrix(matrix: torch.Tensor, groups: Sequence[str]) -> tuple[torch.Tensor, list[str]]:
+    """Counts summed per (true group, predicted group); groups[i] is class i's group, the groups
+    in order of first appearance.
+
+    >>> m = torch.tensor([[1, 2, 0], [0, 3, 1], [4, 0, 5]])
+    >>> group_matrix(m, ["A", "A", "B"])[0].tolist()
+    [[6, 1], [4, 5]]
+    """
+    names = list(dict.fromkeys(groups))
+    pos = {g: i for i, g in enumerate(names)}
+    onehot = torch.zeros(len(groups), len(names), dtype=torch.float64)
+    for i, g in enumerate(groups):
+        onehot[i, pos[g]] = 1.0
+    summed = onehot.T @ matrix.double() @ onehot
+    return summed.round().long(), names
+
+
+def _boundaries(groups: Sequence[str]) -> list[float]:
+    """Positions (between cells) where the group changes."""
+    return [i - 0.5 for i in range(1, len(groups)) if groups[i] != groups[i - 1]]
+
+
+def confusion_png(
+    matrix: torch.Tensor,
+    labels: Sequence[str],
+    top_groups: Sequence[str],
+    parent_groups: Sequence[str] | None = None,
+    title: str = "",
+    shares_in_cells: bool = False,
+) -> bytes:
+    """A row-normalised confusion matrix picture (already in tree order), group lines drawn.
+
+    Up to 30 rows, each cell shows its count (or, with `shares_in_cells`, its row share in %)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    k = matrix.shape[0]
+    rows = matrix.double()
+    shares = (rows / rows.sum(1, keepdim=True).clamp(min=1)).numpy()
+    side = min(22.0, 3.5 + 0.16 * k)
+    font = max(3.0, min(9.0, 0.55 * side * 54.0 / max(k, 1)))  # ~55% of a cell's height in pt
+    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    im = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xticklabels(labels, rotation=90, fontsize=font)
+    ax.set_yticklabels(labels, fontsize=font)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if k <= 30:  # counts are readable in the cells
+        for i in range(k):
+            for j in range(k):
+                if matrix[i, j]:
+                    color = "white" if shares[i, j] > 0.5 else "black"
+                    count = int(matrix[i, j])
+                    text = f"{100 * shares[i, j]:.0f}" if shares_in_cells else str(count)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=font, color=color)
+    if parent_groups is not None:
+        for b in _boundaries(parent_groups):
+            ax.axhline(b, color="0.55", linewidth=0.6)
+            ax.axvline(b, color="0.55", linewidth=0.6)
+    for b in _boundaries(top_groups):
+        ax.axhline(b, color="crimson", linewidth=1.4)
+        ax.axvline(b, color="crimson", linewidth=1.4)
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="share of the true class's images")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

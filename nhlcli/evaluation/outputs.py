@@ -1,0 +1,76 @@
+"""The files of one evaluation: `runs/eval/NAME/` with report.json, confusion.csv, confusion.png.
+
+The directory is numbered like training runs (`exp`, `exp-2`, ...; `nhlcli.training.rundir`) and
+created only once the evaluation has finished; each file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nhlcli.evaluation.confusion_files import (
+    MAX_PICTURE_CLASSES,
+    confusion_csv,
+    confusion_png,
+    group_matrix,
+)
+from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, tree_order
+from nhlcli.fileio import write_bytes_atomic, write_text_atomic
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.training.rundir import numbered_dir
+
+REPORT_JSON = "report.json"
+CONFUSION_CSV = "confusion.csv"
+CONFUSION_PNG = "confusion.png"
+
+
+def confusion_picture(
+    tree: Tree, matrix: torch.Tensor, class_ids: Sequence[str], title: str = ""
+) -> bytes:
+    """confusion.png of a matrix over class_ids (any order; drawn in tree order, by group when
+    there are more than `MAX_PICTURE_CLASSES` classes)."""
+    order = tree_order(tree, class_ids)
+    m = matrix[order][:, order]
+    ids = [class_ids[i] for i in order]
+    anc = ancestors_by_level(tree, ids)
+    if len(ids) <= MAX_PICTURE_CLASSES:
+        names = [tree.node(c).name for c in ids]
+        parent = anc[-2] if len(anc) >= 3 else None
+        return confusion_png(m, names, anc[0], parent, title)
+    level = next(
+        (d for d in range(len(anc) - 2, -1, -1) if len(set(anc[d])) <= MAX_PICTURE_CLASSES), 0
+    )
+    grouped, groups = group_matrix(m, anc[level])
+    top = [tree.path(g)[0] for g in groups]
+    names = [tree.node(g).name for g in groups]
+    note = f"{len(ids)} classes by their {len(groups)} level-{level + 1} groups\n"
+    note += "cells: % of the true group's images"
+    heading = f"{title}\n{note}" if title else note
+    return confusion_png(grouped, names, top, None, heading, shares_in_cells=True)
+
+
+def write_eval_dir(
+    project: str | Path,
+    name: str,
+    report: dict[str, Any],
+    tree: Tree,
+    matrix: torch.Tensor,
+    class_ids: Sequence[str],
+    exist_ok: bool = False,
+) -> Path:
+    """Create `project/NAME` (numbered) and write the report and the confusion files into it."""
+    order = tree_order(tree, class_ids)
+    ids = [class_ids[i] for i in order]
+    names = [tree.node(c).name for c in ids]
+    title = f"{report.get('arch', '')} on {len(ids)} classes: top-1 {report.get('top1', 0):.1f}%"
+    picture = confusion_picture(tree, matrix, class_ids, title)
+    out = numbered_dir(project, name, exist_ok)
+    write_text_atomic(out / REPORT_JSON, json.dumps({**report, "output_dir": str(out)}, indent=1))
+    write_text_atomic(out / CONFUSION_CSV, confusion_csv(matrix[order][:, order], ids, names))
+    write_bytes_atomic(out / CONFUSION_PNG, picture)
+    return out

@@ -1,0 +1,175 @@
+"""Hierarchy-aware evaluation: per-level accuracy (hand-checked), tree order, confusion files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from cli_helpers import run_cli
+from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
+
+from nhlcli.checkpoint import save_model
+from nhlcli.evaluation.confusion_files import group_matrix
+from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics, tree_order
+from nhlcli.evaluation.metrics import topk_accuracy
+from nhlcli.evaluation.outputs import confusion_picture
+from nhlcli.hierarchy.shipped_trees import resolve_tree
+from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.model.network import build_model
+
+PNG = b"\x89PNG\r\n\x1a\n"
+_one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
+
+
+def two_groups() -> Tree:
+    """A{a1, a2}, B{b1, b2}; classes listed interleaved (a1, b1, a2, b2) to test tree order."""
+    nodes = [TreeNode("A", "A", None), TreeNode("B", "B", None)]
+    classes = [
+        TreeNode("a1", "a1", "A"),
+        TreeNode("b1", "b1", "B"),
+        TreeNode("a2", "a2", "A"),
+        TreeNode("b2", "b2", "B"),
+    ]
+    return Tree(classes, nodes)
+
+
+def test_per_level_accuracy_hand_checked() -> None:
+    tree = two_groups()
+    ids = tree.class_ids  # a1 b1 a2 b2 -> positions 0 1 2 3
+    anc = ancestors_by_level(tree, ids)
+    assert anc == [["A", "B", "A", "B"], ["a1", "b1", "a2", "b2"]]
+    #        true:  a1  a1  a2  b1  b2      predicted: a1  a2  b1  b1  a1
+    labels = torch.tensor([0, 0, 2, 1, 3])
+    preds = torch.tensor([0, 2, 1, 1, 0])
+    top, leaf = level_metrics(preds, labels, anc)
+    # level 1: true ancestors A A A B B, predicted A A B B A -> 3 of 5
+    assert (top.level, top.nodes, top.top1, top.errors) == (1, 2, 60.0, 3)
+    # errors: a1->a2 (inside A), a2->b1 (not), b2->a1 (not) -> 1 of 3
+    assert top.errors_within == pytest.approx(100.0 / 3)
+    assert (leaf.level, leaf.nodes, leaf.top1, leaf.errors_within) == (2, 4, 40.0, None)
+
+
+def test_unlevelled_tree_uses_the_class_below_its_depth() -> None:
+    tree = Tree([TreeNode("a1", "a1", "A"), TreeNode("c", "c", None)], [TreeNode("A", "A", None)])
+    assert ancestors_by_level(tree, tree.class_ids) == [["A", "c"], ["a1", "c"]]
+
+
+def test_tree_order_groups_the_classes() -> None:
+    tree = two_groups()
+    assert [tree.class_ids[i] for i in tree_order(tree, tree.class_ids)] == [
+        "a1",
+        "a2",
+        "b1",
+        "b2",
+    ]
+    assert tree_order(tree, ["b2", "a1"]) == [1, 0]
+
+
+def test_top5_and_group_matrix() -> None:
+    ranked = torch.tensor([[3, 1, 0], [2, 0, 1], [1, 2, 3]])
+    assert topk_accuracy(ranked, torch.tensor([0, 1, 0])) == pytest.approx(200.0 / 3)
+    m = torch.tensor([[1, 2, 0], [0, 3, 1], [4, 0, 5]])
+    grouped, names = group_matrix(m, ["A", "A", "B"])
+    assert grouped.tolist() == [[6, 1], [4, 5]] and names == ["A", "B"]
+
+
+def test_thousand_classes_are_summarised_by_group() -> None:
+    tree = resolve_tree("imagenet1k-wordnet-L3")
+    k = tree.num_classes
+    matrix = torch.eye(k, dtype=torch.long) * 3
+    png = confusion_picture(tree, matrix, tree.class_ids, "test")
+    assert png.startswith(PNG)
+
+
+@pytest.fixture(scope="module")
+def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 1, 2)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "n3hl"
+    save_model(build_model("n3hl", small_tree(), img_size=32), out)
+    return out
+
+
+def read_confusion(path: Path) -> tuple[list[str], list[list[int]]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0][2:], [[int(v) for v in r[2:]] for r in rows[1:]]
+
+
+def test_eval_writes_report_and_confusion(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "evals"
+    args = ["eval", model_dir, "--data", nette, "--workers", "0", "--project", project]
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    out_dir = project / "exp"
+    assert report["output_dir"] == str(out_dir)
+    assert json.loads((out_dir / "report.json").read_text()) == report
+    assert report["images"] == 20 and [r["level"] for r in report["levels"]] == [1, 2, 3]
+    assert report["levels"][-1]["top1"] == pytest.approx(report["top1"])
+    assert report["levels"][0]["nodes"] == 2 and report["levels"][1]["nodes"] == 6
+    assert report["top5"] >= report["top1"]
+    ids, counts = read_confusion(out_dir / "confusion.csv")
+    tree = small_tree()
+    assert ids == [tree.class_ids[i] for i in tree_order(tree, tree.class_ids)]
+    assert sum(map(sum, counts)) == 20 and all(sum(r) == 2 for r in counts)
+    correct = {r["id"]: r["correct"] for r in report["per_class"]}
+    assert [counts[i][i] for i in range(10)] == [correct[c] for c in ids]
+    assert (out_dir / "confusion.png").read_bytes().startswith(PNG)
+    # the second evaluation is numbered like training runs; human output names the folder
+    code, out, _ = run_cli(args, capsys)
+    flat = "".join(out.split())  # the console wraps long paths
+    assert code == 0 and "top-5" in out and f"{project / 'exp-2'}/" in flat
+    assert "errorsinsidethetruenode" in flat
+
+
+def test_subset_confusion_is_over_the_subset(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lower = [c for c, _ in IMAGENETTE[:3]]
+    code, out, _ = run_cli(
+        ["eval", model_dir, "--data", nette, "--workers", "0", "--project", tmp_path,
+         "--name", "sub", "-c", ",".join(lower), "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    ids, counts = read_confusion(tmp_path / "sub" / "confusion.csv")
+    assert sorted(ids) == sorted(lower) and sum(map(sum, counts)) == 6
+    assert report["top5"] == 100.0  # three classes: the true one is always among the top five
+    assert [r["nodes"] for r in report["levels"]] == [2, 3, 3]
+
+
+def test_no_save_writes_nothing(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(
+        ["eval", model_dir, "--data", nette, "--workers", "0", "--project", tmp_path / "e",
+         "--no-save", "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["output_dir"] is None
+    assert not (tmp_path / "e").exists()
+
+
+def test_capped_eval_samples_every_class(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 images per class in sorted folders: the first batch of 10 would hold 5 classes only
+    code, out, _ = run_cli(
+        ["eval", model_dir, "--data", nette, "--workers", "0", "--batch-size", "10",
+         "--max-val-batches", "1", "--no-save", "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0
+    report = json.loads(out)
+    assert report["images"] == 10 and all(r["images"] == 1 for r in report["per_class"])
