@@ -8,8 +8,9 @@ load changes hit all alike. Per model and mode it prints the median ms (with min
 goal >= 0.9), and for experts the latency ratio next to the GMAC ratio (goal: latency ratio <=
 1.05 x GMAC ratio). Modes: `fwd1`, `fwd32` (forward at batch 1 / 32, inference mode) and
 `train32` (forward + backward + SGD step at batch 32; its MACs are ~3x the forward's for every
-model alike, so the forward GMACs give the ratios). `--onnx` also times the exported experts in
-ONNX Runtime against an exported baseline.
+model alike, so the forward GMACs give the ratios). `--fused` also times the fused expert (BN
+folded into the convolutions, `nhl cutout --fuse`) in the forward modes. `--onnx` also times the
+exported experts in ONNX Runtime against an exported baseline.
 
     python benchmarks/bench_efficiency.py                      # every preset, k = 100 and 1000
     python benchmarks/bench_efficiency.py --presets n3hl --k 1000 --modes fwd1 train32 --runs 5
@@ -35,6 +36,7 @@ from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.cutout import cutout
+from nhlcli.model.fuse import fuse
 from nhlcli.model.network import build_model
 from nhlcli.model.presets import PRESETS, get_preset
 from nhlcli.profiling.compose import compose_profile
@@ -47,6 +49,7 @@ PRESET_ORDER = (
 )  # fmt: skip
 CATS = ["n02123045", "n02123159", "n02123394", "n02123597", "n02124075"]  # the 5 domestic cats
 CPU = torch.device("cpu")
+ROLE_SUFFIX = {"full": "", "expert": " 5-class expert", "fused": " 5-class fused"}
 
 
 def baseline_of(arch: str) -> str:
@@ -158,12 +161,15 @@ def rows_for(arch: str, k: int, opts: Any) -> list[dict[str, Any]]:
         models["expert"] = build_model(
             arch, tree.subtree(expert_classes(tree)), img_size=opts.img_size
         )
+    fused = {"fused": fuse(models["expert"])} if opts.fused else {}
     out = []
     for mode in opts.modes:
         if mode.startswith("onnx"):
             chosen = {"baseline": base, "expert": models["expert"]}
-        else:
+        elif mode.startswith("train"):
             chosen = models
+        else:  # inference: also the fused expert (BN folded into the convolutions)
+            chosen = {**models, **fused}
         img = opts.train_img_size if mode.startswith("train") else opts.img_size
         times = measure(mode, chosen, opts.img_size, opts)
         batch = int("".join(ch for ch in mode if ch.isdigit()))
@@ -177,7 +183,7 @@ def rows_for(arch: str, k: int, opts: Any) -> list[dict[str, Any]]:
             gmac_ratio = g[role] / g["baseline"]
             out.append(
                 {
-                    "model": f"{arch} k={k}" + (" 5-class expert" if role == "expert" else ""),
+                    "model": f"{arch} k={k}" + ROLE_SUFFIX[role],
                     "baseline": base_arch,
                     "mode": mode,
                     "ms": st[role]["median"],
@@ -227,6 +233,7 @@ def main() -> None:
     ap.add_argument("--max-params", type=int, default=400_000_000)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--onnx", action="store_true", help="also time exported experts (onnx32)")
+    ap.add_argument("--fused", action="store_true", help="also time the fused expert (fwd modes)")
     ap.add_argument("--quick", action="store_true", help="64 px, k=10, batch 4: a smoke run")
     opts = ap.parse_args()
     if opts.threads:

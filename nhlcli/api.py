@@ -229,12 +229,15 @@ def cutout(
     attend: str | dict[str, float] | None = None,
     attend_level: int | None = None,
     origin: str | None = None,
+    fuse: bool = False,
 ) -> HierNet:
     """The expert for `selection`: a real, smaller network with the weights sliced out.
 
     `selection`: class ids or names, tree nodes (every class under them), a class set, a class
     file or a model folder. Its logits equal the full model's for its classes. `attend` sets
-    top-down attention (`"tench=1.8"` or `{"tench": 1.8}`) on the expert.
+    top-down attention (`"tench=1.8"` or `{"tench": 1.8}`) on the expert. `fuse=True` folds the
+    batch norms into the convolutions (an inference-only expert, `nhlcli.model.fuse`), checked
+    against the unfused expert (NhlError on a mismatch).
     """
     from nhlcli.model.attention import parse_attend, set_attention
     from nhlcli.model.cutout import cutout as cut
@@ -245,6 +248,10 @@ def cutout(
         set_attention(expert, scales, level=attend_level)
     elif attend_level is not None:
         raise NhlError("--attend-level needs --attend")
+    if fuse:
+        from nhlcli.model.fuse import fuse as fuse_model
+
+        expert = fuse_model(expert)
     return expert
 
 
@@ -389,12 +396,16 @@ def export(
 ) -> ExportResult:
     """Export a model (folder or network) to ONNX or TorchScript, checked before it is written.
 
+    The model is always fused first (batch norms folded into the convolutions, checked against
+    the unfused model: `nhlcli.model.fuse`); the export is then checked against the fused model.
+
     `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
     `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
     `exporter`).
     """
     from nhlcli.exporters import default_output, export_model
     from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.fuse import fuse as fuse_model
     from nhlcli.model.network import HierNet
     from nhlcli.profiling.compose import compose_profile
 
@@ -411,4 +422,4 @@ def export(
     out = Path(output) if output is not None else default_output(Path(str(model)), format)
     size = int(options.get("img_size") or net.img_size)
     gmacs = compose_profile(net.preset, net.nodes_per_level(), net.num_classes, size).gmacs
-    return export_model(net, out, format, gmacs=gmacs, **options)
+    return export_model(fuse_model(net), out, format, gmacs=gmacs, **options)

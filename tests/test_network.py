@@ -105,6 +105,43 @@ def test_gradients_match_per_branch(chunk_bytes: int | None) -> None:
         torch.testing.assert_close(g[i], gi, rtol=1e-3, atol=1e-3 * float(gi.abs().max()) + 1e-8)
 
 
+def _edges_into(root: torch.autograd.graph.Node) -> dict[int, int]:
+    """How many graph edges reach each AccumulateGrad node (keyed by id of its variable)."""
+    count: dict[int, int] = {}
+    seen, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        for nxt, _ in node.next_functions:
+            if nxt is None:
+                continue
+            if hasattr(nxt, "variable"):
+                count[id(nxt.variable)] = count.get(id(nxt.variable), 0) + 1
+            todo.append(nxt)
+    return count
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1, 3000])
+def test_chunked_level_backward_is_linear(chunk_bytes: int | None) -> None:
+    """Each parameter gets ONE gradient edge (a split) and the input no more than when the level
+    runs whole, not one per chunk (each would add a zero gradient of the whole tensor)."""
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([3, 5, 11], seed=5), img_size=32)
+    level = model.levels[2]
+    level.cpu_chunk_bytes = chunk_bytes
+    model.train()
+    x = torch.randn(2, level.wiring.n_inputs * level.specs[0].cin, 4, 4, requires_grad=True)
+    if chunk_bytes == 1:
+        assert len(level.chunks(x)) == level.n
+    edges = _edges_into(level(x).grad_fn)
+    level.cpu_chunk_bytes = None
+    assert edges[id(x)] <= _edges_into(level(x).grad_fn)[id(x)] <= 2
+    params = list(level.parameters())
+    assert params and all(edges[id(p)] == 1 for p in params)
+
+
 def test_wiring_buckets_by_fanout() -> None:
     w = Wiring([1, 0, 1, 2, 1], 3)  # parent 1 has 3 children, parents 0 and 2 one each
     assert not w.aligned

@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         "cutout",
         epilog=examples(
             "nhl cutout models/n3hl-random --classes cats.txt -o experts/cats",
+            "nhl cutout models/n3hl-random -c imagenette --fuse -o experts/fast",
             "nhl cutout models/n3hl-random -c domestic_cat,tench -o experts/mix --order tree",
             "nhl cutout models/n3hl-random -c imagenette --attend tench=1.8 -o experts/x --json",
             "nhl cutout models/n3hl-random -c 'domestic cat' --profile --latency --batch-size 1",
@@ -139,6 +140,9 @@ def cutout_cmd(
     ),
     output: Path | None = typer.Option(None, "--output", "-o", help="Expert directory to write."),
     order: str = typer.Option("given", "--order", help="Class order: given (SPEC's) or tree."),
+    fuse: bool = typer.Option(
+        False, "--fuse", help="Fold batch norms into the convolutions (inference-only expert)."
+    ),
     attend: str | None = typer.Option(
         None, "--attend", help="Top-down attention scales, e.g. tabby=1.8,tiger_cat=1.5."
     ),
@@ -179,7 +183,7 @@ def cutout_cmd(
     named = nhl.select_classes(model.tree, classes) if classes else []
     expert = nhl.cutout(
         model, list(dict.fromkeys([*named, *cue_ids])), order=order, attend=attend,
-        attend_level=attend_level, origin=str(checkpoint),
+        attend_level=attend_level, origin=str(checkpoint), fuse=fuse,
     )  # fmt: skip
     summary = cutout_summary(model, expert)
     # everything is checked and computed before the first file is written

@@ -41,6 +41,10 @@ def cutout(
     sub = model.tree.subtree(class_ids, order=order)
     with torch.device("meta"):
         expert = HierNet(model.preset, sub, model.img_size)
+        if model.fused:
+            from nhlcli.model.fuse import fuse_structure
+
+            fuse_structure(expert)
 
     full_state = model.state_dict()
     new_state: dict[str, torch.Tensor] = {}

@@ -30,8 +30,10 @@ grouped computation per chunk, with cache-sized tensors; elsewhere the whole lev
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -75,15 +77,25 @@ class Wiring:
             order.extend(kids)
         self._order = tuple(order)  # bucket output order -> node index
         self.in_order = self._order == tuple(range(self.n))
+        # every bucket's parent slices, bucket after bucket (each parent is in one bucket)
+        self._bucket_inputs = tuple(p for ps, _, _ in self.buckets for p in ps)
+        bi = self._bucket_inputs
+        # (start, count) when they are a run of consecutive input slices (no gather needed)
+        self.inputs_run = (bi[0], len(bi)) if bi == tuple(range(bi[0], bi[0] + len(bi))) else None
         self._cache: dict[tuple[str, str], torch.Tensor] = {}
 
     def index(self, key: str, device: torch.device) -> torch.Tensor:
-        """A cached index tensor: 'parents', 'bucket_parents:i' or 'bucket_kids:i'."""
+        """A cached index tensor: 'parents', 'order' (bucket order -> node), 'bucket_inputs'
+        (every bucket's parent slices in bucket order), 'bucket_parents:i' or 'bucket_kids:i'."""
         ck = (key, str(device))
         t = self._cache.get(ck)
         if t is None:
             if key == "parents":
                 values: Sequence[int] = self.parents
+            elif key == "order":
+                values = self._order
+            elif key == "bucket_inputs":
+                values = self._bucket_inputs
             else:
                 what, i = key.split(":")
                 ps, kids, _ = self.buckets[int(i)]
@@ -115,6 +127,50 @@ class Wiring:
         self.__init__(state["parents"], state["n_inputs"])  # type: ignore[misc]
 
 
+def node_rows(module: nn.Module, name: str, span: tuple[int, int] | None) -> torch.Tensor:
+    """Rows [a, b) (leading node dimension) of parameter `name`: the piece `split_nodes` made.
+
+    Outside `split_nodes` (or for a span it did not make) this is a plain slice: in backward each
+    slice materialises a zero gradient of the whole parameter, so a level run in many chunks
+    must split its parameters once (`split_nodes`) to keep backward linear in the chunks.
+    """
+    p = getattr(module, name)
+    if span is None:
+        return p
+    views = module.__dict__.get("_node_views")
+    if views is not None:
+        piece = views.get((name, span))
+        if piece is not None:
+            return piece
+    return p[span[0] : span[1]]
+
+
+@contextmanager
+def split_nodes(modules: Iterable[nn.Module], spans: Sequence[tuple[int, int]]) -> Iterator[None]:
+    """Split each per-node parameter of `modules` ONCE into the pieces of `spans` (`node_rows`).
+
+    One `torch.split` per parameter: its backward concatenates the pieces' gradients (linear),
+    where per-chunk slices would each add a zero tensor of the whole parameter (quadratic).
+    """
+    sizes = [b - a for a, b in spans]
+    touched = []
+    for m in modules:
+        if not isinstance(m, GroupedConv | GroupedBatchNorm):
+            continue
+        views: dict[tuple[str, tuple[int, int]], torch.Tensor] = {}
+        for name, p in m.named_parameters(recurse=False):
+            views.update(
+                {(name, sp): t for sp, t in zip(spans, torch.split(p, sizes), strict=True)}
+            )
+        m.__dict__["_node_views"] = views
+        touched.append(m)
+    try:
+        yield
+    finally:
+        for m in touched:
+            m.__dict__.pop("_node_views", None)
+
+
 class GroupedConv(nn.Module):
     """n convolutions of the same shape, weight (n, out, in, k, k), run as one grouped conv."""
 
@@ -123,6 +179,9 @@ class GroupedConv(nn.Module):
         self.n, self.cin, self.cout, self.kernel, self.stride = n, cin, cout, kernel, stride
         self.padding = kernel // 2
         self.weight = nn.Parameter(torch.empty(n, cout, cin, kernel, kernel))
+        # (n, out) in fused models only (a folded batch norm, `nhlcli.model.fuse`)
+        self.bias: nn.Parameter | None
+        self.register_parameter("bias", None)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -157,7 +216,7 @@ class GroupedConv(nn.Module):
 
     def node_weight(self, span: tuple[int, int] | None = None) -> torch.Tensor:
         """The weights of nodes [a, b) (all nodes when span is None): a view."""
-        return self.weight if span is None else self.weight[span[0] : span[1]]
+        return node_rows(self, "weight", span)
 
     def forward(self, x: torch.Tensor, span: tuple[int, int] | None = None) -> torch.Tensor:
         """x holds the nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W').
@@ -167,7 +226,8 @@ class GroupedConv(nn.Module):
         w = self.node_weight(span)
         nodes = w.shape[0]
         w = w.reshape(nodes * self.cout, self.cin, self.kernel, self.kernel)
-        return F.conv2d(x, w, None, self.stride, self.padding, 1, nodes)
+        b = None if self.bias is None else node_rows(self, "bias", span).reshape(-1)
+        return F.conv2d(x, w, b, self.stride, self.padding, 1, nodes)
 
     def forward_from_parents(self, x: torch.Tensor, wiring: Wiring) -> torch.Tensor:
         """A 1x1 conv of each node's parent slice, without replicating slices (see module doc)."""
@@ -191,15 +251,9 @@ def read_parents(
     if wiring.aligned:
         return [conv(x, span) for conv in convs]
     assert all(conv.kernel == 1 for conv in convs), "parent reads are 1x1 convolutions"
-    return parent_convs(x, wiring, [c.node_weight(span) for c in convs], [c.stride for c in convs])
-
-
-def _bucket_rows(t: torch.Tensor, wiring: Wiring, b: int) -> torch.Tensor:
-    """Rows (leading node dimension) of bucket b's nodes, in bucket order (a view if a run)."""
-    kids = wiring.buckets[b][1]
-    if kids == tuple(range(kids[0], kids[0] + len(kids))):
-        return t[kids[0] : kids[0] + len(kids)]
-    return t.index_select(0, wiring.index(f"bucket_kids:{b}", t.device))
+    weights = [c.node_weight(span) for c in convs]
+    biases = [None if c.bias is None else node_rows(c, "bias", span) for c in convs]
+    return parent_convs(x, wiring, weights, [c.stride for c in convs], biases)
 
 
 def parent_convs(
@@ -211,44 +265,51 @@ def parent_convs(
 ) -> list[torch.Tensor]:
     """Unpadded convolutions of each node's parent slice, without replicating parent slices.
 
-    weights[j]: (n, out, in, kh, kw) per node, biases[j]: (n, out) or None. Per fanout bucket, the
-    parent slices are gathered once (not at all when the bucket holds every input slice, or a run
-    of them) and each conv runs with groups = #parents and the children's weights side by side;
-    the outputs are written to their nodes' positions (no copy when there is one bucket in node
-    order).
+    weights[j]: (n, out, in, kh, kw) per node, biases[j]: (n, out) or None. The input slices are
+    put in bucket order once (no copy when they already are) and split into the buckets; the
+    weights are put in bucket order once (no copy when the nodes already are) and split; each
+    bucket's conv runs with groups = #parents and the children's weights side by side; the
+    outputs are written to their nodes' positions (no copy when the buckets are in node order).
+    One reorder and one split per tensor keep backward linear in the number of buckets (a
+    per-bucket slice or gather would add a zero gradient of the whole tensor per bucket).
     """
     n_, _, h, w = x.shape
     cin = weights[0].shape[2]
     bias_list = list(biases) if biases is not None else [None] * len(weights)
-    single = len(wiring.buckets) == 1 and wiring.in_order
+    m_sizes = [len(ps) for ps, _, _ in wiring.buckets]
+    kid_sizes = [len(kids) for _, kids, _ in wiring.buckets]
+    run = wiring.inputs_run
+    if run is not None and run[1] == wiring.n_inputs:
+        xo = x
+    elif run is not None:
+        xo = x.narrow(1, run[0] * cin, run[1] * cin)
+    else:
+        v = x.reshape(n_, wiring.n_inputs, cin, h, w)
+        idx = wiring.index("bucket_inputs", x.device)
+        xo = v.index_select(1, idx).reshape(n_, sum(m_sizes) * cin, h, w)
+    xbs = torch.split(xo, [m * cin for m in m_sizes], 1) if len(m_sizes) > 1 else (xo,)
+
+    def by_bucket(t: torch.Tensor) -> Sequence[torch.Tensor]:
+        if not wiring.in_order:
+            t = t.index_select(0, wiring.index("order", t.device))
+        return torch.split(t, kid_sizes) if len(kid_sizes) > 1 else (t,)
+
     outs: list[torch.Tensor] = []
-    if not single:
-        for wt, s in zip(weights, strides, strict=True):
-            ho, wo = (h - wt.shape[3]) // s + 1, (w - wt.shape[4]) // s + 1
-            outs.append(x.new_empty(n_, wiring.n, wt.shape[1], ho, wo))
-    for b, (ps, kids, _) in enumerate(wiring.buckets):
-        m = len(ps)
-        if m == wiring.n_inputs:  # every input slice, in order
-            xb = x
-        elif ps == tuple(range(ps[0], ps[0] + m)):  # a run of consecutive input slices
-            xb = x.narrow(1, ps[0] * cin, m * cin)
-        else:
-            v = x.reshape(n_, wiring.n_inputs, cin, h, w)
-            idx = wiring.index(f"bucket_parents:{b}", x.device)
-            xb = v.index_select(1, idx).reshape(n_, m * cin, h, w)
-        for j, (wt, s, bias) in enumerate(zip(weights, strides, bias_list, strict=True)):
-            wb = _bucket_rows(wt, wiring, b)
-            wb = wb.reshape(len(kids) * wt.shape[1], *wt.shape[2:])
-            bb = None if bias is None else _bucket_rows(bias, wiring, b).reshape(-1)
-            yb = F.conv2d(xb, wb, bb, s, 0, 1, m)
-            if single:
-                outs.append(yb)
-            else:
-                yb = yb.reshape(n_, len(kids), wt.shape[1], *yb.shape[-2:])
-                outs[j].index_copy_(1, wiring.index(f"bucket_kids:{b}", x.device), yb)
-    if single:
-        return outs
-    return [o.view(n_, -1, *o.shape[-2:]) for o in outs]
+    for wt, s, bias in zip(weights, strides, bias_list, strict=True):
+        wbs = by_bucket(wt)
+        bbs = by_bucket(bias) if bias is not None else [None] * len(wbs)
+        ys = []
+        for xb, wb, bb, m in zip(xbs, wbs, bbs, m_sizes, strict=True):
+            wb = wb.reshape(-1, *wt.shape[2:])
+            ys.append(F.conv2d(xb, wb, None if bb is None else bb.reshape(-1), s, 0, 1, m))
+        y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
+        if not wiring.in_order:
+            y5 = y.view(n_, wiring.n, wt.shape[1], *y.shape[-2:])
+            out = torch.empty_like(y5)
+            out.index_copy_(1, wiring.index("order", x.device), y5)
+            y = out.view(n_, -1, *y.shape[-2:])
+        outs.append(y)
+    return outs
 
 
 class GroupedBatchNorm(nn.Module):
@@ -276,8 +337,8 @@ class GroupedBatchNorm(nn.Module):
             x,
             self.running_mean[a:b].view(-1),
             self.running_var[a:b].view(-1),
-            self.weight[a:b].reshape(-1),
-            self.bias[a:b].reshape(-1),
+            node_rows(self, "weight", span).reshape(-1),
+            node_rows(self, "bias", span).reshape(-1),
             self.training,
             self.momentum,
             self.eps,
@@ -351,7 +412,7 @@ class GroupedLevel(LevelScales):
             for i, spec in enumerate(self.specs)
         )
         self._init_scales()
-        self._wiring_cache: dict[tuple[int, int], Wiring] = {}
+        self._wiring_cache: dict[tuple, tuple[list[int], list[list[int]], list[Wiring]]] = {}
         self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     def chunks(self, x: torch.Tensor) -> list[tuple[int, int]]:
@@ -373,13 +434,37 @@ class GroupedLevel(LevelScales):
         size = max(1, self.cpu_chunk_bytes // max(per_node, 1))
         return [(a, min(a + size, self.n)) for a in range(0, self.n, size)]
 
-    def _chunk_wiring(self, a: int, b: int) -> Wiring:
-        key = (a, b)
-        w = self._wiring_cache.get(key)
-        if w is None:
-            w = Wiring(self.wiring.parents[a:b], self.wiring.n_inputs)
-            self._wiring_cache[key] = w
-        return w
+    def _plan(
+        self, spans: list[tuple[int, int]]
+    ) -> tuple[list[int], list[list[int]], list[Wiring]]:
+        """How the chunks read the input: ONE split of it, each chunk's pieces and wiring.
+
+        The input's slices are split once at every chunk's parent range [lo, hi); a chunk reads
+        the pieces of its range (concatenated only when another chunk's range ends inside it)
+        through a wiring relative to lo. Backward then concatenates the pieces' gradients instead
+        of adding a whole-input zero gradient per chunk (quadratic in the chunks). A level-1
+        input (one slice shared by all nodes) is read whole: sizes is then [].
+        """
+        key = tuple(spans)
+        plan = self._wiring_cache.get(key)
+        if plan is not None:
+            return plan
+        parents, n_in = self.wiring.parents, self.wiring.n_inputs
+        if n_in == 1:
+            plan = ([], [[] for _ in spans], [Wiring(parents[a:b], 1) for a, b in spans])
+        else:
+            ranges = [(min(parents[a:b]), max(parents[a:b]) + 1) for a, b in spans]
+            bounds = sorted({0, n_in, *(e for r in ranges for e in r)})
+            first = {lo: i for i, lo in enumerate(bounds)}
+            sizes = [hi - lo for lo, hi in itertools.pairwise(bounds)]
+            pieces = [list(range(first[lo], first[hi])) for lo, hi in ranges]
+            wirings = [
+                Wiring([p - lo for p in parents[a:b]], hi - lo)
+                for (a, b), (lo, hi) in zip(spans, ranges, strict=True)
+            ]
+            plan = (sizes, pieces, wirings)
+        self._wiring_cache[key] = plan
+        return plan
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self._scale_tensor(x.device)
@@ -389,16 +474,26 @@ class GroupedLevel(LevelScales):
                 x = block(x, scale if i == 0 else None)
             return x
         width = 0 if scale is None else scale.numel() // self.n
+        sizes, pieces, wirings = self._plan(spans)
+        if not sizes:
+            inputs = [x] * len(spans)
+        else:
+            c = x.shape[1] // self.wiring.n_inputs
+            parts = torch.split(x, [s * c for s in sizes], 1)
+            inputs = [
+                parts[p[0]] if len(p) == 1 else torch.cat([parts[i] for i in p], 1) for p in pieces
+            ]
         outs = []
-        for a, b in spans:
-            h = x
-            for i, block in enumerate(self.blocks):
-                if i == 0:
-                    s = None if scale is None else scale[a * width : b * width]
-                    h = block(h, s, span=(a, b), wiring=self._chunk_wiring(a, b))
-                else:
-                    h = block(h, None, span=(a, b))
-            outs.append(h)
+        with split_nodes(self.blocks.modules(), spans):
+            for (a, b), xa, wa in zip(spans, inputs, wirings, strict=True):
+                h = xa
+                for i, block in enumerate(self.blocks):
+                    if i == 0:
+                        s = None if scale is None else scale[a * width : b * width]
+                        h = block(h, s, span=(a, b), wiring=wa)
+                    else:
+                        h = block(h, None, span=(a, b))
+                outs.append(h)
         return torch.cat(outs, 1)
 
     def extra_repr(self) -> str:

@@ -135,6 +135,7 @@ class HierNet(nn.Module):
         self.tree = tree
         self.img_size = int(img_size)
         self.cut_from: dict[str, Any] | None = None
+        self.fused = False  # batch norms folded into the convolutions (`nhlcli.model.fuse`)
         self.attention_level: int | None = None
         self.attention: dict[str, float] = {}  # node id -> scale at attention_level
 
@@ -232,6 +233,7 @@ class HierNet(nn.Module):
             "params": self.num_params(),
             "attention": att,
             "cut_from": self.cut_from,
+            "fused": self.fused,
         }
 
     @classmethod
@@ -272,6 +274,13 @@ class HierNet(nn.Module):
         ctx = torch.device("meta") if meta else contextlib.nullcontext()
         with ctx:
             model = cls(preset, tree, img_size)
+            fused = config.get("fused", False)
+            if not isinstance(fused, bool):
+                raise NhlError(f"{origin}: invalid model config: 'fused' must be true or false")
+            if fused:
+                from nhlcli.model.fuse import fuse_structure
+
+                fuse_structure(model)
         stated = {"nodes_per_level": model.nodes_per_level(), "params": model.num_params()}
         wrong = [
             f"'{k}' says {config[k]!r}, the preset and tree give {v!r}"
