@@ -182,15 +182,20 @@ def build_tree_command(
             "batch_size": llm_batch_size,
         }  # fmt: skip
     ctx = SourceContext(date=None if no_date else TODAY)
+    asks_llm = source in ("llm", "hybrid") or (
+        source == "induced" and options.get("names") == "llm"
+    )
     llm_report = None
-    if source in ("llm", "hybrid") or (source == "induced" and options.get("names") == "llm"):
+    title = f"{source} tree of {len(class_set)} classes"
+    if asks_llm:
         from nhlcli.hierarchy.llm import BuildReport
 
         llm_report = ctx.report = BuildReport()
-        with _llm_progress(f"{source} tree of {len(class_set)} classes") as progress:
-            ctx.progress = progress
-            tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
+    with _llm_progress(title) if asks_llm else _status(f"building the {title}") as progress:
+        ctx.progress = progress
+        tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
+                              context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
+    if llm_report is not None:
         err_console.print(
             f"{llm_model}: {llm_report.steps} answer(s), {llm_report.cached_steps} from the cache, "
             f"{llm_report.requests} request(s), {llm_report.repairs} repair(s); "
@@ -198,10 +203,6 @@ def build_tree_command(
             soft_wrap=True,
             markup=False,
         )
-    else:
-        with err_console.status(f"building the {source} tree of {len(class_set)} classes"):
-            tree = nhl.build_tree(source, class_set, levels, groups=parse_groups(groups),
-                                  context=ctx, exact_groups=exact_groups, **options)  # fmt: skip
     for note in ctx.notes:
         err_console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if out_path is None:
@@ -231,6 +232,13 @@ def build_tree_command(
         markup=False,
     )
     console.print(stats_table(tree, stats))
+
+
+@contextmanager
+def _status(title: str) -> Iterator[None]:
+    """A spinner on stderr for a build that reports no progress (no callback: None)."""
+    with err_console.status(title):
+        yield None
 
 
 @contextmanager
