@@ -21,7 +21,7 @@ from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.cutout import cutout
 from nhlcli.model.network import build_model
-from nhlcli.profiling.latency import time_forward
+from nhlcli.profiling.latency import time_interleaved
 from nhlcli.profiling.report import profile_report
 from nhlcli.profiling.targets import flat_tree
 
@@ -40,14 +40,10 @@ def experts() -> list[tuple[str, str, Tree, list[str]]]:
 
 
 def interleaved_ms(models: list[torch.nn.Module], batch: int, runs: int) -> list[float]:
-    cpu = torch.device("cpu")
-    for m in models:  # warm-up
-        time_forward(m, batch, 224, cpu, runs=1, warmup=1)
-    times: list[list[float]] = [[] for _ in models]
-    for _ in range(runs):
-        for i, m in enumerate(models):
-            times[i] += time_forward(m, batch, 224, cpu, runs=1, warmup=0)
-    return [statistics.median(t) for t in times]
+    times = time_interleaved(
+        {str(i): m for i, m in enumerate(models)}, batch, 224, torch.device("cpu"), runs, 1
+    )
+    return [statistics.median(t) for t in times.values()]
 
 
 def main() -> None:

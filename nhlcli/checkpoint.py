@@ -31,7 +31,6 @@ from nhlcli.model.network import MODEL_FORMAT, HierNet
 __all__ = [
     "CONFIG_FILE",
     "WEIGHTS_FILE",
-    "checkpoint_dir",
     "load_model",
     "read_config",
     "save_model",
@@ -82,14 +81,9 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
     return target
 
 
-def checkpoint_dir(path: str | Path) -> Path:
-    """The checkpoint directory for `path`: see `nhlcli.checkpoint_dirs.resolve_checkpoint`."""
-    return resolve_checkpoint(path)
-
-
 def read_config(path: str | Path) -> dict[str, Any]:
     """The checkpoint's config.json (format checked), without loading weights."""
-    f = checkpoint_dir(path) / CONFIG_FILE
+    f = resolve_checkpoint(path) / CONFIG_FILE
     config = read_config_json(path)
     if config.get("format") != MODEL_FORMAT:
         found = config.get("format")
@@ -105,7 +99,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    d = checkpoint_dir(path)
+    d = resolve_checkpoint(path)
     config = read_config(d)
     model = HierNet.from_config(config, meta=True, origin=str(d / CONFIG_FILE))
     weights = d / WEIGHTS_FILE

@@ -88,18 +88,6 @@ def time_interleaved(
     return times
 
 
-def time_forward(
-    model: nn.Module,
-    batch_size: int,
-    img_size: int,
-    device: torch.device,
-    runs: int = 20,
-    warmup: int = 3,
-) -> list[float]:
-    """Milliseconds per forward pass of one model, one per timed run."""
-    return time_interleaved({"m": model}, batch_size, img_size, device, runs, warmup)["m"]
-
-
 def summary(times: Sequence[float]) -> dict[str, float]:
     """min / median / max ms, and the spread: how far the slowest runs are above the median."""
     ordered = sorted(times)
