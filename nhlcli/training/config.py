@@ -448,9 +448,9 @@ def config_from_sources(
     from nhlcli.training.rundir import read_args
 
     file_settings = read_config_file(config_file) if config_file else {}
-    given = {**file_settings, **{k: v for k, v in (options or {}).items() if v is not None}}
     if resume_dir is not None:
         run_dir = resolve_resume_dir(resume_dir)
+        given = {**file_settings, **{k: v for k, v in (options or {}).items() if v is not None}}
         return resume_config(read_args(run_dir), given, run_dir)
     return build_config(
         file_settings, options, origin=str(config_file) if config_file else "options"
