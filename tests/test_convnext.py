@@ -141,6 +141,26 @@ def test_grouped_levels_equal_per_branch_reference(counts: tuple[int, ...]) -> N
     torch.testing.assert_close(logits(model, x), logits(ref, x), atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("train", [False, True])
+def test_image_groups_give_the_same_logits_and_gradients(train: bool) -> None:
+    """CPU image groups (`levels.image_spans`) are exact for ConvNeXt in both modes."""
+    model = tiny_model((3, 5, 9)).train(train)
+    x = images(3, 32)
+    results = []
+    for chunk_bytes in (None, 1):  # the whole batch at once, then one image at a time
+        for level in model.levels:
+            level.cpu_chunk_bytes = chunk_bytes
+        assert len(model.levels[2].image_groups(x)) == (1 if chunk_bytes is None else 3)
+        model.zero_grad()
+        out = model(x)
+        out.square().sum().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (a, ga), (b, gb) = results
+    torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
+    for g1, g2 in zip(ga, gb, strict=True):
+        torch.testing.assert_close(g2, g1, atol=1e-5, rtol=1e-4)
+
+
 def test_cutout_logits_equal_the_full_model() -> None:
     model = tiny_model((3, 5, 9))
     keep = [model.class_ids[i] for i in (7, 0, 4)]

@@ -43,9 +43,11 @@ def test_grouped_equals_per_branch_on_tiny_preset(
     model = HierNet(tiny_preset(3), tree, img_size=32)
     randomize_bn(model)
     set_chunks(model, chunk_bytes)
+    model.train(train)
     if chunk_bytes == 1:
         assert len(model.levels[2].chunks(torch.zeros(3, 8, 4, 4))) == counts[2]
-    model.train(train)
+        # eval mode also runs the batch one image at a time; training keeps the whole batch
+        assert len(model.levels[2].image_groups(torch.zeros(3, 8, 4, 4))) == (1 if train else 3)
     ref = PerBranchNet.from_model(model)
     x = images(3, 32)
     assert_close(logits(model, x), logits(ref, x))

@@ -171,7 +171,8 @@ def test_recipe_print_config_and_resume_from_last(
     nette: Path, tree_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     cfg = build_config({"arch": "n3hl", "data": "d", "recipe": "fast", "min_crop_scale": 0.5})
-    assert (cfg.lr, cfg.randaugment_n, cfg.zero_init_residual) == (0.05, 0, True)
+    assert (cfg.optimizer, cfg.lr, cfg.randaugment_n) == ("adamw", 0.002, 0)
+    assert cfg.zero_init_residual is True
     assert cfg.min_crop_scale == 0.5  # options win over the recipe
     code, out, _ = run_cli(["train", "--print-config", "--recipe", "paper", "--lr", "0.3"], capsys)
     assert code == 0

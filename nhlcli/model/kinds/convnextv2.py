@@ -20,7 +20,9 @@ channels (groups = n·d); LayerNorm and GRN are per node over each node's own ch
 pointwise layers are grouped convolutions (groups = n). The downsample normalises each PARENT
 slice once (without affine), folds each child's LayerNorm affine into its conv weights and bias
 (exact: the conv is linear and unpadded), and convolves the parent slices per fanout bucket
-(`levels.parent_convs`), so no parent slice is copied per child.
+(`levels.parent_convs`), so no parent slice is copied per child. On the CPU a large batch runs
+in groups of images (`levels.image_spans`, in training too: every op of a node is per image),
+which keeps the n·mid-channel hidden tensors as small as one group of images.
 
 Attention: the scale multiplies the first block's LayerNorm output (d channels per node, the input
 of the pointwise MLP). It is the counterpart of the ResNet kinds' "after the first per-branch
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
-from nhlcli.model.levels import LevelScales, Wiring, parent_convs
+from nhlcli.model.levels import CPU_CHUNK_BYTES, LevelScales, Wiring, image_spans, parent_convs
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 EPS = 1e-6  # LayerNorm and GRN epsilon (timm's ConvNeXt)
@@ -267,6 +269,7 @@ class ConvNeXtLevel(LevelScales):
         )
         self._init_scales()
         self.reset_parameters()
+        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     def reset_parameters(self) -> None:
         """timm's init per node: truncated normal (std 0.02) conv/linear weights, zero biases."""
@@ -292,7 +295,23 @@ class ConvNeXtLevel(LevelScales):
         b = conv.bias + (conv.weight * norm.bias.view(self.n, 1, self.cin, 1, 1)).sum((2, 3, 4))
         return parent_convs(xhat, self.wiring, [w], [max(self.stride, 1)], [b])[0]
 
+    def image_groups(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        """Batch ranges run one after the other (CPU: each about `cpu_chunk_bytes` of hidden)."""
+        if x.device.type != "cpu":
+            return [(0, x.shape[0])]
+        s = max(self.stride, 1)
+        h, w = (x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1
+        first = self.specs[0]
+        per_image = self.n * max(first.mid, first.cout) * h * w * x.element_size()
+        return image_spans(x.shape[0], per_image, self.cpu_chunk_bytes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        groups = self.image_groups(x)
+        if len(groups) == 1:
+            return self._forward_images(x)
+        return torch.cat([self._forward_images(x[a:b]) for a, b in groups])
+
+    def _forward_images(self, x: torch.Tensor) -> torch.Tensor:
         scale = self._scale_tensor(x.device)
         h = self._downsample(x)
         for i, block in enumerate(self.blocks):
