@@ -51,9 +51,9 @@ from nhlcli.model.network import build_model  # noqa: E402
 from nhlcli.profiling.compose import compose_profile  # noqa: E402
 from nhlcli.training.checkpointing import load_checkpoint_model  # noqa: E402
 from nhlcli.training.config import build_config  # noqa: E402
-from nhlcli.training.engine import train  # noqa: E402
+from nhlcli.training.engine import TrainResult, train  # noqa: E402
 from nhlcli.training.progress import RichReporter  # noqa: E402
-from nhlcli.training.rundir import read_args  # noqa: E402
+from nhlcli.training.rundir import read_args, read_results  # noqa: E402
 
 TREE = "imagenette-wordnet-L3"
 
@@ -95,8 +95,13 @@ def train_one(
     settings = {k: v for k, v in settings.items() if v is not None}
     console.rule(f"training {arch}")
     t0 = time.perf_counter()
-    result = train(build_config(settings), reporter=RichReporter(console))
-    wall = time.perf_counter() - t0
+    result = finished_run(runs / arch, args.epochs) if args.reuse else None
+    if result is not None:
+        console.print(f"reusing the finished run {result.run_dir} (--reuse)")
+        wall = sum(float(r["epoch_time_s"]) for r in result.history)
+    else:
+        result = train(build_config(settings), reporter=RichReporter(console))
+        wall = time.perf_counter() - t0
     rates = [r["images_per_s"] for r in result.history]
     steady = rates[1:] if len(rates) > 1 else rates  # the first epoch includes warm-up costs
     model = load_checkpoint_model(result.run_dir / "best")
@@ -114,6 +119,22 @@ def train_one(
         "wall_s": wall,
         "args": read_args(result.run_dir),
     }
+
+
+def finished_run(run: Path, epochs: int) -> TrainResult | None:
+    """The result of a run that finished `epochs` epochs in `run` (results.csv, best/) or None.
+
+    Lets a benchmark that stopped after training one network go on without training it again.
+    """
+    if not (run / "best").is_dir() or not (run / "results.csv").is_file():
+        return None
+    history = [
+        {k: float(v) for k, v in row.items() if v not in ("", None)} for row in read_results(run)
+    ]
+    if len(history) != epochs:
+        return None
+    best = max(history, key=lambda r: r["val_top1"])
+    return TrainResult(run, epochs, int(best["epoch"]), best["val_top1"], history)
 
 
 def interleaved_step_rates(
@@ -166,6 +187,9 @@ def main() -> None:
     ap.add_argument("--sweep", default="1.0:2.0:0.1", help="oracle attention scales")
     ap.add_argument("--step-rounds", type=int, default=8, help="interleaved timing rounds")
     ap.add_argument("--out", default=None, help="where the runs go (default: a temp folder)")
+    ap.add_argument(
+        "--reuse", action="store_true", help="reuse finished runs found in --out (no retraining)"
+    )
     args = ap.parse_args()
     if args.recipe == "none":
         args.recipe = None
@@ -175,9 +199,15 @@ def main() -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="nhl-bench-") as tmp:
         work = Path(args.out) if args.out else Path(tmp)
-        data = sample_dir(
-            Path(args.data), work / "data", args.train_per_class or None, args.val_per_class or None
-        )
+        if args.reuse and (work / "data").exists():
+            data = work / "data"
+        else:
+            data = sample_dir(
+                Path(args.data),
+                work / "data",
+                args.train_per_class or None,
+                args.val_per_class or None,
+            )
         runs = work / "runs"
         console.print(
             f"Imagenette sample: {args.train_per_class or 'all'} train / "
