@@ -17,8 +17,10 @@ Reported:
   (>= 60 % val top-1 each, n3hl within 2 points of resnet50).
 
 The full benchmark (all 9,469 training images and 3,925 validation images, 64 px, 8 epochs:
-`--train-per-class 0 --val-per-class 0 --epochs 8 --goal`) takes hours on a 2-core CPU (~10-20
-training images/s per network there); the defaults below are a short version. Run it under the
+`--train-per-class 0 --val-per-class 0 --epochs 8 --goal`) takes about 20 minutes per network on a
+quiet 2-core CPU (80-95 training images/s; measured: n3hl 73.96 %, resnet50 73.50 %, see
+docs/training.md); `--reuse` continues an interrupted benchmark with the runs already finished in
+--out. The defaults below are a short version. Run it under the
 shared lock so benchmarks do not overlap (give --out to keep the runs and their results.png):
 
     flock /tmp/nhl-bench.lock python benchmarks/bench_train_imagenette.py --img-size 64 --epochs 3 \
