@@ -125,6 +125,18 @@ def _edges_into(root: torch.autograd.graph.Node) -> dict[int, int]:
     return count
 
 
+def test_a_traced_model_keeps_a_dynamic_batch_with_image_groups() -> None:
+    """Image groups split the batch at fixed positions: tracing must not bake them in."""
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 4, 7], seed=3), img_size=32).eval()
+    set_chunks(model, 1)  # eager eval: one image per group
+    assert len(model.levels[2].image_groups(torch.zeros(3, 8, 4, 4))) == 3
+    with torch.no_grad():
+        traced = torch.jit.trace(model, images(2, 32))
+        x = images(5, 32)
+        assert_close(traced(x), model(x))
+
+
 @pytest.mark.parametrize("chunk_bytes", [None, 1, 3000])
 def test_chunked_level_backward_is_linear(chunk_bytes: int | None) -> None:
     """Each parameter gets ONE gradient edge (a split) and the input no more than when the level

@@ -50,6 +50,17 @@ CPU_CHUNK_BYTES: int | None = 8 << 20
 MIN_CHUNK_NODES = 64
 
 
+def tracing() -> bool:
+    """True while the model is traced or exported (TorchScript, ONNX, torch.compile).
+
+    Image groups split the batch at fixed positions, which a traced graph would keep for every
+    batch size; a traced model therefore runs its batch whole.
+    """
+    return bool(
+        torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
+    )
+
+
 def image_spans(
     n_images: int, bytes_per_image: int, chunk_bytes: int | None
 ) -> list[tuple[int, int]]:
@@ -65,7 +76,7 @@ def image_spans(
     spent 32 % of the time in `aten::cat`, 11 % in `copy_`, 11 % in `index_select`, and grouped
     1x1 convolutions ran at about 3 GMAC/s (36.6 s for the level against 3.6 s at batch 8).
     """
-    if chunk_bytes is None or n_images <= 1:
+    if chunk_bytes is None or n_images <= 1 or tracing():
         return [(0, n_images)]
     size = max(1, chunk_bytes // max(bytes_per_image, 1))
     if size >= n_images:
