@@ -40,7 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
-from nhlcli.model.levels import CPU_CHUNK_BYTES, LevelScales, Wiring, image_spans, parent_convs
+from nhlcli.model.levels import (
+    CPU_CHUNK_BYTES,
+    LevelScales,
+    Wiring,
+    image_spans,
+    parent_convs,
+    prepared,
+    reuse_prepared,
+)
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 EPS = 1e-6  # LayerNorm and GRN epsilon (timm's ConvNeXt)
@@ -290,10 +298,16 @@ class ConvNeXtLevel(LevelScales):
         norm, conv = cast(NodeParams, self.downsample[0]), cast(NodeParams, self.downsample[1])
         assert norm.bias is not None and conv.bias is not None
         xhat = _node_layer_norm(x, self.wiring.n_inputs, None, None)
-        # fold each child's LayerNorm affine into its conv: W·(g⊙x̂ + b) = (W·g)x̂ + W·b
+        sources = (conv.weight, conv.bias, norm.weight, norm.bias)
+        w, b = prepared("fold", sources, lambda: self._folded(conv, norm))
+        return parent_convs(xhat, self.wiring, [w], [max(self.stride, 1)], [b])[0]
+
+    def _folded(self, conv: NodeParams, norm: NodeParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each child's LayerNorm affine folded into its conv: W·(g⊙x̂ + b) = (W·g)x̂ + W·b."""
+        assert norm.bias is not None and conv.bias is not None
         w = conv.weight * norm.weight.view(self.n, 1, self.cin, 1, 1)
         b = conv.bias + (conv.weight * norm.bias.view(self.n, 1, self.cin, 1, 1)).sum((2, 3, 4))
-        return parent_convs(xhat, self.wiring, [w], [max(self.stride, 1)], [b])[0]
+        return w, b
 
     def image_groups(self, x: torch.Tensor) -> list[tuple[int, int]]:
         """Batch ranges run one after the other (CPU: each about `cpu_chunk_bytes` of hidden)."""
@@ -309,7 +323,8 @@ class ConvNeXtLevel(LevelScales):
         groups = self.image_groups(x)
         if len(groups) == 1:
             return self._forward_images(x)
-        return torch.cat([self._forward_images(x[a:b]) for a, b in groups])
+        with reuse_prepared():  # the folded, bucket-ordered weights are made once for all groups
+            return torch.cat([self._forward_images(x[a:b]) for a, b in groups])
 
     def _forward_images(self, x: torch.Tensor) -> torch.Tensor:
         scale = self._scale_tensor(x.device)
