@@ -10,7 +10,7 @@ import torch
 from model_helpers import images, logits, randomize_bn, tiny_preset
 
 from nhlcli.errors import NhlError
-from nhlcli.model.levels import Wiring
+from nhlcli.model.levels import Wiring, clear_prepared
 from nhlcli.model.network import HierNet, build_model
 from nhlcli.model.reference import PerBranchNet, synthetic_tree
 
@@ -123,6 +123,46 @@ def _edges_into(root: torch.autograd.graph.Node) -> dict[int, int]:
                 count[id(nxt.variable)] = count.get(id(nxt.variable), 0) + 1
             todo.append(nxt)
     return count
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 1])
+def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: int | None) -> None:
+    """Bucket-ordered weights are kept across no-grad forwards: an optimizer step, a
+    load_state_dict and a change through .data (with clear_prepared) must all be seen."""
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32)
+    set_chunks(model, chunk_bytes)
+    x = images(3, 32)
+
+    def fresh() -> torch.Tensor:  # the same weights in a model that never ran
+        other = HierNet(tiny_preset(3), model.tree, img_size=32)
+        other.load_state_dict(model.state_dict())
+        set_chunks(other, chunk_bytes)
+        with torch.no_grad():
+            return other.eval()(x)
+
+    model.eval()
+    with torch.no_grad():
+        first = model(x)
+    if chunk_bytes is None:  # whole levels read their parents by fanout bucket: kept
+        assert model.levels[2].__dict__["_prepared_memo"].entries
+    assert_close(first, fresh())
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    model(x).square().sum().backward()  # eval mode, gradients on: nothing kept is used
+    opt.step()  # in place, without a mode switch
+    with torch.no_grad():
+        stepped = model(x)
+    assert not torch.allclose(stepped, first)
+    assert_close(stepped, fresh())
+    state = {k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    model.load_state_dict(state)
+    with torch.no_grad():
+        assert_close(model(x), fresh())
+    for p in model.parameters():
+        p.data.mul_(1.5)  # invisible to version counters
+    clear_prepared(model)
+    with torch.no_grad():
+        assert_close(model(x), fresh())
 
 
 def test_a_traced_model_keeps_a_dynamic_batch_with_image_groups() -> None:

@@ -36,7 +36,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import TypeVar
 
@@ -54,24 +54,62 @@ MIN_CHUNK_NODES = 64
 
 
 T = TypeVar("T")
-_PREPARED: ContextVar[dict[tuple, tuple] | None] = ContextVar("nhl_prepared", default=None)
+
+
+class PreparedMemo:
+    """Weights derived from parameters (`prepared`), keyed by what they were made from.
+
+    A key holds each source tensor's storage address, shape, strides and version counter, so an
+    in-place change (an optimizer step, `load_state_dict`) or a moved parameter makes a new
+    entry, and the sources are kept with the entry, so their memory is not reused while it lives.
+    `reuse_prepared` drops the entries a forward did not use. Copies and pickles start empty.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple, tuple[tuple, object]] = {}
+        self.used: set[tuple] = set()
+
+    def __deepcopy__(self, memo: dict) -> PreparedMemo:
+        return PreparedMemo()
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+_PREPARED: ContextVar[PreparedMemo | None] = ContextVar("nhl_prepared", default=None)
 
 
 @contextmanager
-def reuse_prepared() -> Iterator[None]:
+def reuse_prepared(memo: PreparedMemo | None = None) -> Iterator[None]:
     """Inside, weights derived from parameters (`prepared`) are made once and then reused.
 
-    A level run in several image groups derives the same weights (fanout-bucket order, folded
-    layer norms) for every group. Inside this context the first group makes them and the others
-    reuse them: one copy per forward instead of one per group, and one autograd node, so backward
-    stays linear in the number of groups. (Profiled: ConvNeXt's 1000-node level spent 42 % of
-    its time re-folding and re-ordering its 131 MB downsample weight for each image.)
+    A level derives weights from its parameters on every forward (fanout-bucket order, folded
+    layer norms): copies as large as its weights. Profiled on the CPU: n3hl k = 1000 at batch 1
+    spent 39 % of its forward in `index_select` (the bucket order), as much as in its
+    convolutions; ConvNeXt's 1000-node level spent 42 % re-folding and re-ordering its 131 MB
+    downsample weight for each group of images. Inside this context they are made once: for all
+    image groups of one forward (one autograd node, so backward stays linear in the groups) with
+    a fresh memo, and across forwards with a level's own memo (without gradients only).
     """
-    token = _PREPARED.set({})
+    memo = memo if memo is not None else PreparedMemo()
+    token = _PREPARED.set(memo)
     try:
         yield
     finally:
         _PREPARED.reset(token)
+        memo.entries = {k: v for k, v in memo.entries.items() if k in memo.used}
+        memo.used = set()
+
+
+def _fingerprint(t: torch.Tensor | None) -> tuple:
+    if t is None:
+        return (None,)
+    # an inference tensor has no version counter; it cannot be changed outside inference mode
+    version = -1 if t.is_inference() else t._version
+    return (t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, version)
 
 
 def prepared(tag: str, sources: Sequence[torch.Tensor | None], make: Callable[[], T]) -> T:
@@ -79,11 +117,29 @@ def prepared(tag: str, sources: Sequence[torch.Tensor | None], make: Callable[[]
     memo = _PREPARED.get()
     if memo is None:
         return make()
-    key = (tag, *(id(t) for t in sources))
-    hit = memo.get(key)
-    if hit is None:  # the sources are kept with the result, so their ids stay theirs
-        hit = memo[key] = (tuple(sources), make())
-    return hit[1]
+    key = (tag, *(_fingerprint(t) for t in sources))
+    hit = memo.entries.get(key)
+    if hit is None:  # the sources are kept with the result, so their memory stays theirs
+        hit = memo.entries[key] = (tuple(sources), make())
+    memo.used.add(key)
+    return hit[1]  # type: ignore[return-value]
+
+
+def clear_prepared(model: nn.Module) -> None:
+    """Forget every level's weights derived for inference (after changing weights via ``.data``)."""
+    for m in model.modules():
+        m.__dict__.pop("_prepared_memo", None)
+
+
+def prepared_scope(owner: LevelScales, groups: int) -> AbstractContextManager[None]:
+    """How a level reuses derived weights: across forwards without gradients (the level's own
+    memo), within one forward when it runs in several image groups, else not at all."""
+    if not torch.is_grad_enabled():
+        memo = owner.__dict__.get("_prepared_memo")
+        if memo is None:
+            memo = owner.__dict__["_prepared_memo"] = PreparedMemo()
+        return reuse_prepared(memo)
+    return reuse_prepared() if groups > 1 else nullcontext()
 
 
 def tracing() -> bool:
@@ -436,6 +492,13 @@ class LevelScales(nn.Module):
     specs: tuple[BlockSpec, ...]
     n: int
 
+    def train(self, mode: bool = True) -> LevelScales:
+        """Also forgets the weights derived for inference (`prepared_scope`): a mode switch is
+        where a training loop's weight changes end, including changes made through ``.data``,
+        which no version counter sees (`clear_prepared` does the same without a switch)."""
+        self.__dict__.pop("_prepared_memo", None)
+        return super().train(mode)
+
     def _init_scales(self) -> None:
         self._scales: tuple[float, ...] | None = None
         self._scale_cache: dict[str, torch.Tensor] = {}
@@ -561,14 +624,17 @@ class GroupedLevel(LevelScales):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = self.image_groups(x)
-        if len(groups) == 1:
-            return self._forward_nodes(x, self.chunks(x))
         # every group runs the node chunks of the first (the largest): parameters are split and
         # bucket-ordered once for all groups
         spans = self.chunks(x[groups[0][0] : groups[0][1]])
-        split = split_nodes(self.blocks.modules(), spans) if len(spans) > 1 else nullcontext()
-        with reuse_prepared(), split:
-            return torch.cat([self._forward_nodes(x[a:b], spans, split=False) for a, b in groups])
+        with prepared_scope(self, len(groups)):
+            if len(groups) == 1:
+                return self._forward_nodes(x, spans)
+            split = split_nodes(self.blocks.modules(), spans) if len(spans) > 1 else nullcontext()
+            with split:
+                return torch.cat(
+                    [self._forward_nodes(x[a:b], spans, split=False) for a, b in groups]
+                )
 
     def _forward_nodes(
         self, x: torch.Tensor, spans: list[tuple[int, int]], split: bool = True

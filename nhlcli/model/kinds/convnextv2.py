@@ -47,7 +47,7 @@ from nhlcli.model.levels import (
     image_spans,
     parent_convs,
     prepared,
-    reuse_prepared,
+    prepared_scope,
 )
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
@@ -321,9 +321,9 @@ class ConvNeXtLevel(LevelScales):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         groups = self.image_groups(x)
-        if len(groups) == 1:
-            return self._forward_images(x)
-        with reuse_prepared():  # the folded, bucket-ordered weights are made once for all groups
+        with prepared_scope(self, len(groups)):  # folded, bucket-ordered weights made once
+            if len(groups) == 1:
+                return self._forward_images(x)
             return torch.cat([self._forward_images(x[a:b]) for a, b in groups])
 
     def _forward_images(self, x: torch.Tensor) -> torch.Tensor:
