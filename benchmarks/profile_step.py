@@ -3,10 +3,13 @@
 The evidence behind docs/profiling.md ("what limits the rows that miss"): the ops sorted by self
 CPU time, optionally grouped by input shape, after warm-up steps. Not run in CI.
 
-    python benchmarks/profile_step.py --arch n3hl --tree imagenet1k-wordnet-L3 --mode train \\
+    python benchmarks/profile_step.py --arch n3hl --k 1000 --mode train \\
         --img-size 112 --batch-size 32
     python benchmarks/profile_step.py --arch n3hl --mode fwd --batch-size 1
-    python benchmarks/profile_step.py --arch phl-latesp --classes imagenet100 --mode fwd --shapes
+    python benchmarks/profile_step.py --arch phl-latesp --k 100 --mode fwd --shapes
+    python benchmarks/profile_step.py --arch n2hl --k 100 --expert --batch-size 32  # 5-cat expert
+
+Models and experts are those of `bench_efficiency.py` (`--k`: its trees and class sets).
 """
 
 from __future__ import annotations
@@ -15,19 +18,18 @@ import argparse
 import time
 
 import torch
+from bench_efficiency import expert_classes, tree_for  # this folder is on sys.path
 from torch.profiler import ProfilerActivity, profile
 
-from nhlcli.hierarchy.classsets import builtin_set
-from nhlcli.hierarchy.shipped_trees import resolve_tree
+from nhlcli.model.cutout import cutout
 from nhlcli.model.network import build_model
-from nhlcli.profiling.targets import flat_tree
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="n3hl")
-    ap.add_argument("--tree", default="imagenet1k-wordnet-L3", help="NHL presets: a shipped tree")
-    ap.add_argument("--classes", default=None, help="PHL presets and baselines: a class set")
+    ap.add_argument("--k", type=int, default=1000, choices=(10, 100, 1000), help="classes")
+    ap.add_argument("--expert", action="store_true", help="profile the 5-class expert instead")
     ap.add_argument("--mode", choices=("fwd", "train"), default="fwd")
     ap.add_argument("--img-size", type=int, default=224)
     ap.add_argument("--batch-size", type=int, default=1)
@@ -37,10 +39,13 @@ def main() -> None:
     ap.add_argument("--shapes", action="store_true", help="also group the ops by input shape")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tree = flat_tree(builtin_set(args.classes)) if args.classes else resolve_tree(args.tree)
-    model = build_model(args.arch, tree, img_size=args.img_size).train(args.mode == "train")
+    tree = tree_for(args.arch, args.k)
+    model = build_model(args.arch, tree, img_size=args.img_size)
+    if args.expert:
+        model = cutout(model, expert_classes(tree))
+    model.train(args.mode == "train")
     x = torch.randn(args.batch_size, 3, args.img_size, args.img_size)
-    y = torch.randint(0, tree.num_classes, (args.batch_size,))
+    y = torch.randint(0, model.num_classes, (args.batch_size,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
     def step() -> None:
