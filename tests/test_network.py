@@ -165,6 +165,17 @@ def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: i
         assert_close(model(x), fresh())
 
 
+def test_torch_compile_of_a_chunked_model_in_eval_without_gradients() -> None:
+    """The kept derived weights are keyed by storage: a compiled graph (fake tensors, no storage)
+    must make them instead (Inductor failed with "Cannot convert expression to float")."""
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32).eval()
+    set_chunks(model, 1)
+    x = images(3, 32)
+    with torch.no_grad():
+        assert_close(torch.compile(model)(x), model(x))
+
+
 def test_a_traced_model_keeps_a_dynamic_batch_with_image_groups() -> None:
     """Image groups split the batch at fixed positions: tracing must not bake them in."""
     torch.manual_seed(0)

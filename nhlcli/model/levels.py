@@ -115,7 +115,7 @@ def _fingerprint(t: torch.Tensor | None) -> tuple:
 def prepared(tag: str, sources: Sequence[torch.Tensor | None], make: Callable[[], T]) -> T:
     """`make()`, or inside `reuse_prepared` its result for the same `tag` and source tensors."""
     memo = _PREPARED.get()
-    if memo is None:
+    if memo is None or tracing():  # traced graphs see no storage (fake tensors): just make it
         return make()
     key = (tag, *(_fingerprint(t) for t in sources))
     hit = memo.entries.get(key)
@@ -134,6 +134,8 @@ def clear_prepared(model: nn.Module) -> None:
 def prepared_scope(owner: LevelScales, groups: int) -> AbstractContextManager[None]:
     """How a level reuses derived weights: across forwards without gradients (the level's own
     memo), within one forward when it runs in several image groups, else not at all."""
+    if tracing():
+        return nullcontext()
     if not torch.is_grad_enabled():
         memo = owner.__dict__.get("_prepared_memo")
         if memo is None:
