@@ -145,7 +145,7 @@ def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: i
     with torch.no_grad():
         first = model(x)
     if chunk_bytes is None:  # whole levels read their parents by fanout bucket: kept
-        assert model.levels[2].__dict__["_prepared_memo"].entries
+        assert model.levels[2].prepared_memo.entries
     assert_close(first, fresh())
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(x).square().sum().backward()  # eval mode, gradients on: nothing kept is used

@@ -69,6 +69,9 @@ class PreparedMemo:
         self.entries: dict[tuple, tuple[tuple, object]] = {}
         self.used: set[tuple] = set()
 
+    def clear(self) -> None:
+        self.entries, self.used = {}, set()
+
     def __deepcopy__(self, memo: dict) -> PreparedMemo:
         return PreparedMemo()
 
@@ -115,7 +118,7 @@ def _fingerprint(t: torch.Tensor | None) -> tuple:
 def prepared(tag: str, sources: Sequence[torch.Tensor | None], make: Callable[[], T]) -> T:
     """`make()`, or inside `reuse_prepared` its result for the same `tag` and source tensors."""
     memo = _PREPARED.get()
-    if memo is None or tracing():  # traced graphs see no storage (fake tensors): just make it
+    if memo is None:
         return make()
     key = (tag, *(_fingerprint(t) for t in sources))
     hit = memo.entries.get(key)
@@ -128,18 +131,17 @@ def prepared(tag: str, sources: Sequence[torch.Tensor | None], make: Callable[[]
 def clear_prepared(model: nn.Module) -> None:
     """Forget every level's weights derived for inference (after changing weights via ``.data``)."""
     for m in model.modules():
-        m.__dict__.pop("_prepared_memo", None)
+        if isinstance(m, LevelScales):
+            m.prepared_memo.clear()
 
 
-def prepared_scope(owner: LevelScales, groups: int) -> AbstractContextManager[None]:
-    """How a level reuses derived weights: across forwards without gradients (the level's own
-    memo), within one forward when it runs in several image groups, else not at all."""
+def prepared_scope(memo: PreparedMemo, groups: int) -> AbstractContextManager[None]:
+    """How a level reuses derived weights: across forwards without gradients (its own `memo`),
+    within one forward when it runs in several image groups, else not at all. Never while
+    tracing: traced graphs see fake tensors, which have no storage to key on."""
     if tracing():
         return nullcontext()
     if not torch.is_grad_enabled():
-        memo = owner.__dict__.get("_prepared_memo")
-        if memo is None:
-            memo = owner.__dict__["_prepared_memo"] = PreparedMemo()
         return reuse_prepared(memo)
     return reuse_prepared() if groups > 1 else nullcontext()
 
@@ -485,10 +487,13 @@ class GroupedBatchNorm(nn.Module):
 
 
 class LevelScales(nn.Module):
-    """Per-node attention scales of a level (any block kind): `set_scales`, `scales`.
+    """What every block kind's grouped level shares: per-node attention scales (`set_scales`,
+    `scales`), CPU image groups (`image_groups`, `run_image_groups`) and the derived weights
+    kept for inference (`prepared_memo`).
 
-    Subclasses set ``specs``, ``n`` and call `_init_scales`; `_scale_tensor` gives one factor per
-    channel the kind's attention point has (``attention_channels`` per node).
+    Subclasses set ``specs``, ``n``, call `_init_scales` and say how many bytes one image needs
+    (`_group_image_bytes`); `_scale_tensor` gives one factor per channel the kind's attention
+    point has (``attention_channels`` per node).
     """
 
     specs: tuple[BlockSpec, ...]
@@ -498,12 +503,38 @@ class LevelScales(nn.Module):
         """Also forgets the weights derived for inference (`prepared_scope`): a mode switch is
         where a training loop's weight changes end, including changes made through ``.data``,
         which no version counter sees (`clear_prepared` does the same without a switch)."""
-        self.__dict__.pop("_prepared_memo", None)
+        self.prepared_memo.clear()
         return super().train(mode)
 
     def _init_scales(self) -> None:
         self._scales: tuple[float, ...] | None = None
         self._scale_cache: dict[str, torch.Tensor] = {}
+        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
+        self.prepared_memo = PreparedMemo()
+
+    def _group_image_bytes(self, x: torch.Tensor) -> int | None:
+        """Bytes one image needs of the tensors image groups keep small; None: never group."""
+        raise NotImplementedError
+
+    def image_groups(self, x: torch.Tensor) -> list[tuple[int, int]]:
+        """Batch ranges run one after the other (`image_spans`): on the CPU, groups of about
+        `cpu_chunk_bytes`; elsewhere, or where the kind says None, the whole batch."""
+        per_image = self._group_image_bytes(x) if x.device.type == "cpu" else None
+        if per_image is None:
+            return [(0, x.shape[0])]
+        return image_spans(x.shape[0], per_image, self.cpu_chunk_bytes)
+
+    def run_image_groups(
+        self,
+        x: torch.Tensor,
+        groups: list[tuple[int, int]],
+        run: Callable[[torch.Tensor], torch.Tensor],
+    ) -> torch.Tensor:
+        """`run` on each group of images, concatenated, with derived weights made once."""
+        with prepared_scope(self.prepared_memo, len(groups)):
+            if len(groups) == 1:
+                return run(x)
+            return torch.cat([run(x[a:b]) for a, b in groups])
 
     @property
     def out_channels(self) -> int:
@@ -556,7 +587,6 @@ class GroupedLevel(LevelScales):
         )
         self._init_scales()
         self._wiring_cache: dict[tuple, tuple[list[int], list[list[int]], list[Wiring]]] = {}
-        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     def chunks(self, x: torch.Tensor) -> list[tuple[int, int]]:
         """Node ranges run one after the other: the whole level at once except on the CPU.
@@ -581,16 +611,13 @@ class GroupedLevel(LevelScales):
             h, w = ho, wo
         return per_node * x.element_size()
 
-    def image_groups(self, x: torch.Tensor) -> list[tuple[int, int]]:
-        """Batch ranges run one after the other: on the CPU in eval mode, groups of images small
-        enough that a node chunk (`chunks`) holds `MIN_CHUNK_NODES` nodes (or the whole level).
-
-        In training mode batch norm needs the whole batch's statistics: one range.
-        """
-        if self.training or x.device.type != "cpu" or self.cpu_chunk_bytes is None:
-            return [(0, x.shape[0])]
-        per_image = self._node_image_bytes(x) * min(self.n, MIN_CHUNK_NODES)
-        return image_spans(x.shape[0], per_image, self.cpu_chunk_bytes)
+    def _group_image_bytes(self, x: torch.Tensor) -> int | None:
+        """In eval mode, image groups small enough that a node chunk (`chunks`) holds
+        `MIN_CHUNK_NODES` nodes (or the whole level); in training mode batch norm needs the
+        whole batch's statistics: no groups."""
+        if self.training:
+            return None
+        return self._node_image_bytes(x) * min(self.n, MIN_CHUNK_NODES)
 
     def _plan(
         self, spans: list[tuple[int, int]]
@@ -629,14 +656,11 @@ class GroupedLevel(LevelScales):
         # every group runs the node chunks of the first (the largest): parameters are split and
         # bucket-ordered once for all groups
         spans = self.chunks(x[groups[0][0] : groups[0][1]])
-        with prepared_scope(self, len(groups)):
-            if len(groups) == 1:
-                return self._forward_nodes(x, spans)
-            split = split_nodes(self.blocks.modules(), spans) if len(spans) > 1 else nullcontext()
-            with split:
-                return torch.cat(
-                    [self._forward_nodes(x[a:b], spans, split=False) for a, b in groups]
-                )
+        once = len(groups) > 1 and len(spans) > 1
+        with split_nodes(self.blocks.modules(), spans) if once else nullcontext():
+            return self.run_image_groups(
+                x, groups, lambda xs: self._forward_nodes(xs, spans, split=not once)
+            )
 
     def _forward_nodes(
         self, x: torch.Tensor, spans: list[tuple[int, int]], split: bool = True

@@ -40,15 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
-from nhlcli.model.levels import (
-    CPU_CHUNK_BYTES,
-    LevelScales,
-    Wiring,
-    image_spans,
-    parent_convs,
-    prepared,
-    prepared_scope,
-)
+from nhlcli.model.levels import LevelScales, Wiring, parent_convs, prepared
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 EPS = 1e-6  # LayerNorm and GRN epsilon (timm's ConvNeXt)
@@ -277,7 +269,6 @@ class ConvNeXtLevel(LevelScales):
         )
         self._init_scales()
         self.reset_parameters()
-        self.cpu_chunk_bytes: int | None = CPU_CHUNK_BYTES
 
     def reset_parameters(self) -> None:
         """timm's init per node: truncated normal (std 0.02) conv/linear weights, zero biases."""
@@ -309,22 +300,15 @@ class ConvNeXtLevel(LevelScales):
         b = conv.bias + (conv.weight * norm.bias.view(self.n, 1, self.cin, 1, 1)).sum((2, 3, 4))
         return w, b
 
-    def image_groups(self, x: torch.Tensor) -> list[tuple[int, int]]:
-        """Batch ranges run one after the other (CPU: each about `cpu_chunk_bytes` of hidden)."""
-        if x.device.type != "cpu":
-            return [(0, x.shape[0])]
+    def _group_image_bytes(self, x: torch.Tensor) -> int | None:
+        """One image's n·hidden-channel tensor (every op is per image: groups in training too)."""
         s = max(self.stride, 1)
         h, w = (x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1
         first = self.specs[0]
-        per_image = self.n * max(first.mid, first.cout) * h * w * x.element_size()
-        return image_spans(x.shape[0], per_image, self.cpu_chunk_bytes)
+        return self.n * max(first.mid, first.cout) * h * w * x.element_size()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        groups = self.image_groups(x)
-        with prepared_scope(self, len(groups)):  # folded, bucket-ordered weights made once
-            if len(groups) == 1:
-                return self._forward_images(x)
-            return torch.cat([self._forward_images(x[a:b]) for a, b in groups])
+        return self.run_image_groups(x, self.image_groups(x), self._forward_images)
 
     def _forward_images(self, x: torch.Tensor) -> torch.Tensor:
         scale = self._scale_tensor(x.device)
