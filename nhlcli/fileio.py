@@ -7,8 +7,11 @@
   which raises `NhlError` when the output is one of the inputs (the same file, also through a
   symlink or hard link), lies inside an input folder, or (for outputs replaced as a whole folder)
   contains an input. Outside a scope nothing is registered and nothing is refused.
-* Ctrl-C: once `note_interrupt` has been called (the CLI's SIGINT handler does), no further file
-  is committed, and `created_outputs` lists the files this scope created, for the CLI to remove.
+* Ctrl-C and SIGTERM: once `note_interrupt` has been called (the CLI's signal handler does), no
+  further file is committed, and `created_outputs` lists the files and folders this scope created
+  (`commit`, `note_created`), for the CLI to remove; a folder passed to `keep_outputs` (a training
+  run once it has a checkpoint: the user's work) is never removed, nor anything in it.
+  `interrupts_deferred` holds both signals back while a unit of work must finish whole.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 from nhlcli.errors import NhlError
 
 _INPUTS: ContextVar[tuple[Path, ...] | None] = ContextVar("nhl_inputs", default=None)
 _CREATED: ContextVar[list[Path] | None] = ContextVar("nhl_created", default=None)
+_KEPT: ContextVar[list[Path] | None] = ContextVar("nhl_kept", default=None)
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)  # handled alike: stop, commit nothing further
 _INTERRUPTED = threading.Event()
 
 
@@ -34,16 +40,18 @@ def guard_inputs() -> Iterator[None]:
     """A scope in which registered inputs are protected from every nhl writer."""
     token = _INPUTS.set(())
     created = _CREATED.set([])
+    kept = _KEPT.set([])
     _INTERRUPTED.clear()
     try:
         yield
     finally:
         _INPUTS.reset(token)
         _CREATED.reset(created)
+        _KEPT.reset(kept)
 
 
 def note_interrupt() -> None:
-    """Ctrl-C was pressed: commit no further output."""
+    """Ctrl-C (or SIGTERM) arrived: commit no further output."""
     _INTERRUPTED.set()
 
 
@@ -52,37 +60,74 @@ def interrupted() -> bool:
 
 
 def created_outputs() -> list[Path]:
-    """Files (and checkpoint folders) this scope created that did not exist before."""
-    return list(_CREATED.get() or [])
+    """Files and folders this scope created that did not exist before, except those in a kept
+    folder (`keep_outputs`): what an interrupted command removes."""
+    kept = _KEPT.get() or []
+    return [
+        p
+        for p in _CREATED.get() or []
+        if not any(p == k or p.is_relative_to(k) for k in kept)
+    ]
+
+
+def note_created(path: str | Path) -> None:
+    """Record a file or folder this scope created (no-op outside `guard_inputs`)."""
+    created = _CREATED.get()
+    if created is not None:
+        created.append(Path(os.path.abspath(path)))
+
+
+def keep_outputs(folder: str | Path) -> None:
+    """`folder` is the user's work from now on: an interrupt removes nothing in it."""
+    kept = _KEPT.get()
+    if kept is not None:
+        kept.append(Path(os.path.abspath(folder)))
 
 
 def commit(tmp: str | Path, path: Path) -> None:
     """Rename a finished temporary file or folder onto `path`, unless Ctrl-C was pressed.
 
-    SIGINT is held back while deciding and renaming, so an interrupt never lands half-way.
+    SIGINT and SIGTERM are held back while deciding and renaming, so an interrupt never lands
+    half-way.
     """
     existed = os.path.lexists(path)
-    with _sigint_held():
+    with interrupts_deferred():
         if _INTERRUPTED.is_set():
             raise KeyboardInterrupt
         os.replace(tmp, path)
-        created = _CREATED.get()
-        if created is not None and not existed:
-            created.append(Path(path))
+        if not existed:
+            note_created(path)
 
 
 @contextmanager
-def _sigint_held() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread() or not hasattr(
-        signal, "pthread_sigmask"
-    ):  # other threads never receive SIGINT in Python; Windows has no signal masks
-        yield
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back inside the block: one that arrives is handed to the handler
+    that was in place (or re-sent, where that is the system's default) when the block ends.
+
+    The handlers are swapped rather than the signals masked: a mask covers only the calling
+    thread, and a signal delivered to another thread (torch's) still runs Python's handler.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers in the main thread only
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    caught: list[tuple[int, Any]] = []
+    previous = {}
+    for signum in INTERRUPTS:
+        handler = signal.getsignal(signum)
+        if handler is not None:  # None: set outside Python, cannot be put back
+            previous[signum] = handler
+            signal.signal(signum, lambda n, frame: caught.append((n, frame)))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # the CLI's, or Python's KeyboardInterrupt
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def register_input(*paths: str | Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import signal
 import sys
@@ -26,7 +27,7 @@ from nhlcli.cli import (
 )
 from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
-from nhlcli.fileio import created_outputs, guard_inputs, interrupted, note_interrupt
+from nhlcli.fileio import INTERRUPTS, created_outputs, guard_inputs, interrupted, note_interrupt
 
 app = typer.Typer(
     name="nhl",
@@ -89,16 +90,38 @@ def _usage_line(e: Any) -> str:
 
 def command() -> Any:
     """The click command of `nhl`, with flags shown without a value placeholder in --help
-    (typer labels them `<bool>`, which reads as if `--json true` were the spelling)."""
+    (typer labels them `<bool>`, which reads as if `--json true` were the spelling), and every
+    callback's KeyboardInterrupt carried past typer (`_Stopped`)."""
     root = typer.main.get_command(app)
     todo = [root]
     while todo:
         cmd = todo.pop()
         todo.extend(getattr(cmd, "commands", {}).values())
+        if cmd.callback is not None:
+            cmd.callback = _carrying_interrupts(cmd.callback)
         for param in cmd.params:
             if getattr(param, "is_flag", False):
                 param.metavar = ""
     return root
+
+
+class _Stopped(BaseException):
+    """A command's KeyboardInterrupt, carried past typer, which would turn it into a bare exit
+    code 130 and lose its message (training says how to resume)."""
+
+    def __init__(self, interrupt: KeyboardInterrupt) -> None:
+        super().__init__(str(interrupt))
+
+
+def _carrying_interrupts(callback: Any) -> Any:
+    @functools.wraps(callback)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return callback(*args, **kwargs)
+        except KeyboardInterrupt as e:
+            raise _Stopped(e) from None
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,36 +129,59 @@ def main(argv: list[str] | None = None) -> None:
 
     The command runs inside `guard_inputs`, so no output can overwrite one of its inputs.
     """
-    with guard_inputs(), _sigint_noted():
+    with guard_inputs(), _interrupts_noted():
         _run(argv)
 
 
-def _on_sigint(signum: int, frame: Any) -> None:
+_received: list[int] = []  # the signal that stopped the command (SIGINT or SIGTERM)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if interrupted():  # already stopping: a second Ctrl-C must not break the clean-up
+        return
+    _received.append(signum)
     note_interrupt()
     raise KeyboardInterrupt
 
 
-class _sigint_noted:
-    """Ctrl-C during a command: noted (no output is committed after it), then KeyboardInterrupt."""
+class _interrupts_noted:
+    """Ctrl-C or SIGTERM during a command: noted (no output is committed after it), then
+    KeyboardInterrupt; both end the command the same way, with exit code 128 + the signal."""
 
     def __enter__(self) -> None:
-        self.previous = None
+        self.previous: dict[int, Any] = {}
+        _received.clear()
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, _on_sigint)
+            for signum in INTERRUPTS:
+                self.previous[signum] = signal.signal(signum, _on_signal)
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
-def _interrupted() -> None:
-    for path in created_outputs():  # an interrupt leaves nothing this command created
+def _interrupted(message: str = "") -> None:
+    """Remove what the command created (not a kept folder, such as a training run with a
+    checkpoint), print one line and exit with 130 (Ctrl-C) or 143 (SIGTERM).
+
+    The line is the interrupt's own message when it carries one (training says where the run
+    stopped and how to resume it), else `interrupted`."""
+    removed = []
+    for path in created_outputs():
+        if not path.exists() and not path.is_symlink():
+            continue
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
-    err_console.print("interrupted", style="red", markup=False)
-    sys.exit(130)
+        removed.append(path)
+    line = message or "interrupted"
+    if removed:
+        shown = ", ".join(str(p) for p in removed[:3])
+        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+        line += f" (removed what it had created: {shown}{more})"
+    err_console.print(line, style="red", markup=False, soft_wrap=True)
+    sys.exit(128 + (_received[0] if _received else signal.SIGINT))
 
 
 def _run(argv: list[str] | None) -> None:
@@ -147,6 +193,8 @@ def _run(argv: list[str] | None) -> None:
             sys.exit(0)
         print_error(_usage_line(e))
         sys.exit(2)
+    except _Stopped as e:
+        _interrupted(str(e))
     except (typer.Abort, KeyboardInterrupt):
         _interrupted()
     except typer.Exit as e:

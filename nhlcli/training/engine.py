@@ -16,12 +16,14 @@ better val top-1, `--tensorboard` logs each epoch's scalars (`nhlcli/training/te
 from __future__ import annotations
 
 import contextlib
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nhlcli.errors import NhlError
+from nhlcli.fileio import interrupts_deferred
 from nhlcli.training.checkpointing import capture_rng_state, save_training_checkpoint
 from nhlcli.training.config import TrainConfig
 from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
@@ -62,7 +64,8 @@ class TrainResult:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training; the message says where the run stands and how to resume it."""
+    """Ctrl-C (or SIGTERM, in the CLI) during training; the message says where the run stands and
+    how to resume it."""
 
 
 def train(
@@ -115,6 +118,8 @@ def train(
 
 
 def _interrupted_message(run: TrainingRun) -> str:
+    """Where the run stopped and the command that continues it (`history` holds exactly the
+    checkpointed epochs: an epoch's row and checkpoint are written together, uninterrupted)."""
     done = len(run.history)
     if run.run_dir is None:
         return "interrupted"
@@ -122,7 +127,7 @@ def _interrupted_message(run: TrainingRun) -> str:
         return f"interrupted before the first checkpoint: {run.run_dir} has nothing to resume"
     return (
         f"interrupted: {run.run_dir} has {done} of {run.cfg.epochs} epochs checkpointed; "
-        f"continue with: nhl train --resume {run.run_dir}"
+        f"continue with: nhl train --resume {shlex.quote(str(run.run_dir))}"
     )
 
 
@@ -174,8 +179,9 @@ def _one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> list[float]:
         ema_improved = ema_metric > run.best_ema_top1
         if ema_improved:
             run.best_ema_top1 = ema_metric
-    run.history.append(row)
-    save_epoch(run, row, improved, ema_improved)
+    with interrupts_deferred():  # Ctrl-C or SIGTERM waits until the epoch is saved whole
+        run.history.append(row)
+        save_epoch(run, row, improved, ema_improved)
     rep.epoch_end(row, improved)
     return levels
 

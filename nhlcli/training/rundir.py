@@ -20,7 +20,13 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError
-from nhlcli.fileio import check_output, write_bytes_atomic, write_text_atomic
+from nhlcli.fileio import (
+    check_output,
+    keep_outputs,
+    note_created,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
@@ -62,10 +68,13 @@ def numbered_dir(
             candidate = base / f"{name}-{n}"
             n += 1
     check_output(candidate, whole_dir=True)
+    existed = candidate.exists()
     try:
-        candidate.mkdir(parents=True, exist_ok=exist_ok or candidate.exists())
+        candidate.mkdir(parents=True, exist_ok=exist_ok or existed)
     except OSError as e:
         raise NhlError(f"cannot create output directory {candidate}: {e.strerror or e}") from None
+    if not existed:
+        note_created(candidate)  # an interrupted command removes it again
     return candidate
 
 
@@ -92,7 +101,10 @@ def is_abandoned(run_dir: Path) -> bool:
 
 
 def mark_complete(run_dir: Path) -> None:
+    """The run has its first checkpoint: its folder is the user's work from now on (resumable),
+    so an interrupted command no longer removes it or anything in it."""
     (run_dir / INCOMPLETE_FILE).unlink(missing_ok=True)
+    keep_outputs(run_dir)
 
 
 @contextmanager

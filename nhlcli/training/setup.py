@@ -29,7 +29,7 @@ from nhlcli.data.loader import (
 )
 from nhlcli.data.mixing import BatchMixer
 from nhlcli.errors import NhlError
-from nhlcli.fileio import write_text_atomic
+from nhlcli.fileio import keep_outputs, write_text_atomic
 from nhlcli.training.checkpointing import (
     load_checkpoint_model,
     load_train_state,
@@ -342,6 +342,7 @@ def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.Ex
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
+        keep_outputs(resume_dir)  # it has a checkpoint: an interrupt removes nothing in it
         write_args(resume_dir, {**resolved_settings(run), "arch": run.model.preset.name})
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
