@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, write_reason
 from nhlcli.fileio import check_output, commit
 from nhlcli.model.network import MODEL_FORMAT, HierNet
 
@@ -34,12 +34,16 @@ __all__ = [
     "load_model",
     "read_config",
     "save_model",
+    "write_model_files",
 ]
 
 
 def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model` as a checkpoint directory at `path` (atomically); returns the path."""
-    from safetensors.torch import save_file
+    """Write `model` as a checkpoint directory at `path` (atomically); returns the path.
+
+    A failed write (a read-only place, a full disk, a parent that is a file) is one NhlError
+    naming the path and the system's reason, and leaves nothing behind."""
+    from safetensors import SafetensorError
 
     target = Path(path)
     check_output(target, whole_dir=True)
@@ -49,36 +53,48 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
         raise NhlError(
             f"{target} is a non-empty directory that is not an nhl checkpoint; not overwriting"
         )
+    tmp: Path | None = None
+    old: Path | None = None
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        write_model_files(model, tmp, extra)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        commit(tmp, target)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not target.exists():
+            os.replace(old, target)
+        if isinstance(e, OSError | SafetensorError):
+            raise NhlError(f"cannot write {target}: {write_reason(e)}") from None
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def write_model_files(model: HierNet, folder: Path, extra: dict[str, Any] | None = None) -> None:
+    """`model.safetensors` and `config.json` into the existing (temporary) `folder`, fsynced, with
+    the usual umask modes; OSError or SafetensorError when the disk refuses."""
+    from safetensors.torch import save_file
+
     config = model.config()
     if extra:
         config["extra"] = extra
     text = json.dumps(config, indent=1, ensure_ascii=False) + "\n"
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     umask = os.umask(0)
     os.umask(umask)
-    old: Path | None = None
-    try:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
-        (tmp / CONFIG_FILE).write_text(text, encoding="utf-8")
-        for f in (WEIGHTS_FILE, CONFIG_FILE):
-            with open(tmp / f, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.chmod(tmp / f, 0o666 & ~umask)
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp made it private
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        commit(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not target.exists():
-            os.replace(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    return target
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
+    (folder / CONFIG_FILE).write_text(text, encoding="utf-8")
+    for f in (WEIGHTS_FILE, CONFIG_FILE):
+        with open(folder / f, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(folder / f, 0o666 & ~umask)
+    os.chmod(folder, 0o777 & ~umask)  # mkdtemp made it private
 
 
 def read_config(path: str | Path) -> dict[str, Any]:

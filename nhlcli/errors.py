@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 MAX_SHOWN_PROBLEMS = 10  # a message names the first ones and counts the rest
 MAX_PROBLEM_CHARS = 300
 
@@ -43,3 +45,12 @@ def first_line(error: BaseException, limit: int = 160) -> str:
     lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
     text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
     return shorten(text, limit)
+
+
+def write_reason(error: BaseException) -> str:
+    """Why a write failed, in the system's words (`No space left on device`): an OSError's text,
+    or the one inside a safetensors write error."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    found = re.search(r"I/O error: (.+?)(?: \(os error \d+\))?$", str(error).strip())
+    return found.group(1) if found else first_line(error)

@@ -207,6 +207,12 @@ def evaluate(
         autocast_dtype=dtype,
         on_batch=on_batch,
     )
+    if result.labels.numel() == 0:  # nothing measured: no report, nothing written
+        example = f", e.g. {result.skipped[0]}" if result.skipped else ""
+        raise NhlError(
+            f"no readable image in {folder.root}: all {len(result.skipped)} evaluated file(s) "
+            f"could not be decoded{example}"
+        )
     names = [tree.node(c).name for c in eval_ids]
     main_key = next(iter(result.preds)) if not oracle_scales else None
     report = EvalReport(

@@ -250,6 +250,8 @@ class HierNet(nn.Module):
         if problems:
             raise NhlError(f"{origin}: invalid model config", problems)
         preset = Preset.from_dict(config["preset"])
+        if "tree" not in config:
+            raise NhlError(f"{origin}: invalid model config: no 'tree' (the classes and groups)")
         tree = Tree.from_dict(config["tree"], origin=f"{origin}: tree")
         try:
             img_size = check_img_size(config.get("img_size", 224), "img_size")

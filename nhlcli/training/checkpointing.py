@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nhlcli.errors import NhlError, first_line
+from nhlcli.errors import NhlError, first_line, write_reason
 
 STORE = ".checkpoints"
 TRAIN_STATE = "train_state.pt"
@@ -190,34 +190,68 @@ def save_training_checkpoint(
 
     With `ema_model`, its weights go to the checkpoint's `ema/` folder and `ema_tags` point there.
     """
-    from nhlcli.checkpoint import save_model
+    from safetensors import SafetensorError
+
+    from nhlcli.checkpoint import write_model_files
 
     run_dir = Path(run_dir)
     store = run_dir / STORE
-    store.mkdir(parents=True, exist_ok=True)
     final = store / f"epoch-{epoch:04d}"
-    tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".tmp-epoch-{epoch:04d}-"))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a checkpoint is an ordinary folder
+    tmp: Path | None = None
     try:
-        save_model(model, tmp, extra=extra)  # type: ignore[arg-type]
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".tmp-epoch-{epoch:04d}-"))
+        write_model_files(model, tmp, extra)  # type: ignore[arg-type]
         if ema_model is not None:
-            save_model(ema_model, tmp / EMA_DIR, extra=extra)  # type: ignore[arg-type]
+            (tmp / EMA_DIR).mkdir()
+            write_model_files(ema_model, tmp / EMA_DIR, extra)  # type: ignore[arg-type]
             _fsync_tree(tmp / EMA_DIR)
-        torch.save({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
+        _save_train_state({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
         _fsync_tree(tmp)
         if final.exists():  # left over from an interrupted run; no tag refers to it
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(store)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for tag in tags:
+            _point(run_dir, tag, final)
+        for tag in ema_tags if ema_model is not None else ():
+            _point(run_dir, tag, final / EMA_DIR)
+    except BaseException as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError | SafetensorError):
+            raise NhlError(f"cannot write checkpoint {final}: {write_reason(e)}") from None
         raise
-    for tag in tags:
-        _point(run_dir, tag, final)
-    for tag in ema_tags if ema_model is not None else ():
-        _point(run_dir, tag, final / EMA_DIR)
     prune_store(run_dir)
     return final
+
+
+def _save_train_state(state: dict[str, Any], path: Path) -> None:
+    """`torch.save` to `path`, raising the OSError behind a failed write (torch reports a full
+    disk as an opaque RuntimeError)."""
+
+    class Writer:
+        def __init__(self, f: Any) -> None:
+            self.f, self.error = f, None
+
+        def write(self, data: Any) -> int:
+            try:
+                return int(self.f.write(data))
+            except OSError as e:
+                self.error = e
+                raise
+
+        def flush(self) -> None:
+            self.f.flush()
+
+    with open(path, "wb") as f:
+        writer = Writer(f)
+        try:
+            torch.save(state, writer)  # type: ignore[arg-type]
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
 
 
 # ----------------------------------------------------------------------------- reading

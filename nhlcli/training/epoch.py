@@ -55,6 +55,12 @@ def train_one_epoch(run: TrainingRun, epoch: int, rep: TrainReporter) -> dict[st
         room = MAX_SKIPPED_SHOWN - len(run.skipped_files)
         if batch.bad_paths and room > 0:
             run.skipped_files.extend(batch.bad_paths[:room])
+        if batch.labels.numel() == 0:
+            raise NhlError(
+                f"no readable image in training batch {i + 1} of epoch {epoch + 1}: "
+                f"{len(batch.bad_paths)} file(s) and the neighbours tried in their place could "
+                f"not be decoded, e.g. {batch.bad_paths[0]} (check the image folder)"
+            )
         x = batch.images.to(device, non_blocking=True)
         y = batch.labels.to(device, non_blocking=True)
         x = run.augment(x)

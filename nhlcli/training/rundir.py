@@ -19,13 +19,12 @@ from typing import Any
 
 import yaml
 
-from nhlcli.errors import NhlError
+from nhlcli.errors import NhlError, write_reason
 from nhlcli.fileio import (
     check_output,
     keep_outputs,
     note_created,
     write_bytes_atomic,
-    write_text_atomic,
 )
 from nhlcli.textio import read_text
 
@@ -86,7 +85,7 @@ def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
     """
     candidate = numbered_dir(project, name, exist_ok, reusable=is_abandoned)
     if not (candidate / "last").exists():
-        write_text_atomic(candidate / INCOMPLETE_FILE, "stopped before its first checkpoint\n")
+        _write(candidate / INCOMPLETE_FILE, b"stopped before its first checkpoint\n")
     return candidate
 
 
@@ -156,7 +155,7 @@ def _lock_holder(run_dir: Path) -> str | None:
 def write_args(run_dir: Path, settings: dict[str, Any]) -> None:
     text = "# nhl train settings (resume with: nhl train --resume <this run directory>)\n"
     text += yaml.safe_dump(settings, sort_keys=False)
-    write_text_atomic(run_dir / ARGS_FILE, text)
+    _write(run_dir / ARGS_FILE, text.encode("utf-8"))
 
 
 def read_args(run_dir: Path) -> dict[str, Any]:
@@ -185,7 +184,7 @@ def write_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     w.writerow(RESULT_COLUMNS)
     for row in rows:
         w.writerow([_fmt(row.get(c)) for c in RESULT_COLUMNS])
-    write_text_atomic(run_dir / RESULTS_CSV, buf.getvalue())
+    _write(run_dir / RESULTS_CSV, buf.getvalue().encode("utf-8"))
 
 
 def read_results(run_dir: Path) -> list[dict[str, str]]:
@@ -230,4 +229,12 @@ def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    write_bytes_atomic(run_dir / RESULTS_PNG, buf.getvalue())
+    _write(run_dir / RESULTS_PNG, buf.getvalue())
+
+
+def _write(path: Path, data: bytes) -> None:
+    """One file of the run directory, atomically; a refused write is one NhlError."""
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as e:
+        raise NhlError(f"cannot write {path}: {write_reason(e)}") from None
