@@ -172,7 +172,18 @@ def _edit(key_path: str, value: object):
     return edit
 
 
+def _drop(key: str):
+    """An edit that removes one top-level config.json field."""
+
+    def edit(cfg: dict) -> None:
+        del cfg[key]
+
+    return edit
+
+
 BAD_CONFIGS = {
+    "no tree": (_drop("tree"), "invalid model config: no 'tree'"),
+    "no preset": (_drop("preset"), "'preset' must be an object"),
     "width 1e9": (_edit("preset.levels.0.0.mid", 1e9), "must be an integer"),
     "width -5": (_edit("preset.levels.0.0.mid", -5), "must be in 1..8192"),
     "width 32.5": (_edit("preset.levels.0.0.mid", 32.5), "must be an integer"),
