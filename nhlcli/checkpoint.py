@@ -8,8 +8,9 @@
 * Other files are ignored (training adds ``train_state.pt`` next to these).
 
 A checkpoint is written into a temporary directory beside the target and renamed into place, so a
-failure leaves nothing half-written; an existing checkpoint directory at the target is replaced as a
-whole (other files in it, such as a stale ``train_state.pt``, do not survive).
+failure leaves nothing half-written (a write the disk refuses is one NhlError naming the path and
+the system's reason); an existing checkpoint directory at the target is replaced as a whole (other
+files in it, such as a stale ``train_state.pt``, do not survive).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from nhlcli.errors import NhlError
 _INPUTS: ContextVar[tuple[Path, ...] | None] = ContextVar("nhl_inputs", default=None)
 _CREATED: ContextVar[list[Path] | None] = ContextVar("nhl_created", default=None)
 _KEPT: ContextVar[list[Path] | None] = ContextVar("nhl_kept", default=None)
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)  # handled alike: stop, commit nothing further
+INTERRUPTS: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)  # alike: stop, commit nothing more
 _INTERRUPTED = threading.Event()
 
 
@@ -63,11 +63,7 @@ def created_outputs() -> list[Path]:
     """Files and folders this scope created that did not exist before, except those in a kept
     folder (`keep_outputs`): what an interrupted command removes."""
     kept = _KEPT.get() or []
-    return [
-        p
-        for p in _CREATED.get() or []
-        if not any(p == k or p.is_relative_to(k) for k in kept)
-    ]
+    return [p for p in _CREATED.get() or [] if not any(p == k or p.is_relative_to(k) for k in kept)]
 
 
 def note_created(path: str | Path) -> None:
@@ -111,7 +107,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield  # Python runs signal handlers in the main thread only
         return
     caught: list[tuple[int, Any]] = []
-    previous = {}
+    previous: dict[int, Any] = {}
     for signum in INTERRUPTS:
         handler = signal.getsignal(signum)
         if handler is not None:  # None: set outside Python, cannot be put back
@@ -122,12 +118,11 @@ def interrupts_deferred() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        for signum, frame in caught[:1]:
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)  # the CLI's, or Python's KeyboardInterrupt
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)
+        for number, frame in caught[:1]:
+            if callable(previous[number]):
+                previous[number](number, frame)  # the CLI's, or Python's KeyboardInterrupt
+            elif previous[number] == signal.SIG_DFL:
+                os.kill(os.getpid(), number)
 
 
 def register_input(*paths: str | Path) -> None:

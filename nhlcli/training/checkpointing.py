@@ -18,7 +18,9 @@ scheduler, gradient scaler, RNG states and epoch, saved with `torch.save` and re
 Atomicity: a checkpoint is written into a temporary directory, fsynced, renamed to its final name
 (`rename` is atomic), and only then is the `last`/`best` link swapped, by renaming a new symlink
 over the old one (atomic too). A kill at any moment leaves `last` pointing at a complete
-checkpoint; stray temporary or unreferenced directories are removed by the next save.
+checkpoint; stray temporary or unreferenced directories are removed by the next save. A write the
+disk refuses (full, read-only) is one NhlError naming the checkpoint and the reason, and removes the
+temporary directory; the engine holds Ctrl-C and SIGTERM back while an epoch is saved.
 """
 
 from __future__ import annotations
@@ -232,7 +234,8 @@ def _save_train_state(state: dict[str, Any], path: Path) -> None:
 
     class Writer:
         def __init__(self, f: Any) -> None:
-            self.f, self.error = f, None
+            self.f = f
+            self.error: OSError | None = None
 
         def write(self, data: Any) -> int:
             try:
