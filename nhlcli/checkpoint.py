@@ -54,6 +54,9 @@ def save_model(model: HierNet, path: str | Path, extra: dict[str, Any] | None = 
         raise NhlError(
             f"{target} is a non-empty directory that is not an nhl checkpoint; not overwriting"
         )
+    blocker = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise NhlError(f"cannot write {target}: {blocker} is a file, not a folder")
     tmp: Path | None = None
     old: Path | None = None
     try:

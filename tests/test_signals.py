@@ -143,7 +143,7 @@ def test_interrupt_before_the_first_checkpoint_removes_the_new_run(
     assert "Traceback" not in err
     message = err.strip().splitlines()[-1]
     assert message == (
-        f"interrupted before the first checkpoint: {run} has nothing to resume "
+        f"interrupted before the first checkpoint: nothing to resume "
         f"(removed what it had created: {run})"
     )
     assert not run.exists()

@@ -69,7 +69,7 @@ def one_line_error(args: list[object], capsys: pytest.CaptureFixture[str]) -> st
     code, out, err = run_cli(args, capsys)
     assert code == 2, (code, out, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("error: "), err
+    assert err.strip().startswith("error: "), err
     return err.strip()
 
 
@@ -89,10 +89,10 @@ def test_init_and_cutout_under_a_file(tmp_path: Path, capsys: pytest.CaptureFixt
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     err = one_line_error([*INIT, "-o", blocker / "model"], capsys)
-    assert err == f"error: cannot write {blocker / 'model'}: Not a directory"
+    assert err == f"error: cannot write {blocker / 'model'}: {blocker} is a file, not a folder"
     model = tiny_model_dir(tmp_path / "m")
     err = one_line_error(["cutout", model, "-c", "tabby", "-o", blocker / "sub" / "e"], capsys)
-    assert f"cannot write {blocker / 'sub' / 'e'}: Not a directory" in err
+    assert err == f"error: cannot write {blocker / 'sub' / 'e'}: {blocker} is a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "m"]
     assert blocker.read_text() == "not a folder"
 

@@ -76,29 +76,17 @@ def train(
     """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
     ctx = setup_distributed(cfg.device)
     held = contextlib.ExitStack()  # the run directory's lock while this process trains in it
+    resume_path = Path(resume_dir) if resume_dir else None
+    run: TrainingRun | None = None
+    rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
     try:
-        rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
-        run = prepare_run(cfg, Path(resume_dir) if resume_dir else None, rep, ctx, held)
-        _report_start(run, rep)
-        writer = open_writer(run.run_dir) if cfg.tensorboard and run.run_dir else None
         try:
-            for epoch in range(run.start_epoch, cfg.epochs):
-                levels = _one_epoch(run, epoch, rep)
-                if writer is not None:
-                    log_epoch(writer, run.history[-1], levels)
-                if cfg.patience and epoch + 1 - run.best_epoch >= cfg.patience:
-                    run.stopped_early = epoch + 1
-                    rep.message(
-                        f"stopped early after epoch {epoch + 1}: no better val top-1 for "
-                        f"{cfg.patience} epoch(s) (best: epoch {run.best_epoch})"
-                    )
-                    break
+            run = prepare_run(cfg, resume_path, rep, ctx, held)
+            _report_start(run, rep)
+            _epochs(run, rep)
         except KeyboardInterrupt:
             rep.end()
-            raise TrainingInterrupted(_interrupted_message(run)) from None
-        finally:
-            if writer is not None:
-                writer.close()
+            raise TrainingInterrupted(_interrupted_message(run, resume_path)) from None
         rep.end()
         return TrainResult(
             run.run_dir,
@@ -117,18 +105,43 @@ def train(
         teardown_distributed()
 
 
-def _interrupted_message(run: TrainingRun) -> str:
+def _epochs(run: TrainingRun, rep: TrainReporter) -> None:
+    """The epochs from `run.start_epoch` on (fewer with --patience), logged with --tensorboard."""
+    cfg = run.cfg
+    writer = open_writer(run.run_dir) if cfg.tensorboard and run.run_dir else None
+    try:
+        for epoch in range(run.start_epoch, cfg.epochs):
+            levels = _one_epoch(run, epoch, rep)
+            if writer is not None:
+                log_epoch(writer, run.history[-1], levels)
+            if cfg.patience and epoch + 1 - run.best_epoch >= cfg.patience:
+                run.stopped_early = epoch + 1
+                rep.message(
+                    f"stopped early after epoch {epoch + 1}: no better val top-1 for "
+                    f"{cfg.patience} epoch(s) (best: epoch {run.best_epoch})"
+                )
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _interrupted_message(run: TrainingRun | None, resume_dir: Path | None) -> str:
     """Where the run stopped and the command that continues it (`history` holds exactly the
     checkpointed epochs: an epoch's row and checkpoint are written together, uninterrupted)."""
-    done = len(run.history)
-    if run.run_dir is None:
+    if run is None:  # still setting up
+        if resume_dir is None:
+            return "interrupted before the first checkpoint: nothing to resume"
+        where = f"{resume_dir} keeps its checkpoints (training had not resumed)"
+        run_dir = resume_dir
+    elif run.run_dir is None:  # a DDP rank other than 0
         return "interrupted"
-    if done == 0:
-        return f"interrupted before the first checkpoint: {run.run_dir} has nothing to resume"
-    return (
-        f"interrupted: {run.run_dir} has {done} of {run.cfg.epochs} epochs checkpointed; "
-        f"continue with: nhl train --resume {shlex.quote(str(run.run_dir))}"
-    )
+    elif not run.history:
+        return "interrupted before the first checkpoint: nothing to resume"
+    else:
+        where = f"{run.run_dir} has {len(run.history)} of {run.cfg.epochs} epochs checkpointed"
+        run_dir = run.run_dir
+    return f"interrupted: {where}; continue with: nhl train --resume {shlex.quote(str(run_dir))}"
 
 
 def _report_start(run: TrainingRun, rep: TrainReporter) -> None:
