@@ -6,7 +6,9 @@ validated by `nhlcli/training/epoch.py`, and checkpointed here after every epoch
 (order fixed by seed and epoch), augmentation on the device (kornia), cross-entropy over all leaf
 logits (paper Sec. 3.1) with optional label smoothing, AMP (bf16/fp16) and channels-last on CUDA,
 a per-step warm-up + cosine schedule. Only rank 0 writes. A resumed run continues exactly like an
-uninterrupted run.
+uninterrupted run. Ctrl-C (SIGTERM too, in the CLI) raises `TrainingInterrupted`, whose message
+says how many epochs are checkpointed and the `--resume` command; a signal that arrives while an
+epoch is saved waits until the save ends.
 
 Options of the loop: `--ema` validates and saves the averaged weights too (`last-ema`, `best-ema`),
 `--save-every N` keeps `epoch-NNNN` checkpoints, `--patience N` stops after N epochs without a
