@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from nhlcli.profiling.counters import counters_help
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -52,10 +54,7 @@ LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untime
 LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
 # `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
 PROFILE_COUNTER: Any = typer.Option(
-    "fvcore",
-    "--counter",
-    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
-    "(thop/ptflops: pip install 'nhl[counters]').",
+    "fvcore", "--counter", help=escape(counters_help())  # the table's rows; keep [..] literal
 )
 PROFILE_BASELINE: Any = typer.Option(
     None,
