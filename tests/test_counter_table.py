@@ -59,7 +59,8 @@ def test_torch_agrees_with_fvcore_on_conv_and_linear_macs(arch: str, counts: lis
     fv, tc = fvcore_by_op(model), torch_by_op(model)
     assert tc["aten.convolution"] == 2 * fv["conv"]  # grouped convolutions included
     # fvcore: `linear` for nn.Linear, `einsum` for the per-class heads; torch: matrix products
-    assert sum(tc.get(op, 0) for op in MATRIX_OPS) == 2 * (fv.get("linear", 0) + fv.get("einsum", 0))
+    matrix = sum(tc.get(op, 0) for op in MATRIX_OPS)
+    assert matrix == 2 * (fv.get("linear", 0) + fv.get("einsum", 0))
     # what else fvcore counts (norms, pooling), torch does not: the totals differ by exactly that
     others = sum(v for k, v in fv.items() if k not in ("conv", "linear", "einsum"))
     assert others > 0

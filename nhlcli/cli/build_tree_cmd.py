@@ -26,7 +26,7 @@ from rich.markup import escape
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json
 from nhlcli.cli.evidence_options import ModelEvidence, read_evidence
-from nhlcli.cli.setting_options import parameter, param_name
+from nhlcli.cli.setting_options import param_name, parameter
 from nhlcli.cli.tree_cmd import stats_table
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import ClassSet, load_classes
@@ -56,6 +56,7 @@ EPILOG = examples(
 
 #: field types read on the command line from the settings of another dataclass
 INPUTS: dict[type, type] = {ClassEvidence: ModelEvidence}
+FieldPath = tuple[str, ...]  # a field of the options, or of a nested settings dataclass
 
 
 def _shared() -> dict[str, tuple[Any, Any]]:
@@ -100,15 +101,14 @@ class SourceOption:
     """One generated option: a declared setting, and the field it fills in each source taking it."""
 
     spec: SettingSpec
-    fields: dict[str, tuple[str, ...]]  # source name -> path in its options (("llm", "model"))
+    fields: dict[str, FieldPath]  # source name -> where it goes in its options (("llm", "model"))
 
     @property
     def flag(self) -> str:
         return self.spec.long_flag
 
 
-def _declared(options: type, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...],
-                                                                          SettingSpec]]:  # fmt: skip
+def _declared(options: type, prefix: FieldPath = ()) -> Iterator[tuple[FieldPath, SettingSpec]]:
     """(field path, spec) of every setting of an options dataclass, nested settings included."""
     specs = {s.name: s for s in specs_of(options)}
     for name, (kind, _) in field_types(options).items():

@@ -54,7 +54,9 @@ LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untime
 LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
 # `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
 PROFILE_COUNTER: Any = typer.Option(
-    "fvcore", "--counter", help=escape(counters_help())  # the table's rows; keep [..] literal
+    "fvcore",
+    "--counter",
+    help=escape(counters_help()),  # the table's rows; keep [..] literal
 )
 PROFILE_BASELINE: Any = typer.Option(
     None,

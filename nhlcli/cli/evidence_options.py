@@ -46,7 +46,9 @@ def read_evidence(
     wanted = class_set.wnids if class_set is not None else None
     what = f"reading {given.model}" + (f" over {given.data}" if given.data else "")
     with err_console.status(what):
-        evidence = nhl.collect_evidence(given.model, given.data, classes=wanted, device=given.device)
+        evidence = nhl.collect_evidence(
+            given.model, given.data, classes=wanted, device=given.device
+        )
     if class_set is None:
         refs = tuple(ClassRef(c, n) for c, n in zip(evidence.class_ids, evidence.class_names,
                                                     strict=True))  # fmt: skip

@@ -65,8 +65,8 @@ class InducedOptions:
     evidence: ClassEvidence | None = None  # computed by the caller from a model (and images)
     embedding: str | None = setting(
         None,
-        "features (with images), weights (a shared classifier) or confusion (with images) "
-        "[default: features when the evidence has images, else weights].",
+        "How classes are compared: features and confusion need images (--data), weights a "
+        "shared classifier [default: features with images, else weights].",
         choices=EMBEDDINGS,
     )
     linkage: str = setting("ward", "Agglomerative clustering linkage.", choices=LINKAGES)

@@ -176,8 +176,9 @@ register_counter(
         "torch",
         _torch_count,
         macs="torch.utils.flop_counter FLOPs at batch 1, halved: PyTorch counts two FLOPs per "
-        "multiply-accumulate, so these are MACs; only convolutions, matrix products and attention "
-        "are counted (their MACs equal fvcore's); norms, pooling, activations and additions are not",
+        "multiply-accumulate, so these are MACs; only convolutions, matrix products and "
+        "attention are counted (their MACs equal fvcore's); norms, pooling, activations and "
+        "additions are not",
         summary="PyTorch's FlopCounterMode, FLOPs / 2",
     )
 )

@@ -51,8 +51,11 @@ class LLMSettings:
         flag="--llm-cache-dir",
         aliases=("--cache-dir",),
     )
-    use_cache: bool = setting(
-        True, "Neither read nor write cached answers.", flag="--llm-no-cache", aliases=("--no-cache",)
+    use_cache: bool = setting(  # the flag switches it off
+        True,
+        "Neither read nor write cached answers.",
+        flag="--llm-no-cache",
+        aliases=("--no-cache",),
     )
     refresh: bool = setting(  # ask again even when cached (and store the new answers)
         False,
