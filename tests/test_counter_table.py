@@ -163,3 +163,13 @@ def test_help_is_generated_from_the_table_and_shows_the_extra(
         assert "pip install 'nhl[counters]'" in text  # the markup was swallowed: 'nhl'
         for name in COUNTERS:
             assert f"{name} (" in text, name
+
+
+def test_docs_table_is_the_counter_table() -> None:
+    from pathlib import Path
+
+    from nhlcli.profiling.counters import counters_table
+
+    doc = (Path(__file__).parents[1] / "docs" / "profiling.md").read_text(encoding="utf-8")
+    table = doc.split("<!-- counters-table -->\n", 1)[1].split("\n<!-- /counters-table -->", 1)[0]
+    assert table == counters_table()

@@ -206,3 +206,13 @@ register_counter(
         install=EXTRA_HINT,
     )
 )
+
+
+def counters_table() -> str:
+    """The Markdown table of the counters (docs/profiling.md holds a copy; a test compares)."""
+    rows = ["| `--counter` | MACs | parameters | needs |", "|---|---|---|---|"]
+    for name, spec in COUNTERS.items():
+        default = " (default)" if name == DEFAULT_COUNTER else ""
+        needs = f"`{spec.install}`" if spec.install else "nothing (installed with nhl)"
+        rows.append(f"| `{name}`{default} | {spec.macs} | {spec.params} | {needs} |")
+    return "\n".join(rows)

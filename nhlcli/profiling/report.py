@@ -169,7 +169,7 @@ def profile_report(
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
     node counts per level come from that sub-tree. Nothing is allocated beyond one block of each
-    shape. `counter`: fvcore, thop or ptflops; `baseline`: the comparison row (default: the
+    shape. `counter`: a name of `counters.COUNTERS`; `baseline`: the comparison row (default: the
     preset family's, `Preset.baseline`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
