@@ -153,3 +153,20 @@ def test_json_result_of_a_registered_source(
     assert code == 0
     result = json.loads(stdout)
     assert result["provenance"]["source"] == NAME and "llm" not in result
+
+
+def test_old_spelling_owned_by_another_option_keeps_its_meaning() -> None:
+    """`--model` is induced's trained model; for llm and hybrid it is still the old --llm-model."""
+    from nhlcli.cli.build_tree_cmd import source_values
+    from nhlcli.hierarchy.sources import get_source
+
+    _, values = source_values(get_source("llm"), {"model": Path("llama3.1")}, "imagenette")
+    assert values == {"model": "llama3.1"}
+    _, values = source_values(
+        get_source("hybrid"), {"llm_model": "given", "model": Path("old")}, "imagenette"
+    )
+    assert values == {"model": "given"}  # the new spelling wins
+    _, values = source_values(
+        get_source("llm"), {"llm_no_cache": True, "llm_timeout": 5.0}, "imagenette"
+    )
+    assert values == {"use_cache": False, "timeout": 5.0}  # a plain flag switches the default

@@ -199,7 +199,7 @@ def source_values(
     class_set = None
     for name in reads:  # a ClassEvidence: read from a model (it may give the classes)
         class_set, values[name] = read_evidence(
-            source.name, ModelEvidence(**values.get(name, {})), classes, values.get("embedding")
+            source.name, ModelEvidence(**values.get(name, {})), classes
         )
     for name, value in values.items():
         if isinstance(value, dict):  # a nested settings dataclass (InducedOptions.llm)
@@ -225,7 +225,7 @@ def _old_spellings(
         for other, o in known.items():
             if source.name in o.fields and known[name].flag in o.spec.aliases:
                 out.pop(name)
-                out.setdefault(other, value)
+                out.setdefault(other, o.spec.kind(value))  # --model PATH -> the model's name
     return out
 
 

@@ -30,7 +30,7 @@ class ModelEvidence:
 
 
 def read_evidence(
-    source: str, given: ModelEvidence, classes: str | None, embedding: str | None
+    source: str, given: ModelEvidence, classes: str | None
 ) -> tuple[ClassSet, ClassEvidence]:
     """(the classes of the tree: `classes`, else the model's; the model's evidence over --data)."""
     import nhlcli as nhl
@@ -40,8 +40,6 @@ def read_evidence(
             f"--source {source} needs --model CKPT (a trained model), and --data DIR for the "
             "features or confusion embedding"
         )
-    if embedding not in (None, "weights") and given.data is None:
-        raise NhlError(f"--embedding {embedding} needs --data DIR (images of the classes)")
     class_set = load_classes(classes) if classes is not None else None
     wanted = class_set.wnids if class_set is not None else None
     what = f"reading {given.model}" + (f" over {given.data}" if given.data else "")
