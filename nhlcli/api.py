@@ -279,8 +279,8 @@ def profile(
     network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
     which times the models interleaved (`experts`: networks already built, by role
     "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
-    `counter`: fvcore (default), thop or ptflops (the extra `counters`); `baseline`: resnet18/50/
-    152/200 or convnextv2-tiny (default: the preset family's).
+    `counter`: fvcore (default), torch, thop or ptflops (`counters.COUNTERS`); `baseline`:
+    resnet18/50/152/200 or convnextv2-tiny (default: the preset family's).
     """
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset

@@ -62,6 +62,8 @@ def test_python_blocks_run(
         monkeypatch.setenv("OPENAI_BASE_URL", server.url)
         namespace: dict[str, object] = {"__name__": f"doc_{doc.stem}"}
         for i, block in enumerate(python_blocks(doc), start=1):
-            code = compile(block, f"{doc.name} block {i}", "exec")
+            # as a user's script runs: not under this file's `from __future__ import annotations`
+            # (a documented dataclass would need a module in sys.modules for string annotations)
+            code = compile(block, f"{doc.name} block {i}", "exec", dont_inherit=True)
             exec(code, namespace)
     assert os.getcwd() == str(here)

@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from nhlcli.profiling.counters import counters_help
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -54,8 +56,7 @@ LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda
 PROFILE_COUNTER: Any = typer.Option(
     "fvcore",
     "--counter",
-    help="MAC counter: fvcore (default), thop (the paper's Table 2 and paper 003) or ptflops "
-    "(thop/ptflops: pip install 'nhl[counters]').",
+    help=escape(counters_help()),  # the table's rows; keep [..] literal
 )
 PROFILE_BASELINE: Any = typer.Option(
     None,

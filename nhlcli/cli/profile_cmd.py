@@ -1,5 +1,5 @@
-"""`nhl profile`: params, GMACs (fvcore, thop, ptflops) and latency of a preset, its cutout and a
-baseline."""
+"""`nhl profile`: params, GMACs (any counter of `profiling.counters`) and latency of a preset, its
+cutout and a baseline."""
 
 from __future__ import annotations
 

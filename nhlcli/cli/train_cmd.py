@@ -1,8 +1,9 @@
 """`nhl train`: its options are generated from the training settings' one declaration.
 
 `nhlcli.training.config.SETTINGS` declares every setting once (default, help, range); this module
-turns each into a Typer option, adds the few options that are not settings (`--config`,
-`--resume`, `--devices`, `--json`), and calls `nhlcli.train`.
+turns each into a Typer option (`nhlcli.cli.setting_options`, shared with `nhl build-tree`), adds
+the few options that are not settings (`--config`, `--resume`, `--devices`, `--json`), and calls
+`nhlcli.train`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
 from nhlcli.cli.common import JSON_OPTION, console, examples, print_json
+from nhlcli.cli.setting_options import parameter
 from nhlcli.training.config import SETTINGS
 
 EPILOG = examples(
@@ -69,31 +70,8 @@ _EXTRA = {
 }
 
 
-def _setting_help(spec: Any) -> str:
-    default = "" if spec.default in (None, "") else f" [default: {spec.default}]"
-    if spec.kind is bool:
-        default = ""
-    allowed = f" ({spec.range_text()})" if spec.choices else ""
-    return escape(f"{spec.help}{allowed}{default}")  # help is rich markup: keep [..] literal
-
-
 def _signature() -> inspect.Signature:
-    params = []
-    for spec in SETTINGS:
-        option = typer.Option(
-            None,
-            *_decls(spec.flag),
-            help=_setting_help(spec),
-            show_default=False,
-        )
-        params.append(
-            inspect.Parameter(
-                spec.name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=option,
-                annotation=spec.kind | None,
-            )
-        )
+    params = [parameter(spec.name, spec) for spec in SETTINGS]
     for name, (annotation, option) in _EXTRA.items():
         params.append(
             inspect.Parameter(
@@ -101,13 +79,6 @@ def _signature() -> inspect.Signature:
             )
         )
     return inspect.Signature(params)
-
-
-def _decls(flag: str) -> list[str]:
-    """`-t/--tree` -> ['-t', '--tree']; `--x/--no-x` stays one declaration (a switch pair)."""
-    if flag.startswith("-") and not flag.startswith("--") and "/" in flag:
-        return flag.split("/")
-    return [flag]
 
 
 def train_command(**kwargs: Any) -> None:

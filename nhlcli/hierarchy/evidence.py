@@ -108,7 +108,10 @@ class ClassEvidence:
             return unit_rows(self.weights)
         data = self.features if kind == "features" else self.confusion
         if data is None:
-            raise NhlError(f"--embedding {kind} needs images of the classes: give --data DIR")
+            raise NhlError(
+                f"--embedding {kind} needs --data: give --data DIR, a folder of images of the "
+                "classes"
+            )
         if kind == "features":
             if self.counts is not None:
                 self._require_images(self.counts)

@@ -27,7 +27,7 @@ and the sha256 of its weights file, the embedding, the linkage, the data folder 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -53,6 +53,7 @@ from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.sources import DEFAULT_LEVELS, SourceContext, TreeSource, register
 from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.setting_fields import setting
 
 LINKAGES = ("ward", "average")
 NAMINGS = ("auto", "wordnet", "central", "llm")
@@ -62,14 +63,24 @@ LEVELLING_RULE = "nhl-levelling/1"
 @dataclass
 class InducedOptions:
     evidence: ClassEvidence | None = None  # computed by the caller from a model (and images)
-    embedding: str = "features"  # features | weights | confusion
-    linkage: str = "ward"  # ward | average
-    names: str = "auto"  # auto (WordNet, else central members) | wordnet | central | llm
+    embedding: str | None = setting(
+        None,
+        "How classes are compared: features and confusion need images (--data), weights a "
+        "shared classifier [default: features with images, else weights].",
+        choices=EMBEDDINGS,
+    )
+    linkage: str = setting("ward", "Agglomerative clustering linkage.", choices=LINKAGES)
+    names: str = setting(
+        "auto",
+        "Group names: auto (WordNet, else central members), wordnet, central or llm (the "
+        "--llm-* options).",
+        choices=NAMINGS,
+    )
     llm: LLMSettings | None = None  # the chat model for names="llm"
 
     def problems(self) -> list[str]:
         p = []
-        if self.embedding not in EMBEDDINGS:
+        if self.embedding is not None and self.embedding not in EMBEDDINGS:
             p.append(f"--embedding must be one of {', '.join(EMBEDDINGS)} (got {self.embedding})")
         if self.linkage not in LINKAGES:
             p.append(f"--linkage must be one of {', '.join(LINKAGES)} (got {self.linkage})")
@@ -123,10 +134,12 @@ def build_induced_tree(
         )
     if len(classes) == 0:
         raise NhlError("the class set is empty")
+    if opts.embedding is None:  # features when the evidence has images, else the weights
+        opts = replace(opts, embedding="features" if ev.features is not None else "weights")
     check_levels_and_groups(levels, groups, len(classes))
     ev.require(classes.wnids, [c.name for c in classes.classes])
     sub = ev.restrict(classes.wnids)
-    vectors = sub.embedding(opts.embedding)
+    vectors = sub.embedding(str(opts.embedding))
     targets = list(groups) if groups is not None else default_targets(len(classes), levels)
     chains = merge_paths(vectors, opts.linkage)
     paths = [

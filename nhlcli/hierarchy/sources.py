@@ -3,8 +3,15 @@
 A source is one `TreeSource` entry: a name, a one-line description, a dataclass of its own typed
 options, and a build function `(classes, levels, groups, options, context) -> Tree`. `context`
 carries what every build has: the provenance date, a progress callback, and a list for one-line
-notes to the user. Adding a source is one module that calls `register(TreeSource(...))` plus its
-name in `PLUGIN_MODULES` below; `nhl build-tree` then accepts it and its options by field name.
+notes to the user. Every source registers itself in its own module
+(`register(TreeSource(...))`): `wordnet_source.py`, `table_source.py`, `llm/builder.py`,
+`llm/hybrid.py`, `induced_source.py`; `BUILTIN_MODULES` below lists them so they load on first use.
+
+Options are fields of the options dataclass. A field declared with
+`nhlcli.setting_fields.setting(default, help, flag=...)` is also a `nhl build-tree` option, its
+help, type and default taken from the declaration (`nhlcli/cli/build_tree_cmd.py`); a field that
+is itself a settings dataclass (`InducedOptions.llm`) contributes its own declared fields. The
+levels, groups and classes every source takes are arguments of the build, not options.
 """
 
 from __future__ import annotations
@@ -16,16 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nhlcli.errors import MissingWordNetError, NhlError
-from nhlcli.hierarchy.classsets import ClassSet, builtin_set
-from nhlcli.hierarchy.levelling import TODAY, provenance
-from nhlcli.hierarchy.llm.builder import LLMOptions
-from nhlcli.hierarchy.shipped_trees import (
-    SHIPPED_LEVELS,
-    SHIPPED_SETS,
-    resolve_tree,
-    shipped_tree_name,
-)
+from nhlcli.errors import NhlError
+from nhlcli.hierarchy.classsets import ClassSet
+from nhlcli.hierarchy.levelling import TODAY
 from nhlcli.hierarchy.tree import Tree
 
 DEFAULT_LEVELS = 3
@@ -51,107 +51,36 @@ class TreeSource:
     build: Callable[[ClassSet, int | None, list[int] | None, Any, SourceContext], Tree]
 
 
-SOURCES: dict[str, TreeSource] = {}
+SOURCES: dict[str, TreeSource] = {}  # every source registered so far; `sources()`: all of them
+
+#: the modules of the built-in sources, each calling `register` when imported
+BUILTIN_MODULES = (
+    "nhlcli.hierarchy.wordnet_source",
+    "nhlcli.hierarchy.table_source",
+    "nhlcli.hierarchy.llm.builder",
+    "nhlcli.hierarchy.llm.hybrid",
+    "nhlcli.hierarchy.induced_source",
+)
 
 
 def register(source: TreeSource) -> TreeSource:
+    """Add a source (a name registered again is replaced)."""
     SOURCES[source.name] = source
     return source
 
 
-# ------------------------------------------------------------------------------ built-in sources
-@dataclass
-class WordNetOptions:
-    """WordNet has no options: its hypernyms and the levelling rule decide."""
-
-
-def _wordnet(
-    classes: ClassSet, levels: int | None, groups: list[int] | None, _: WordNetOptions,
-    ctx: SourceContext,
-) -> Tree:  # fmt: skip
-    from nhlcli.hierarchy.wordnet_source import build_wordnet_tree
-
-    n = DEFAULT_LEVELS if levels is None else levels
-    try:
-        return build_wordnet_tree(classes, n, groups, date=ctx.date)
-    except MissingWordNetError:
-        name = classes.name
-        if (
-            groups is not None
-            or name not in SHIPPED_SETS
-            or n not in SHIPPED_LEVELS
-            or classes != builtin_set(name)
-        ):
-            raise
-        shipped = shipped_tree_name(name, n)
-        ctx.notes.append(
-            f"WordNet data is not installed: used the shipped tree {shipped} (the same tree a "
-            "fresh build gives); `python -m nltk.downloader wordnet` enables every class set"
-        )
-        date = provenance("wordnet", {}, date=ctx.date)["date"]
-        return resolve_tree(shipped).with_provenance(date=date)
-
-
-@dataclass
-class TableOptions:
-    table: str | None = None  # None: the built-in imagenet-superclass table
-    allow_missing: bool = False  # classes the table lacks get a group of their own
-
-
-def _table(
-    classes: ClassSet, levels: int | None, groups: list[int] | None, opts: TableOptions,
-    ctx: SourceContext,
-) -> Tree:  # fmt: skip
-    from nhlcli.hierarchy.table_source import SUPERCLASS, build_table_tree
-
-    return build_table_tree(
-        classes,
-        opts.table or SUPERCLASS,
-        levels=levels,
-        groups=groups,
-        allow_missing=opts.allow_missing,
-        date=ctx.date,
-        notes=ctx.notes,
-    )
-
-
-def _llm_source(function: str) -> Callable[..., Tree]:
-    """The llm and hybrid builds (the openai package is imported only when one runs)."""
-
-    def build(
-        classes: ClassSet, levels: int | None, groups: list[int] | None, opts: Any,
-        ctx: SourceContext,
-    ) -> Tree:  # fmt: skip
-        from nhlcli.hierarchy import llm
-        from nhlcli.hierarchy.llm.session import BuildReport
-
-        report = ctx.report if ctx.report is not None else BuildReport()
-        opts = dataclasses.replace(opts, date=ctx.date)
-        n = DEFAULT_LEVELS if levels is None else levels
-        try:
-            tree: Tree = getattr(llm, function)(classes, n, groups, opts, ctx.progress, report)
-        finally:
-            ctx.notes.extend(report.notes)
-        return tree
-
-    return build
-
-
-register(TreeSource("wordnet", "WordNet hypernyms, levelled", WordNetOptions, _wordnet))
-register(TreeSource("superclass", "a superclass table (CSV/TSV, BREEDS)", TableOptions, _table))
-register(TreeSource("llm", "a chat model (OpenAI API)", LLMOptions, _llm_source("build_llm_tree")))
-register(
-    TreeSource(
-        "hybrid", "WordNet where clear, a chat model where ambiguous", LLMOptions,
-        _llm_source("build_hybrid_tree"),
-    )
-)  # fmt: skip
+def sources() -> dict[str, TreeSource]:
+    """Every source by name, in name order: the built-in ones and any registered elsewhere."""
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    return dict(sorted(SOURCES.items()))
 
 
 def get_source(name: str) -> TreeSource:
-    source = SOURCES.get(name)
+    known = sources()
+    source = known.get(name)
     if source is None:
-        names = list(SOURCES)
+        names = list(known)
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise NhlError(f"unknown source '{name}'{hint}; sources: {', '.join(names)}")
@@ -200,13 +129,3 @@ def build_from_source(
 
         tree = fit_node_counts(tree, groups)
     return tree, ctx.notes
-
-
-def _import_plugins() -> None:
-    """Sources shipped as their own modules register themselves when imported."""
-    for module in PLUGIN_MODULES:
-        importlib.import_module(module)
-
-
-PLUGIN_MODULES: tuple[str, ...] = ("nhlcli.hierarchy.induced_source",)
-_import_plugins()

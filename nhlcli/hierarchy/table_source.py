@@ -45,8 +45,10 @@ from nhlcli.hierarchy.levelling import (
     level_tree,
     provenance,
 )
+from nhlcli.hierarchy.sources import SourceContext, TreeSource, register
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.resources import shipped
+from nhlcli.setting_fields import setting
 from nhlcli.textio import read_json, read_text
 
 SUPERCLASS = "imagenet-superclass"
@@ -307,3 +309,32 @@ def build_table_tree(
         missing=[c.wnid for c in missing],
     )
     return level_tree(paths, n, targets, provenance("superclass", params, date=date))
+
+
+# ------------------------------------------------------------------------------ the source
+@dataclass
+class TableOptions:
+    table: str | None = setting(
+        None,
+        "imagenet-superclass (default), a CSV/TSV file (class,parent,grandparent,...: "
+        "tabby,cat,pet puts pet on top) or a BREEDS folder.",
+    )
+    allow_missing: bool = setting(False, "Put classes the table lacks in a group of their own.")
+
+
+def _table(
+    classes: ClassSet, levels: int | None, groups: list[int] | None, opts: TableOptions,
+    ctx: SourceContext,
+) -> Tree:  # fmt: skip
+    return build_table_tree(
+        classes,
+        opts.table or SUPERCLASS,
+        levels=levels,
+        groups=groups,
+        allow_missing=opts.allow_missing,
+        date=ctx.date,
+        notes=ctx.notes,
+    )
+
+
+register(TreeSource("superclass", "a superclass table (CSV/TSV, BREEDS)", TableOptions, _table))

@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nhlcli.errors import NhlError
-from nhlcli.hierarchy.classsets import ClassSet
+from nhlcli.errors import MissingWordNetError, NhlError
+from nhlcli.hierarchy.classsets import ClassSet, builtin_set
 from nhlcli.hierarchy.levelling import (
     TODAY,
     ClassPath,
@@ -37,6 +37,13 @@ from nhlcli.hierarchy.levelling import (
     level_tree,
     provenance,
 )
+from nhlcli.hierarchy.shipped_trees import (
+    SHIPPED_LEVELS,
+    SHIPPED_SETS,
+    resolve_tree,
+    shipped_tree_name,
+)
+from nhlcli.hierarchy.sources import DEFAULT_LEVELS, SourceContext, TreeSource, register
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy.wordnet_data import display_name, get_wordnet, synset_from_wnid, wnid
 
@@ -227,3 +234,38 @@ def build_wordnet_tree(
         rules={"levelling": LEVELLING_RULE, "several_parents": PARENT_RULE},
     )
     return level_tree(paths, levels, targets, prov)
+
+
+# ------------------------------------------------------------------------------ the source
+@dataclass
+class WordNetOptions:
+    """WordNet has no options: its hypernyms and the levelling rule decide."""
+
+
+def _wordnet(
+    classes: ClassSet, levels: int | None, groups: list[int] | None, _: WordNetOptions,
+    ctx: SourceContext,
+) -> Tree:  # fmt: skip
+    """`--source wordnet`; without WordNet data, the shipped tree of a built-in set (the same)."""
+    n = DEFAULT_LEVELS if levels is None else levels
+    try:
+        return build_wordnet_tree(classes, n, groups, date=ctx.date)
+    except MissingWordNetError:
+        name = classes.name
+        if (
+            groups is not None
+            or name not in SHIPPED_SETS
+            or n not in SHIPPED_LEVELS
+            or classes != builtin_set(name)
+        ):
+            raise
+        shipped = shipped_tree_name(name, n)
+        ctx.notes.append(
+            f"WordNet data is not installed: used the shipped tree {shipped} (the same tree a "
+            "fresh build gives); `python -m nltk.downloader wordnet` enables every class set"
+        )
+        date = provenance("wordnet", {}, date=ctx.date)["date"]
+        return resolve_tree(shipped).with_provenance(date=date)
+
+
+register(TreeSource("wordnet", "WordNet hypernyms, levelled", WordNetOptions, _wordnet))

@@ -1,10 +1,7 @@
-"""Parameters, fvcore MACs (composed per distinct block shape, nothing allocated) and latency.
+"""Parameters, MACs (composed per distinct block shape, nothing allocated) and latency.
 
-`profile_report(arch, tree, subset_class_ids, img_size)` gives the ResNet50 / full / cutout rows;
-`compose_profile(preset, nodes_per_level, k, img_size)` one network, part by part.
+`report.profile_report(arch, tree, subset_class_ids, img_size)` gives the baseline / full / cutout
+rows; `compose.compose_profile(preset, nodes_per_level, k, img_size)` one network, part by part;
+`counters.COUNTERS` the counters. The package imports nothing itself, so the CLI can read the
+counter table without loading torch.
 """
-
-from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
-from nhlcli.profiling.report import profile_report
-
-__all__ = ["ModelProfile", "PartProfile", "compose_profile", "profile_report"]

@@ -6,7 +6,7 @@ are therefore
 
     trunk + Σ_l n_l · node_l + head-part,
 
-where n_l is the number of nodes on level l. The counter (fvcore, thop or ptflops,
+where n_l is the number of nodes on level l. The counter (fvcore, torch, thop or ptflops,
 `counters.py`) runs once per *distinct* module and input shape: the kind's stem at the image size,
 each distinct block (the kind's single-branch module, `BlockKind.single`) at its input size (the
 trunk's stages and every level's node are chains of them; the repeated blocks of a stage are one
@@ -193,7 +193,7 @@ def compose_profile(
 
     `nodes_per_level` lists the nodes of each level (the last entry is the number of classes); it is
     ignored for shared-head presets (the baselines, PHL_1branch), which have one node per level.
-    `counter`: fvcore (default), thop or ptflops (`nhlcli.profiling.counters`).
+    `counter`: fvcore (default), torch, thop, ptflops or any registered (`profiling.counters`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     check_img_size(img_size)

@@ -15,9 +15,10 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported when a count runs: `nhl --help` stays light
+    from torch import nn
 
 FVCORE_LOGGER = "fvcore.nn.jit_analysis"
 
@@ -101,6 +102,7 @@ def param_count(module: nn.Module) -> int:
 
 def count_module(module: nn.Module, input_shape: tuple[int, ...]) -> Count:
     """fvcore MACs and parameters of `module` (in eval mode) on a zero input of `input_shape`."""
+    import torch
     from fvcore.nn import FlopCountAnalysis
 
     module.eval()

@@ -6,7 +6,7 @@
   the full model's k classes, `full`, `cutout` when a class subset is given), each with params,
   MACs, GMACs, its per-part breakdown, and its reductions in % against the full model and against
   the baseline (positive = smaller);
-* `counter`, `units`: which counter (fvcore, thop, ptflops) and what the numbers count;
+* `counter`, `units`: which counter (`counters.COUNTERS`) and what the numbers count;
 * `fvcore_skipped`: the single line saying what the counter did not count (fvcore: operators;
   thop: module types).
 """
@@ -22,16 +22,11 @@ from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.network import levels_hint
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
-from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
+from nhlcli.profiling.counters import DEFAULT_COUNTER, check_counter, get_counter
 from nhlcli.profiling.fvcore_count import SkippedOps
 
 BASELINE_ARCH = "resnet50"  # the default comparison row of the ResNet50-trunk presets
 BASELINES = ("resnet18", "resnet50", "resnet152", "resnet200", "convnextv2-tiny")
-
-UNITS = {
-    "params": "trainable parameters (BN weight and bias included, running statistics excluded)",
-    "macs": COUNTER_NOTES["fvcore"],
-}
 
 #: which counter the papers used where (in the report and in docs/profiling.md)
 PAPER_COUNTERS = (
@@ -41,11 +36,9 @@ PAPER_COUNTERS = (
 
 
 def units(counter: str) -> dict[str, str]:
-    """What the report's numbers count, for one counter."""
-    params = UNITS["params"]
-    if counter == "thop":
-        params = "parameters of the module types thop knows (see macs)"
-    return {"params": params, "macs": COUNTER_NOTES[counter], "papers": PAPER_COUNTERS}
+    """What the report's numbers count, for one counter (its row of the counter table)."""
+    spec = get_counter(counter)
+    return {"params": spec.params, "macs": spec.macs, "papers": PAPER_COUNTERS}
 
 
 def baseline_for(preset: Preset, baseline: str | None) -> str:
@@ -176,7 +169,7 @@ def profile_report(
 
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
     node counts per level come from that sub-tree. Nothing is allocated beyond one block of each
-    shape. `counter`: fvcore, thop or ptflops; `baseline`: the comparison row (default: the
+    shape. `counter`: a name of `counters.COUNTERS`; `baseline`: the comparison row (default: the
     preset family's, `Preset.baseline`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset

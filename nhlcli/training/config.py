@@ -1,6 +1,7 @@
 """Training settings, declared once: defaults < `--config config.yaml` < command-line options.
 
-Each setting is one field of `TrainConfig`, declared with `setting(...)`: its default, its help
+Each setting is one field of `TrainConfig`, declared with `setting(...)` (`nhlcli.setting_fields`,
+the mechanism tree-source options share): its default, its help
 text, its allowed values (choices, range) and whether it may change on resume. Everything else is
 derived from that one declaration: the type and range checks of `build_config`, the `nhl train`
 options (`nhlcli/cli/train_cmd.py` builds them from `SETTINGS`), and the settings table in
@@ -14,15 +15,14 @@ from __future__ import annotations
 
 import difflib
 import math
-import types
-import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from nhlcli.errors import NhlError
+from nhlcli.setting_fields import SettingSpec, setting, specs_of
 from nhlcli.textio import read_text
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -55,90 +55,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     },
 }
 AMP_MODES = ("auto", "bf16", "fp16", "none")
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    """What one training setting is: the single source of its checks, option and docs row."""
-
-    name: str
-    kind: type  # int, float, bool or str
-    optional: bool  # None is a valid value ("derived": see the help text)
-    default: Any
-    help: str
-    flag: str  # the command-line spelling, e.g. "--batch-size" or "--x/--no-x"
-    choices: tuple[str, ...] = ()
-    low: float | None = None  # smallest allowed value (inclusive unless low_open)
-    low_open: bool = False
-    high: float | None = None  # largest allowed value (inclusive unless high_open)
-    high_open: bool = False
-    resumable: bool = False  # may differ when a run is resumed
-    path: bool = False  # a file or folder: saved absolute in args.yaml
-
-    @property
-    def key(self) -> str:
-        """The YAML spelling used in docs (`batch-size`)."""
-        return self.name.replace("_", "-")
-
-    def range_text(self) -> str:
-        if self.choices:
-            return ", ".join(self.choices)
-        if self.low is None and self.high is None:
-            return ""
-        lo = "" if self.low is None else f"{'(' if self.low_open else '['}{_num(self.low)}"
-        hi = "" if self.high is None else f"{_num(self.high)}{')' if self.high_open else ']'}"
-        if self.high is None:
-            return f"{'>' if self.low_open else '≥'} {_num(self.low)}"  # type: ignore[arg-type]
-        if self.low is None:
-            return f"{'<' if self.high_open else '≤'} {_num(self.high)}"
-        return f"{lo}, {hi}"
-
-    def problem(self, value: Any) -> str | None:
-        """Why `value` (already of the right type) is not allowed, or None."""
-        if value is None:
-            return None
-        if self.choices and value not in self.choices:
-            return f"'{self.name}' is {value!r}, not one of {', '.join(self.choices)}"
-        if self.kind in (int, float):
-            if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-                return f"'{self.name}' is {value!r}, must be {self.range_text()}"
-            if self.high is not None and (
-                value >= self.high if self.high_open else value > self.high
-            ):
-                return f"'{self.name}' is {value!r}, must be {self.range_text()}"
-        return None
-
-
-def _num(x: float) -> str:
-    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
-
-
-def setting(
-    default: Any,
-    help: str,
-    *,
-    flag: str | None = None,
-    choices: tuple[str, ...] = (),
-    low: float | None = None,
-    low_open: bool = False,
-    high: float | None = None,
-    high_open: bool = False,
-    resumable: bool = False,
-    path: bool = False,
-) -> Any:
-    """Declare one training setting (a dataclass field carrying its `SettingSpec` parts)."""
-    meta = {
-        "help": help,
-        "flag": flag,
-        "choices": choices,
-        "low": low,
-        "low_open": low_open,
-        "high": high,
-        "high_open": high_open,
-        "resumable": resumable,
-        "path": path,
-    }
-    return field(default=default, metadata={"nhl_setting": meta})
 
 
 @dataclass
@@ -286,22 +202,7 @@ class TrainConfig:
         return asdict(self)
 
 
-def _specs() -> tuple[SettingSpec, ...]:
-    hints = typing.get_type_hints(TrainConfig)
-    out = []
-    for f in fields(TrainConfig):
-        meta = dict(f.metadata["nhl_setting"])
-        hint = hints[f.name]
-        args = typing.get_args(hint)
-        optional = isinstance(hint, types.UnionType) and type(None) in args
-        kind = next(a for a in args if a is not type(None)) if optional else hint
-        flag = meta.pop("flag") or "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not MISSING else None
-        out.append(SettingSpec(f.name, kind, optional, default, flag=flag, **meta))
-    return tuple(out)
-
-
-SETTINGS: tuple[SettingSpec, ...] = _specs()
+SETTINGS: tuple[SettingSpec, ...] = specs_of(TrainConfig)
 _BY_NAME = {s.name: s for s in SETTINGS}
 RESUME_OVERRIDABLE = frozenset(s.name for s in SETTINGS if s.resumable)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,14 +18,21 @@ from nhlcli.hierarchy.llm.prompts import PROMPT_VERSION
 from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn, Session
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.llm.strategy import group_classes
+from nhlcli.hierarchy.sources import DEFAULT_LEVELS, SourceContext, TreeSource, register
 from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.setting_fields import setting
 
 
 @dataclass
 class LLMOptions(LLMSettings):
     """The options of the llm and hybrid tree sources: the model settings, plus request size."""
 
-    batch_size: int = 200  # classes per request (larger sets are split, see strategy.py)
+    batch_size: int = setting(  # larger sets are split, see strategy.py
+        200,
+        "Classes per request; larger sets are split (--batch-size: old spelling).",
+        flag="--llm-batch-size",
+        aliases=("--batch-size",),
+    )
     date: str | None = TODAY  # provenance date: "today", None (left out) or a fixed string
 
     def problems(self) -> list[str]:
@@ -130,3 +138,29 @@ def build_llm_tree(
     tree = groups_to_tree(classes.classes, found, prov)
     tree.require_levels(levels)
     return tree
+
+
+# ------------------------------------------------------------------------------ the source
+def tree_source_build(
+    build: Callable[..., Tree],
+) -> Callable[[ClassSet, int | None, list[int] | None, LLMOptions, SourceContext], Tree]:
+    """A `TreeSource` build of an LLM builder: the context's date, progress, report and notes."""
+
+    def source_build(
+        classes: ClassSet, levels: int | None, groups: list[int] | None, opts: LLMOptions,
+        ctx: SourceContext,
+    ) -> Tree:  # fmt: skip
+        report = ctx.report if isinstance(ctx.report, BuildReport) else BuildReport()
+        opts = dataclasses.replace(opts, date=ctx.date)
+        n = DEFAULT_LEVELS if levels is None else levels
+        try:
+            return build(classes, n, groups, opts, ctx.progress, report)
+        finally:
+            ctx.notes.extend(report.notes)
+
+    return source_build
+
+
+register(
+    TreeSource("llm", "a chat model (OpenAI API)", LLMOptions, tree_source_build(build_llm_tree))
+)

@@ -31,6 +31,7 @@ from nhlcli.hierarchy.llm.builder import (
     build_llm_tree,
     llm_provenance,
     requested_group_counts,
+    tree_source_build,
 )
 from nhlcli.hierarchy.llm.labels import make_labels
 from nhlcli.hierarchy.llm.prompts import placement_prompt
@@ -38,6 +39,7 @@ from nhlcli.hierarchy.llm.repair import Request, ask_until_valid
 from nhlcli.hierarchy.llm.schema import assignment_schema
 from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn
 from nhlcli.hierarchy.llm.validate import validate_assignment
+from nhlcli.hierarchy.sources import TreeSource, register
 from nhlcli.hierarchy.tree import Tree, TreeNode
 
 HYBRID_RULE = "nhl-hybrid/1"
@@ -193,3 +195,13 @@ def _rebuild(
     tree = Tree(leaves, nodes, prov)
     tree.require_levels(wn_tree.levels or 1)
     return tree
+
+
+register(
+    TreeSource(
+        "hybrid",
+        "WordNet where clear, a chat model where ambiguous",
+        LLMOptions,
+        tree_source_build(build_hybrid_tree),
+    )
+)

@@ -20,6 +20,7 @@ ProgressFn = Callable[[int, int, str], None]
 class BuildReport:
     """What a build cost, filled in by the builders (not in the tree: it differs between runs)."""
 
+    model: str | None = None  # the chat model asked (None: none was)
     requests: int = 0  # HTTP requests sent, retries included
     steps: int = 0  # validated answers used
     cached_steps: int = 0  # of those, taken from the cache
@@ -46,6 +47,7 @@ class Session:
         self.cache = AnswerCache(settings.cache_dir) if settings.use_cache else None
         self.read_cache = settings.use_cache and not settings.refresh
         self.report = report
+        report.model = settings.model
         self._progress = progress
         self._done = 0
         self._total = 0

@@ -13,20 +13,62 @@ from pathlib import Path
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.llm.session import BuildReport, ProgressFn, Session
+from nhlcli.setting_fields import setting
 
 DEFAULT_MODEL = "gpt-4o"
 
 
 @dataclass
 class LLMSettings:
-    model: str = DEFAULT_MODEL
-    base_url: str | None = None  # None: $OPENAI_BASE_URL, else OpenAI
-    api_key_env: str = "OPENAI_API_KEY"
-    max_repairs: int = 3  # times an invalid answer is sent back for repair
-    cache_dir: Path | None = None  # None: $NHL_CACHE_DIR, else the user cache directory
-    use_cache: bool = True
-    refresh: bool = False  # ask again even when cached (and store the new answers)
-    timeout: float = 120.0  # seconds per request
+    """Declared with `setting(...)`: each field with a flag is an `--llm-*` option of
+    `nhl build-tree` (generated) and `nhl cutout`; the others are for library callers."""
+
+    model: str = setting(
+        DEFAULT_MODEL, "The chat model's name.", flag="--llm-model", aliases=("--model",)
+    )
+    base_url: str | None = setting(  # None: $OPENAI_BASE_URL, else OpenAI
+        None,
+        "An OpenAI-compatible server, e.g. http://localhost:11434/v1 (default: $OPENAI_BASE_URL, "
+        "else OpenAI).",
+        flag="--llm-base-url",
+        aliases=("--base-url",),
+    )
+    api_key_env: str = setting(
+        "OPENAI_API_KEY",
+        "The environment variable holding the API key (never written anywhere).",
+        flag="--llm-api-key-env",
+        aliases=("--api-key-env",),
+    )
+    max_repairs: int = setting(  # times an invalid answer is sent back for repair
+        3,
+        "Times an invalid answer is sent back for repair.",
+        flag="--llm-max-repairs",
+        aliases=("--max-repairs",),
+    )
+    cache_dir: Path | None = setting(  # None: $NHL_CACHE_DIR, else the user cache directory
+        None,
+        "The answer cache (default: $NHL_CACHE_DIR, else the user cache directory).",
+        flag="--llm-cache-dir",
+        aliases=("--cache-dir",),
+    )
+    use_cache: bool = setting(  # the flag switches it off
+        True,
+        "Neither read nor write cached answers.",
+        flag="--llm-no-cache",
+        aliases=("--no-cache",),
+    )
+    refresh: bool = setting(  # ask again even when cached (and store the new answers)
+        False,
+        "Ask again and replace the cached answers.",
+        flag="--llm-refresh",
+        aliases=("--refresh",),
+    )
+    timeout: float = setting(  # seconds per request
+        120.0,
+        "Seconds to wait for one answer (then retried).",
+        flag="--llm-timeout",
+        aliases=("--timeout",),
+    )
     max_retries: int = 4  # per request, for timeouts, 429, 5xx, dropped connections
     retry_backoff: float = 1.0  # first wait in seconds, doubling per retry
 
