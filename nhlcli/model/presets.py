@@ -200,7 +200,10 @@ class Preset:
         return " + ".join(terms)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["baseline"] is None:  # the kind's default: left out (readers default it)
+            del d["baseline"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preset:
