@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from nhlcli.model.presets import baseline_names
 from nhlcli.profiling.counters import counters_help
 
 console = Console(highlight=False)
@@ -61,8 +62,8 @@ PROFILE_COUNTER: Any = typer.Option(
 PROFILE_BASELINE: Any = typer.Option(
     None,
     "--baseline",
-    help="Comparison row: resnet18, resnet50, resnet152, resnet200 or convnextv2-tiny "
-    "(default: the preset family's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
+    help=f"Comparison row: {', '.join(baseline_names())} (default: the preset's, else its block "
+    "kind's: resnet50, resnet152 for n3hl152, convnextv2-tiny).",
 )
 
 

@@ -19,9 +19,11 @@ _EXPORTS = {
     "HierNet": "network",
     "build_model": "network",
     "get_kind": "kinds",
+    "register_kind": "kinds",
     "PRESETS": "presets",
     "Preset": "presets",
     "get_preset": "presets",
+    "register_preset": "presets",
 }
 
 __all__ = sorted(_EXPORTS)

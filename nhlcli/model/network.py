@@ -12,8 +12,14 @@
   parameters, nearly the same MACs, and adapts to any input size.
 * head, shared presets (the ResNet/ConvNeXt baselines, ``phl-1branch``): the levels (if any) have
   ONE node each and a ``fc = Linear(C, k)`` follows global average pooling (torchvision's name),
-  after a ``head_norm = LayerNorm(C)`` for ConvNeXt. The tree is used for its class list only.
-* ConvNeXt per-class heads add a LayerNorm(C) per class before its Linear(C, 1) (``heads.norm_*``).
+  after a ``head_norm = LayerNorm(C)`` for presets with ``head_norm`` (ConvNeXt). The tree is used
+  for its class list only.
+* per-class heads of presets with ``head_norm`` add a LayerNorm(C) per class before its
+  Linear(C, 1) (``heads.norm_*``). The norm's type and eps are the head kind's
+  (`BlockKind.head_norm`: the kind of the last block before the head).
+
+Everything kind-specific (trunk, levels, trunk init, head norm, residual norms) is asked of the
+block kinds (`nhlcli.model.kinds`); this module names none.
 
 Logits are (N, k) in ``tree.class_ids`` order.
 """
@@ -30,7 +36,7 @@ from torch import nn
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.kinds import get_kind
+from nhlcli.model.kinds import HEAD_NORM_EPS, get_kind
 from nhlcli.model.levels import Wiring
 from nhlcli.model.presets import Preset, get_preset, preset_problems
 
@@ -51,24 +57,23 @@ def check_img_size(size: Any, what: str = "image size") -> int:
     return size
 
 
-HEAD_NORM_EPS = 1e-6  # the LayerNorm of ConvNeXt heads (timm's NormMlpClassifierHead)
-
-
 class PerClassHead(nn.Module):
     """k heads Linear(C, 1), one per class, each on its own leaf's pooled features.
 
-    With `norm` (ConvNeXt presets) each class first applies its own LayerNorm(C) to the pooled
-    features (``norm_weight``, ``norm_bias``: (k, C)), as timm's NormMlpClassifierHead.
+    With `norm_eps` (presets with ``head_norm``, e.g. ConvNeXt) each class first applies its own
+    LayerNorm(C) to the pooled features (``norm_weight``, ``norm_bias``: (k, C)), as timm's
+    NormMlpClassifierHead.
     """
 
-    def __init__(self, k: int, c: int, norm: bool = False) -> None:
+    def __init__(self, k: int, c: int, norm_eps: float | None = None) -> None:
         super().__init__()
         self.k, self.c = k, c
+        self.norm_eps = norm_eps
         self.weight = nn.Parameter(torch.empty(k, c))
         self.bias = nn.Parameter(torch.empty(k))
         self.norm_weight: nn.Parameter | None = None
         self.norm_bias: nn.Parameter | None = None
-        if norm:
+        if norm_eps is not None:
             self.norm_weight = nn.Parameter(torch.ones(k, c))
             self.norm_bias = nn.Parameter(torch.zeros(k, c))
         self.reset_parameters()
@@ -83,7 +88,8 @@ class PerClassHead(nn.Module):
         # counts (adaptive pooling, einsum), so whole-model profiles equal the composed ones
         z = F.adaptive_avg_pool2d(x, 1).view(x.shape[0], self.k, self.c)
         if self.norm_weight is not None and self.norm_bias is not None:
-            z = F.layer_norm(z, (self.c,), eps=HEAD_NORM_EPS) * self.norm_weight + self.norm_bias
+            assert self.norm_eps is not None
+            z = F.layer_norm(z, (self.c,), eps=self.norm_eps) * self.norm_weight + self.norm_bias
         return torch.einsum("nkc,kc->nk", z, self.weight) + self.bias
 
     def extra_repr(self) -> str:
@@ -94,15 +100,17 @@ class ClassHead(nn.Module):
     """One single-branch head: pool -> flatten -> [LayerNorm(C)] -> Linear(C, outputs).
 
     The per-branch reference and the profile composition use it (module types as in torchvision's
-    ResNet and timm's NormMlpClassifierHead, so every counter counts it as on those).
+    ResNet and timm's NormMlpClassifierHead, so every counter counts it as on those). `norm`: the
+    norm module (`head_norm_module`: the head kind's type), True for ``nn.LayerNorm(C,
+    eps=1e-6)``, or False/None for none.
     """
 
-    def __init__(self, channels: int, outputs: int, norm: bool = False) -> None:
+    def __init__(self, channels: int, outputs: int, norm: bool | nn.Module | None = False) -> None:
         super().__init__()
-        from nhlcli.model.kinds.convnextv2 import LayerNorm
-
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.norm: nn.Module | None = LayerNorm(channels, eps=HEAD_NORM_EPS) if norm else None
+        if norm is True:
+            norm = nn.LayerNorm(channels, eps=HEAD_NORM_EPS)
+        self.norm: nn.Module | None = norm if isinstance(norm, nn.Module) else None
         self.fc = nn.Linear(channels, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +118,12 @@ class ClassHead(nn.Module):
         if self.norm is not None:
             z = self.norm(z)
         return self.fc(z)
+
+
+def head_norm_module(preset: Preset, channels: int) -> nn.LayerNorm | None:
+    """The head norm of `preset` on `channels` (its head kind's, `BlockKind.head_norm`), or None
+    when the preset has none."""
+    return get_kind(preset.head_kind).head_norm(channels) if preset.head_norm else None
 
 
 def levels_hint(preset: Preset) -> str:
@@ -164,25 +178,14 @@ class HierNet(nn.Module):
         self.heads: PerClassHead | None = None
         self.fc: nn.Linear | None = None
         self.head_norm: nn.Module | None = None
+        norm = head_norm_module(preset, c)
         if preset.head == "per_class":
-            self.heads = PerClassHead(tree.num_classes, c, norm=preset.head_norm)
+            eps = None if norm is None else float(norm.eps)
+            self.heads = PerClassHead(tree.num_classes, c, norm_eps=eps)
         else:
-            if preset.head_norm:
-                from nhlcli.model.kinds.convnextv2 import LayerNorm
-
-                self.head_norm = LayerNorm(c, eps=HEAD_NORM_EPS)
+            self.head_norm = norm
             self.fc = nn.Linear(c, tree.num_classes)
-        self._init_trunk()
-
-    def _init_trunk(self) -> None:
-        if hasattr(self.trunk, "reset_parameters"):  # the kind initialises its own trunk
-            return
-        for m in self.trunk.modules():  # torchvision's ResNet init
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        get_kind(preset.trunk.kind).init_trunk(self.trunk)
 
     # ----------------------------------------------------------------- running
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -311,17 +314,19 @@ class HierNet(nn.Module):
         return f"arch={self.preset.name}, classes={self.num_classes}, img_size={self.img_size}"
 
 
-def zero_init_residual(model: nn.Module) -> int:
-    """Zero the last batch-norm scale (γ) of every residual block, trunk and levels (torchvision's
-    `zero_init_residual`): each residual branch starts as the identity. Blocks name that norm in
-    `residual_norm` (ResNet bottleneck: bn3, basic block: bn2; ConvNeXt blocks have none).
+def zero_init_residual(model: HierNet) -> int:
+    """Zero the last norm scale (γ) of every residual block, trunk and levels (torchvision's
+    `zero_init_residual`): each residual branch starts as the identity. Each block kind of the
+    preset names that norm (`BlockKind.residual_norm`: ResNet bottleneck bn3, basic block bn2;
+    ConvNeXt none) and the module types that carry it (`residual_blocks`).
     Returns the number of blocks set."""
+    kinds = [get_kind(name) for name in model.preset.kinds]
     n = 0
     for m in model.modules():
-        norm = getattr(type(m), "residual_norm", None)
-        if norm is not None:
-            nn.init.zeros_(getattr(m, norm).weight)
-            n += 1
+        for kind in kinds:
+            if kind.residual_norm is not None and isinstance(m, kind.residual_blocks):
+                nn.init.zeros_(getattr(m, kind.residual_norm).weight)
+                n += 1
     return n
 
 

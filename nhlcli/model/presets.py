@@ -12,9 +12,11 @@ preset:
   shared `Linear(C, k)` (`shared`: the ResNet and ConvNeXt baselines, PHL_1branch), whose last
   level then has a single node; ConvNeXt heads put a LayerNorm(C) before the FC (`head_norm`).
 
-Every spec names its **block kind** (`BlockSpec.kind`: bottleneck, basic, convnextv2); the kind's
-module in `nhlcli/model/kinds/` holds its formula, modules, grouped level and attention point.
-PHL is the one-level case (the leaves only); N2HL/N3HL/N4HL have 2/3/4 levels.
+Every spec names its **block kind** (`BlockSpec.kind`: bottleneck, basic, convnextv2); the kind
+(`nhlcli.model.kinds.BlockKind`) holds its formula, modules, grouped level, trunk, head norm,
+pretrained layouts, default baseline and attention point. This module names kinds only in the data
+of the built-in presets. PHL is the one-level case (the leaves only); N2HL/N3HL/N4HL have 2/3/4
+levels. `register_preset` adds a preset (a new kind's, e.g.) to the ones `get_preset` knows.
 """
 
 from __future__ import annotations
@@ -92,32 +94,37 @@ class TrunkSpec:
         return stem + sum(b.params() for s in self.stages for b in s.block_specs())
 
 
-def _resnet_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
-    widths = ((64, 64, 256, 1), (256, 128, 512, 2), (512, 256, 1024, 2), (1024, 512, 2048, 2))
-    return tuple(StageSpec(n, *w) for n, w in zip(counts, widths, strict=False))
+Width = tuple[int, int, int, int]  # (cin, mid, cout, stride) of a stage
 
 
-def _basic_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
-    widths = ((64, 64, 64, 1), (64, 128, 128, 2), (128, 256, 256, 2), (256, 512, 512, 2))
-    return tuple(StageSpec(n, *w, kind="basic") for n, w in zip(counts, widths, strict=False))
+def stages(kind: str, widths: tuple[Width, ...], counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
+    """Stages of `kind` with these widths and block counts (as many stages as counts)."""
+    return tuple(StageSpec(n, *w, kind=kind) for n, w in zip(counts, widths, strict=False))
 
 
-def _convnextv2_stages(counts: tuple[int, ...]) -> tuple[StageSpec, ...]:
-    """ConvNeXt-V2-tiny's stages (dims 96-768, MLP 4·d); stage 1 follows the stem directly."""
-    widths = ((96, 384, 96, 1), (96, 768, 192, 2), (192, 1536, 384, 2), (384, 3072, 768, 2))
-    return tuple(StageSpec(n, *w, kind="convnextv2") for n, w in zip(counts, widths, strict=False))
+# the stage widths of the built-in trunks (data): torchvision's ResNet50/152/200 (bottleneck) and
+# ResNet18 (basic block), ConvNeXt-V2-tiny (dims 96-768, MLP 4·d; stage 1 follows the stem)
+RESNET_WIDTHS = ((64, 64, 256, 1), (256, 128, 512, 2), (512, 256, 1024, 2), (1024, 512, 2048, 2))
+RESNET18_WIDTHS = ((64, 64, 64, 1), (64, 128, 128, 2), (128, 256, 256, 2), (256, 512, 512, 2))
+CONVNEXTV2_TINY_WIDTHS = (
+    (96, 384, 96, 1), (96, 768, 192, 2), (192, 1536, 384, 2), (384, 3072, 768, 2)
+)  # fmt: skip
+
+
+def _trunk(name: str, kind: str, widths: tuple[Width, ...], counts: tuple[int, ...]) -> TrunkSpec:
+    return TrunkSpec(name, stages(kind, widths, counts))
 
 
 TRUNKS: dict[str, TrunkSpec] = {
-    "T3": TrunkSpec("T3", _resnet_stages((3, 4))),
-    "T4": TrunkSpec("T4", _resnet_stages((3, 4, 6))),
-    "T4-152": TrunkSpec("T4-152", _resnet_stages((3, 8, 36))),
-    "R18": TrunkSpec("R18", _basic_stages((2, 2, 2, 2))),
-    "R50": TrunkSpec("R50", _resnet_stages((3, 4, 6, 3))),
-    "R152": TrunkSpec("R152", _resnet_stages((3, 8, 36, 3))),
-    "R200": TrunkSpec("R200", _resnet_stages((3, 24, 36, 3))),
-    "CNv2-T3": TrunkSpec("CNv2-T3", _convnextv2_stages((3, 3, 9))),
-    "CNv2-T": TrunkSpec("CNv2-T", _convnextv2_stages((3, 3, 9, 3))),
+    "T3": _trunk("T3", "bottleneck", RESNET_WIDTHS, (3, 4)),
+    "T4": _trunk("T4", "bottleneck", RESNET_WIDTHS, (3, 4, 6)),
+    "T4-152": _trunk("T4-152", "bottleneck", RESNET_WIDTHS, (3, 8, 36)),
+    "R18": _trunk("R18", "basic", RESNET18_WIDTHS, (2, 2, 2, 2)),
+    "R50": _trunk("R50", "bottleneck", RESNET_WIDTHS, (3, 4, 6, 3)),
+    "R152": _trunk("R152", "bottleneck", RESNET_WIDTHS, (3, 8, 36, 3)),
+    "R200": _trunk("R200", "bottleneck", RESNET_WIDTHS, (3, 24, 36, 3)),
+    "CNv2-T3": _trunk("CNv2-T3", "convnextv2", CONVNEXTV2_TINY_WIDTHS, (3, 3, 9)),
+    "CNv2-T": _trunk("CNv2-T", "convnextv2", CONVNEXTV2_TINY_WIDTHS, (3, 3, 9, 3)),
 }
 
 
@@ -130,12 +137,25 @@ class Preset:
     description: str
     extrapolated: bool = False
     head_norm: bool = False  # a LayerNorm(C) after the pooling, before the FC (ConvNeXt heads)
-    baseline: str = "resnet50"  # the comparison row of `nhl profile` (--baseline)
+    # the comparison row of `nhl profile` (--baseline); None: the trunk kind's (BlockKind.baseline)
+    baseline: str | None = None
 
     @property
     def num_levels(self) -> int:
         """Tree levels the preset needs (0: any class list; the tree's structure is unused)."""
         return 0 if self.head == "shared" else len(self.levels)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """The block kinds the preset uses (trunk stages, then levels), each once."""
+        names = [self.trunk.kind, *(s.kind for s in self.trunk.stages)]
+        names += [b.kind for lvl in self.levels for b in lvl]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def head_kind(self) -> str:
+        """The kind of the last block before the head (it decides the head norm)."""
+        return self.levels[-1][-1].kind if self.levels else self.trunk.kind
 
     @property
     def head_in(self) -> int:
@@ -180,7 +200,10 @@ class Preset:
         return " + ".join(terms)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["baseline"] is None:  # the kind's default: left out (readers default it)
+            del d["baseline"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Preset:
@@ -194,7 +217,7 @@ class Preset:
             d["description"],
             d.get("extrapolated", False),
             d.get("head_norm", False),
-            d.get("baseline", "resnet50"),
+            d.get("baseline"),
         )
 
 
@@ -222,8 +245,8 @@ def preset_problems(d: Any) -> list[str]:
     for key in ("extrapolated", "head_norm"):
         if not isinstance(d.get(key, False), bool):
             p.append(f"preset.{key} must be true or false")
-    if not isinstance(d.get("baseline", "resnet50"), str):
-        p.append("preset.baseline must be a string")
+    if not isinstance(d.get("baseline"), str | None):
+        p.append("preset.baseline must be a string or null")
     trunk = d.get("trunk")
     if not isinstance(trunk, dict) or not isinstance(trunk.get("name"), str):
         return [*p, "preset.trunk must be an object with a name and stages"]
@@ -232,11 +255,11 @@ def preset_problems(d: Any) -> list[str]:
         return [*p, f"preset.trunk.stages must be a list of 1..{MAX_STAGES} stages"]
     if not isinstance(levels, list) or len(levels) > MAX_LEVELS:
         return [*p, f"preset.levels must be a list of at most {MAX_LEVELS} levels"]
-    from nhlcli.model.kinds import KIND_MODULES, get_kind
+    from nhlcli.model.kinds import get_kind, kind_names
 
     first_kind = stages[0].get("kind", "bottleneck") if isinstance(stages[0], dict) else None
-    if first_kind not in KIND_MODULES:
-        return [*p, f"preset.trunk.stages[0].kind must be one of {', '.join(KIND_MODULES)}"]
+    if first_kind not in kind_names():
+        return [*p, f"preset.trunk.stages[0].kind must be one of {', '.join(kind_names())}"]
     width = int(get_kind(first_kind).stem_out(224)[0])  # the stem's output channels
     for i, stage in enumerate(stages):
         where = f"preset.trunk.stages[{i}]"
@@ -270,10 +293,10 @@ def _spec_ok(
     if not isinstance(spec, dict) or not set(keys) <= set(spec) <= set(keys) | set(optional):
         problems.append(f"{where} must be an object with {', '.join(keys)}")
         return False
-    from nhlcli.model.kinds import KIND_MODULES
+    from nhlcli.model.kinds import kind_names
 
-    if spec.get("kind", "bottleneck") not in KIND_MODULES:
-        problems.append(f"{where}.kind must be one of {', '.join(KIND_MODULES)}")
+    if spec.get("kind", "bottleneck") not in kind_names():
+        problems.append(f"{where}.kind must be one of {', '.join(kind_names())}")
         return False
     if not isinstance(spec.get("layer_scale", False), bool):
         problems.append(f"{where}.layer_scale must be true or false")
@@ -330,7 +353,6 @@ PRESETS: dict[str, Preset] = {
             "shared",
             "ConvNeXtV2-tiny baseline (timm names) with a LayerNorm + k-way FC head",
             head_norm=True,
-            baseline="convnextv2-tiny",
         ),
         Preset(
             "phl-small",
@@ -393,7 +415,6 @@ PRESETS: dict[str, Preset] = {
             "per_class",
             "ConvNeXtV2-tiny NHL: 3 levels of timm ConvNeXtStage nodes on stages 1-3",
             head_norm=True,
-            baseline="convnextv2-tiny",
         ),
         Preset(
             "n4hl",
@@ -420,3 +441,25 @@ def get_preset(name: str) -> Preset:
         raise NhlError(
             f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})"
         ) from None
+
+
+def register_preset(preset: Preset) -> Preset:
+    """Make `preset` known by name (`get_preset`, ``--arch``, a baseline); returns it.
+
+    A name that is taken by another preset is a ValueError (`unregister_preset` first)."""
+    known = PRESETS.get(preset.name)
+    if known is not None and known != preset:
+        raise ValueError(f"preset '{preset.name}' is already registered")
+    PRESETS[preset.name] = preset
+    return preset
+
+
+def unregister_preset(name: str) -> None:
+    """Forget a preset registered with `register_preset`."""
+    PRESETS.pop(name, None)
+
+
+def baseline_names() -> list[str]:
+    """The presets a profile can compare with (`--baseline`): the plain networks, i.e. the
+    shared-head presets without levels (resnet18/50/152/200, convnextv2-tiny, ...)."""
+    return [p.name for p in PRESETS.values() if p.head == "shared" and not p.levels]

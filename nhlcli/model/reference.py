@@ -18,7 +18,7 @@ from torch import nn
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.model.kinds import get_kind
 from nhlcli.model.levels import LevelScales
-from nhlcli.model.network import ClassHead, HierNet
+from nhlcli.model.network import ClassHead, HierNet, head_norm_module
 from nhlcli.model.presets import Preset
 
 
@@ -44,11 +44,12 @@ class PerBranchNet(nn.Module):
         c = preset.head_in
         k = tree.num_classes
         self.per_class = preset.head == "per_class"
-        norm = preset.head_norm
         self.heads = (
-            nn.ModuleList(ClassHead(c, 1, norm) for _ in range(k)) if self.per_class else None
+            nn.ModuleList(ClassHead(c, 1, head_norm_module(preset, c)) for _ in range(k))
+            if self.per_class
+            else None
         )
-        self.head = None if self.per_class else ClassHead(c, k, norm)
+        self.head = None if self.per_class else ClassHead(c, k, head_norm_module(preset, c))
         self.scales: list[list[float] | None] = [None] * len(preset.levels)
 
     @classmethod

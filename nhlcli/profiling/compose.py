@@ -124,7 +124,9 @@ def _block_count(spec: BlockSpec, h: int, w: int, counter: str) -> Count:
 
 
 @lru_cache(maxsize=512)
-def _head_count(shape: Shape, outputs: int, norm: bool, counter: str) -> Count:
+def _head_count(shape: Shape, outputs: int, norm_kind: str | None, counter: str) -> Count:
+    """One class head; `norm_kind`: the block kind whose head norm it has (None: no norm)."""
+    norm = None if norm_kind is None else get_kind(norm_kind).head_norm(shape[0])
     return count_with(counter, ClassHead(shape[0], outputs, norm), (1, *shape))
 
 
@@ -211,11 +213,12 @@ def compose_profile(
         skipped.merge(node.skipped, times=n)
         parts.append(PartProfile(f"level {i}", n, node.params, node.macs, shape))
         shape = out
+    norm_kind = p.head_kind if p.head_norm else None
     if p.head == "shared":
-        head = _head_count(shape, num_classes, p.head_norm, counter)
+        head = _head_count(shape, num_classes, norm_kind, counter)
         parts.append(PartProfile("head", 1, head.params, head.macs, shape))
     else:
-        head = _head_count(shape, 1, p.head_norm, counter)
+        head = _head_count(shape, 1, norm_kind, counter)
         parts.append(PartProfile("heads", num_classes, head.params, head.macs, shape))
     skipped.merge(head.skipped, times=parts[-1].count)
     return ModelProfile(

@@ -24,7 +24,7 @@ from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.report import BASELINE_ARCH, tree_nodes_per_level
+from nhlcli.profiling.report import baseline_for, tree_nodes_per_level
 
 MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
 
@@ -115,7 +115,7 @@ def measure_report_latency(
     warmup: int = 3,
     max_params: int = MAX_LATENCY_PARAMS,
     models: dict[str, nn.Module] | None = None,
-    baseline: str = BASELINE_ARCH,
+    baseline: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """ms per batch of the baseline (k classes), the full model and its cutout, interleaved.
@@ -137,14 +137,15 @@ def measure_report_latency(
     skipped: list[str] = []
     given = dict(models or {})
     k = tree.num_classes
+    base = baseline_for(p, baseline)
     built: dict[str, nn.Module] = {
-        "baseline": build_model(baseline, tree, img_size=img_size, device=dev)
+        "baseline": build_model(base, tree, img_size=img_size, device=dev)
     }
     full_params = p.params(tree_nodes_per_level(p, tree), k)
     if "full" in given:
         built["full"] = given["full"].to(dev)
     elif full_params <= max_params:
-        built["full"] = build_model(p.name, tree, img_size=img_size, device=dev)
+        built["full"] = build_model(p, tree, img_size=img_size, device=dev)
     else:
         skipped.append(
             f"full {p.name}: not timed, {full_params / 1e6:,.0f} M parameters "
@@ -164,7 +165,7 @@ def measure_report_latency(
         elif "full" in built:
             built["cutout"] = cutout(built["full"], list(subset_class_ids), "given")  # type: ignore[arg-type]
         else:  # the full model is too large to allocate: build the same network directly
-            built["cutout"] = build_model(p.name, sub, img_size=img_size, device=dev)
+            built["cutout"] = build_model(p, sub, img_size=img_size, device=dev)
     times = time_interleaved(built, batch_size, img_size, dev, runs, warmup, progress)
     stats = {role: summary(t) for role, t in times.items()}
     roles = ["baseline", "full"] + (["cutout"] if subset_class_ids is not None else [])

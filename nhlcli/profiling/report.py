@@ -2,8 +2,9 @@
 
 `profile_report` returns a `Profile` (`to_dict()` is what `--json` prints):
 
-* `models`: three rows (`baseline` = ResNet50 or the preset family's baseline (`--baseline`) with
-  the full model's k classes, `full`, `cutout` when a class subset is given), each with params,
+* `models`: three rows (`baseline` = the preset's baseline: `--baseline`, else `Preset.baseline`,
+  else its trunk kind's (`BlockKind.baseline`: resnet50, convnextv2-tiny), with the full model's k
+  classes, `full`, `cutout` when a class subset is given), each with params,
   MACs, GMACs, its per-part breakdown, and its reductions in % against the full model and against
   the baseline (positive = smaller);
 * `counter`, `units`: which counter (`counters.COUNTERS`) and what the numbers count;
@@ -19,14 +20,12 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.kinds import get_kind
 from nhlcli.model.network import levels_hint
-from nhlcli.model.presets import Preset, get_preset
+from nhlcli.model.presets import Preset, baseline_names, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.counters import DEFAULT_COUNTER, check_counter, get_counter
 from nhlcli.profiling.fvcore_count import SkippedOps
-
-BASELINE_ARCH = "resnet50"  # the default comparison row of the ResNet50-trunk presets
-BASELINES = ("resnet18", "resnet50", "resnet152", "resnet200", "convnextv2-tiny")
 
 #: which counter the papers used where (in the report and in docs/profiling.md)
 PAPER_COUNTERS = (
@@ -42,10 +41,12 @@ def units(counter: str) -> dict[str, str]:
 
 
 def baseline_for(preset: Preset, baseline: str | None) -> str:
-    """The comparison row: `baseline`, or the preset family's default (NhlError if unknown)."""
-    name = baseline or preset.baseline
-    if name not in BASELINES:
-        raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(BASELINES)})")
+    """The comparison row: `baseline`, else the preset's, else its trunk kind's default (NhlError
+    if it is not a baseline preset, `presets.baseline_names`)."""
+    name = baseline or preset.baseline or get_kind(preset.trunk.kind).baseline
+    known = baseline_names()
+    if name not in known:
+        raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(known)})")
     return name
 
 
@@ -170,7 +171,7 @@ def profile_report(
     The cutout is the sub-tree of the subset's classes and their ancestors (`tree.subtree`); its
     node counts per level come from that sub-tree. Nothing is allocated beyond one block of each
     shape. `counter`: a name of `counters.COUNTERS`; `baseline`: the comparison row (default: the
-    preset family's, `Preset.baseline`).
+    preset's, `baseline_for`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     check_counter(counter)

@@ -1,17 +1,17 @@
 """Initialising a network's trunk from a pretrained state dict (ResNet or ConvNeXt-V2).
 
-ResNet trunks read the torchvision layout; ConvNeXt-V2 trunks read timm's layout or the official
-checkpoints' (converted key by key, `weight_layouts`). A file of another network is a one-line
-error naming what it looks like.
+The trunk's block kind says which layouts it reads (`BlockKind.weight_layouts`): ResNet trunks the
+torchvision layout; ConvNeXt-V2 trunks timm's layout or the official checkpoints' (converted key by
+key into timm's). A file of another network is a one-line error naming what it looks like.
 
 The file is a `.safetensors` file, or a `.pth`/`.pt` file read with `torch.load(weights_only=True)`
 (no code runs). Keys may carry a `module.` (DDP), `model.` or `backbone.` prefix, or sit under a
 `state_dict`/`model` entry; those wrappers are removed. A key such as `layer3.5.conv2.weight` goes
-to `trunk.layer3.5.conv2.weight`; `fc.*` (timm: `head.fc.*`, `head.norm.*`) goes to the model's own
-`fc` (and `head_norm`) of a baseline when the shapes agree. The report lists what was loaded, what
-in the file was not used (e.g. `layer4.*` for a network that splits after conv4, `stages.3.*` and
-`head.*` for the ConvNeXt-V2 NHL), what had another shape (e.g. a 1000-way `fc`), and which trunk
-tensors the file did not provide.
+to `trunk.layer3.5.conv2.weight`; `fc.*` (timm: `head.fc.*`, `head.norm.*`; the kind's
+`head_weights`) goes to the model's own `fc` (and `head_norm`) of a baseline when the shapes agree.
+The report lists what was loaded, what in the file was not used (e.g. `layer4.*` for a network that
+splits after conv4, `stages.3.*` and `head.*` for the ConvNeXt-V2 NHL), what had another shape (e.g.
+a 1000-way `fc`), and which trunk tensors the file did not provide.
 """
 
 from __future__ import annotations
@@ -26,13 +26,8 @@ from torch import nn
 
 from nhlcli.errors import NhlError, first_line
 from nhlcli.fileio import register_input
-from nhlcli.training.weight_layouts import (
-    FAMILY,
-    LAYOUTS,
-    describe_keys,
-    detect_layout,
-    official_to_timm,
-)
+from nhlcli.model.kinds import get_kind
+from nhlcli.training.weight_layouts import describe_keys, detect_layout
 
 WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 
@@ -40,7 +35,7 @@ WRAPPER_PREFIXES = ("module.", "model.", "backbone.")
 @dataclass
 class TrunkLoadReport:
     file: str
-    layout: str = ""  # weight_layouts.LAYOUTS key
+    layout: str = ""  # the WeightLayout name (e.g. torchvision-resnet)
     loaded: list[str] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)  # in the file, no place in the model
     shape_mismatch: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
@@ -117,39 +112,37 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return out
 
 
-def _family(model: nn.Module) -> str:
-    kind = model.preset.trunk.kind  # type: ignore[union-attr]
-    return "convnextv2" if kind == "convnextv2" else "resnet"
+def _trunk_kind(model: nn.Module) -> Any:
+    preset: Any = model.preset
+    return get_kind(preset.trunk.kind)
 
 
 def source_tensors(model: nn.Module, path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """The file's tensors in the model family's naming, and the file's layout (NhlError if the
+    """The file's tensors in the trunk kind's naming, and the file's layout (NhlError if the
     file is another network: the message names what it looks like)."""
+    kind = _trunk_kind(model)
+    arch = model.preset.name  # type: ignore[union-attr]
+    readable = {layout.name: layout for layout in kind.weight_layouts}
+    if not readable:
+        raise NhlError(f"{arch}: block kind '{kind.name}' reads no pretrained trunk weights")
     source = read_state_dict(path)
     layout = detect_layout(source)
-    family = _family(model)
-    arch = model.preset.name  # type: ignore[union-attr]
-    expected = (
-        f"{LAYOUTS['timm-convnextv2']} or {LAYOUTS['official-convnextv2']}"
-        if family == "convnextv2"
-        else LAYOUTS["torchvision-resnet"]
-    )
+    expected = " or ".join(layout.description for layout in readable.values())
     if layout is None:
         raise NhlError(f"{path}: looks like {describe_keys(source)}; {arch} needs {expected}")
-    if FAMILY[layout] != family:
-        raise NhlError(f"{path}: looks like {LAYOUTS[layout]}; {arch} needs {expected}")
-    if layout == "official-convnextv2":
-        source = dict(official_to_timm(k, v) for k, v in source.items())
-    return source, layout
+    if layout.name not in readable:
+        raise NhlError(f"{path}: looks like {layout.description}; {arch} needs {expected}")
+    if layout.convert is not None:
+        source = dict(layout.convert(k, v) for k, v in source.items())
+    return source, layout.name
 
 
 def _head_targets(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's head tensors under the file's names (fc, and timm's head.fc / head.norm)."""
+    """The model's head tensors (``fc``, ``head_norm``) under the file's names (the kind's
+    `head_weights`: ``fc.``, or timm's ``head.fc.`` / ``head.norm.``)."""
     out: dict[str, torch.Tensor] = {}
-    fc = getattr(model, "fc", None)
-    norm = getattr(model, "head_norm", None)
-    fc_prefix = "head.fc." if _family(model) == "convnextv2" else "fc."
-    for prefix, module in ((fc_prefix, fc), ("head.norm.", norm)):
+    for attr, prefix in _trunk_kind(model).head_weights.items():
+        module = getattr(model, attr, None)
         if isinstance(module, nn.Module):
             out.update({prefix + k: v for k, v in module.state_dict(keep_vars=True).items()})
     return out
@@ -158,8 +151,8 @@ def _head_targets(model: nn.Module) -> dict[str, torch.Tensor]:
 def load_trunk_weights(model: nn.Module, path: str | Path) -> TrunkLoadReport:
     """Copy matching tensors of a pretrained state dict into model.trunk (and a baseline's head).
 
-    ResNet trunks read torchvision's layout; ConvNeXt-V2 trunks read timm's or the official
-    checkpoints' layout (`weight_layouts`). The report lists what was loaded, unused and missing.
+    The layouts are the trunk kind's (`BlockKind.weight_layouts`: ResNet torchvision's, ConvNeXt-V2
+    timm's or the official checkpoints'). The report lists what was loaded, unused and missing.
     """
     source, layout = source_tensors(model, path)
     report = TrunkLoadReport(str(path), layout=layout)

@@ -1,36 +1,22 @@
-"""Which network a state dict is, and ConvNeXt-V2 keys from the official layout to timm's.
+"""Which network a state dict is: the layouts the block kinds read, and common other networks.
 
-`detect_layout(keys)` names the layout of a file's keys: ``torchvision-resnet``
-(``conv1.weight``, ``layer1.0.conv1.weight``), ``timm-convnextv2`` (``stem.0.weight``,
-``stages.0.blocks.0.conv_dw.weight``), ``official-convnextv2`` (``downsample_layers.0.0.weight``,
-``stages.0.0.dwconv.weight``), or ``None`` with a description of what it looks like instead.
-
-The official ConvNeXt-V2 checkpoints (facebookresearch/ConvNeXt-V2) name the same tensors as
-timm's ``convnextv2_*`` models differently: ``downsample_layers.0`` is timm's ``stem``,
-``downsample_layers.i`` (i >= 1) is ``stages.i.downsample``, ``stages.i.j.{dwconv, pwconv1,
-pwconv2}`` are ``stages.i.blocks.j.{conv_dw, mlp.fc1, mlp.fc2}``, ``grn.gamma``/``grn.beta``
-(shape 1x1x1xC) are ``mlp.grn.weight``/``bias`` (C), and the final ``norm``/``head`` are
-``head.norm``/``head.fc``. `official_to_timm` converts one key and tensor.
+Each block kind declares the pretrained layouts its trunk reads (`BlockKind.weight_layouts`: a
+name, a description, the keys that identify it, and a key conversion into the kind's own names,
+e.g. the official ConvNeXt-V2 checkpoints' keys into timm's, `official_to_timm`).
+`detect_layout(keys)` names the layout of a file's keys among every known kind's
+(``torchvision-resnet``, ``timm-convnextv2``, ``official-convnextv2``, ...), or returns None;
+`describe_keys` then says what the file looks like instead.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-import torch
+from nhlcli.model.kinds import WeightLayout, all_weight_layouts
+from nhlcli.model.kinds.convnextv2 import official_to_timm
 
-LAYOUTS = {
-    "torchvision-resnet": "a torchvision ResNet (conv1.weight, layer1.0.conv1.weight, ...)",
-    "timm-convnextv2": "a timm ConvNeXt-V2 (stem.0.weight, stages.0.blocks.0.conv_dw.weight, ...)",
-    "official-convnextv2": "an official ConvNeXt-V2 checkpoint (downsample_layers.0.0.weight, "
-    "stages.0.0.dwconv.weight, ...)",
-}
-SIGNATURES = {
-    "torchvision-resnet": ("conv1.weight", "layer1.0.conv1.weight"),
-    "timm-convnextv2": ("stem.0.weight", "stages.0.blocks.0.conv_dw.weight"),
-    "official-convnextv2": ("downsample_layers.0.0.weight", "stages.0.0.dwconv.weight"),
-}
+__all__ = ["OTHER_NETWORKS", "describe_keys", "detect_layout", "official_to_timm"]
+
 # what other common networks' keys start with (for the one-line error)
 OTHER_NETWORKS = (
     ("patch_embed.", "a vision transformer (patch_embed.*, blocks.*)"),
@@ -40,19 +26,14 @@ OTHER_NETWORKS = (
     ("features.0.weight", "a torchvision VGG/AlexNet (features.*, classifier.*)"),
     ("encoder.layer.", "a BERT-style transformer (encoder.layer.*)"),
 )
-FAMILY = {
-    "torchvision-resnet": "resnet",
-    "timm-convnextv2": "convnextv2",
-    "official-convnextv2": "convnextv2",
-}
 
 
-def detect_layout(keys: Iterable[str]) -> str | None:
-    """The layout name (a key of LAYOUTS) of these keys, or None."""
+def detect_layout(keys: Iterable[str]) -> WeightLayout | None:
+    """The layout (of any known block kind) whose signature keys are all present, or None."""
     present = set(keys)
-    for name, needed in SIGNATURES.items():
-        if all(k in present for k in needed):
-            return name
+    for layout in all_weight_layouts():
+        if all(k in present for k in layout.signature):
+            return layout
     return None
 
 
@@ -68,30 +49,3 @@ def describe_keys(keys: Iterable[str]) -> str:
         counts[head] = counts.get(head, 0) + 1
     shown = ", ".join(f"{h}.* ({n})" for h, n in list(counts.items())[:5])
     return f"an unknown network ({shown})"
-
-
-_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.(.+)$")
-_BLOCK_NAMES = {"dwconv": "conv_dw", "pwconv1": "mlp.fc1", "pwconv2": "mlp.fc2", "norm": "norm"}
-
-
-def official_to_timm(key: str, value: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """One official ConvNeXt-V2 key and tensor in timm's naming and shape (unknown keys kept)."""
-    if key.startswith("downsample_layers."):
-        _, i, rest = key.split(".", 2)
-        prefix = "stem." if i == "0" else f"stages.{i}.downsample."
-        return prefix + rest, value
-    m = _BLOCK.match(key)
-    if m:
-        stage, block, rest = m.groups()
-        layer, _, param = rest.rpartition(".")
-        if layer == "grn":
-            name = {"gamma": "weight", "beta": "bias"}.get(param, param)
-            return f"stages.{stage}.blocks.{block}.mlp.grn.{name}", value.reshape(-1)
-        if layer in _BLOCK_NAMES:
-            return f"stages.{stage}.blocks.{block}.{_BLOCK_NAMES[layer]}.{param}", value
-        return key, value
-    if key.startswith("norm."):
-        return "head." + key, value
-    if key.startswith("head."):
-        return "head.fc." + key[len("head.") :], value
-    return key, value

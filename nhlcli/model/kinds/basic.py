@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nhlcli.model.kinds import BlockKind
+from nhlcli.model.kinds import register_kind
 from nhlcli.model.kinds.resnet_common import (
     ResNetKindBase,
     grouped_projection,
@@ -33,8 +33,6 @@ from nhlcli.model.presets import BlockSpec
 
 class BasicBlock(nn.Module):
     """ResNet basic block (torchvision names: conv1, bn1, conv2, bn2, downsample)."""
-
-    residual_norm = "bn2"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
@@ -57,8 +55,6 @@ class BasicBlock(nn.Module):
 
 class GroupedBasicBlock(nn.Module):
     """n basic blocks of one spec side by side (leading node dimension, torchvision names)."""
-
-    residual_norm = "bn2"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
         super().__init__()
@@ -93,9 +89,11 @@ class GroupedBasicBlock(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-class BasicKind(ResNetKindBase, BlockKind):
+class BasicKind(ResNetKindBase):
     name = "basic"
-    ATTENTION = "the output of the first block's first 3x3 convolution, after BN and ReLU"
+    residual_norm = "bn2"
+    residual_blocks = (BasicBlock, GroupedBasicBlock)
+    attention = "the output of the first block's first 3x3 convolution, after BN and ReLU"
 
     def params(self, spec: BlockSpec) -> int:
         return 9 * spec.cin * spec.cout + 9 * spec.cout**2 + 4 * spec.cout + projection_params(spec)
@@ -110,4 +108,4 @@ class BasicKind(ResNetKindBase, BlockKind):
         return spec.cout
 
 
-KIND = BasicKind()
+KIND = register_kind(BasicKind())

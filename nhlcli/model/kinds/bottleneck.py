@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nhlcli.model.kinds import BlockKind
+from nhlcli.model.kinds import register_kind
 from nhlcli.model.kinds.resnet_common import (
     ResNetKindBase,
     grouped_projection,
@@ -30,8 +30,6 @@ from nhlcli.model.presets import BlockSpec
 
 class Bottleneck(nn.Module):
     """ResNet v1.5 bottleneck (stride on the 3x3 conv); projection shortcut iff needed."""
-
-    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec) -> None:
         super().__init__()
@@ -57,8 +55,6 @@ class Bottleneck(nn.Module):
 
 class GroupedBottleneck(nn.Module):
     """n ResNet v1.5 bottlenecks of one spec side by side (torchvision names, leading node dim)."""
-
-    residual_norm = "bn3"  # the last norm of the residual branch (zero-init)
 
     def __init__(self, spec: BlockSpec, n: int, wiring: Wiring | None = None) -> None:
         super().__init__()
@@ -111,9 +107,11 @@ class GroupedBottleneck(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-class BottleneckKind(ResNetKindBase, BlockKind):
+class BottleneckKind(ResNetKindBase):
     name = "bottleneck"
-    ATTENTION = (
+    residual_norm = "bn3"
+    residual_blocks = (Bottleneck, GroupedBottleneck)
+    attention = (
         "the output of the first block's 3x3 convolution, after its BN and ReLU (mid channels)"
     )
 
@@ -132,4 +130,4 @@ class BottleneckKind(ResNetKindBase, BlockKind):
         return spec.mid
 
 
-KIND = BottleneckKind()
+KIND = register_kind(BottleneckKind())

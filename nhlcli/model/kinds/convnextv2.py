@@ -13,7 +13,13 @@ same as on timm's modules: `LayerNorm2d` and `LayerNorm` are subclasses of ``nn.
 
 The trunk (``convnextv2-tiny`` and the NHL's stages 1-3) has timm's state-dict names (``stem.0``,
 ``stem.1``, ``stages.i.downsample.{0,1}``, ``stages.i.blocks.j.{conv_dw,norm,mlp.fc1,mlp.grn,
-mlp.fc2}``), so a timm ``convnextv2_tiny`` state dict loads directly.
+mlp.fc2}``), so a timm ``convnextv2_tiny`` state dict loads directly (`TIMM_CONVNEXTV2`). The
+official checkpoints (facebookresearch/ConvNeXt-V2, `OFFICIAL_CONVNEXTV2`) name the same tensors
+differently: ``downsample_layers.0`` is timm's ``stem``, ``downsample_layers.i`` (i >= 1) is
+``stages.i.downsample``, ``stages.i.j.{dwconv, pwconv1, pwconv2}`` are ``stages.i.blocks.j.{conv_dw,
+mlp.fc1, mlp.fc2}``, ``grn.gamma``/``grn.beta`` (shape 1x1x1xC) are ``mlp.grn.weight``/``bias``
+(C), and the final ``norm``/``head`` are ``head.norm``/``head.fc``; `official_to_timm` converts one
+key and tensor.
 
 Grouped level (`ConvNeXtLevel`): n nodes as one computation. The depthwise 7x7 runs over n·d
 channels (groups = n·d); LayerNorm and GRN are per node over each node's own channels; the
@@ -32,6 +38,7 @@ the conv would remove any factor applied earlier), and the shortcut is not scale
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import cast
 
@@ -39,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nhlcli.model.kinds import BlockKind
+from nhlcli.model.kinds import BlockKind, WeightLayout, register_kind
 from nhlcli.model.levels import LevelScales, Wiring, parent_convs, prepared
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
@@ -322,12 +329,56 @@ class ConvNeXtLevel(LevelScales):
 
 
 # ------------------------------------------------------------------------------ the kind
+_BLOCK = re.compile(r"^stages\.(\d+)\.(\d+)\.(.+)$")
+_BLOCK_NAMES = {"dwconv": "conv_dw", "pwconv1": "mlp.fc1", "pwconv2": "mlp.fc2", "norm": "norm"}
+
+
+def official_to_timm(key: str, value: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """One official ConvNeXt-V2 key and tensor in timm's naming and shape (unknown keys kept)."""
+    if key.startswith("downsample_layers."):
+        _, i, rest = key.split(".", 2)
+        prefix = "stem." if i == "0" else f"stages.{i}.downsample."
+        return prefix + rest, value
+    m = _BLOCK.match(key)
+    if m:
+        stage, block, rest = m.groups()
+        layer, _, param = rest.rpartition(".")
+        if layer == "grn":
+            name = {"gamma": "weight", "beta": "bias"}.get(param, param)
+            return f"stages.{stage}.blocks.{block}.mlp.grn.{name}", value.reshape(-1)
+        if layer in _BLOCK_NAMES:
+            return f"stages.{stage}.blocks.{block}.{_BLOCK_NAMES[layer]}.{param}", value
+        return key, value
+    if key.startswith("norm."):
+        return "head." + key, value
+    if key.startswith("head."):
+        return "head.fc." + key[len("head.") :], value
+    return key, value
+
+
+TIMM_CONVNEXTV2 = WeightLayout(
+    "timm-convnextv2",
+    "a timm ConvNeXt-V2 (stem.0.weight, stages.0.blocks.0.conv_dw.weight, ...)",
+    ("stem.0.weight", "stages.0.blocks.0.conv_dw.weight"),
+)
+OFFICIAL_CONVNEXTV2 = WeightLayout(
+    "official-convnextv2",
+    "an official ConvNeXt-V2 checkpoint (downsample_layers.0.0.weight, stages.0.0.dwconv.weight, "
+    "...)",
+    ("downsample_layers.0.0.weight", "stages.0.0.dwconv.weight"),
+    official_to_timm,
+)
+
+
 class ConvNeXtV2Kind(BlockKind):
     name = "convnextv2"
-    ATTENTION = (
+    attention = (
         "the output of the first block's LayerNorm (after the depthwise 7x7 conv, before the "
         "pointwise MLP), d channels"
     )
+    baseline = "convnextv2-tiny"
+    weight_layouts = (TIMM_CONVNEXTV2, OFFICIAL_CONVNEXTV2)
+    head_weights = {"fc": "head.fc.", "head_norm": "head.norm."}  # noqa: RUF012 (read-only data)
 
     def params(self, spec: BlockSpec) -> int:
         d, hid = spec.cout, spec.mid
@@ -374,7 +425,19 @@ class ConvNeXtV2Kind(BlockKind):
     def attention_channels(self, spec: BlockSpec) -> int:
         return spec.cout
 
+    def head_norm(self, channels: int) -> nn.LayerNorm:
+        """timm's NormMlpClassifierHead norm (its LayerNorm subclass: thop does not count it)."""
+        return LayerNorm(channels, eps=EPS)
 
-KIND = ConvNeXtV2Kind()
 
-__all__ = ["KIND", "ConvNeXtLevel", "ConvNeXtStage", "ConvNeXtTrunk", "LayerNorm", "LayerNorm2d"]
+KIND = register_kind(ConvNeXtV2Kind())
+
+__all__ = [
+    "KIND",
+    "ConvNeXtLevel",
+    "ConvNeXtStage",
+    "ConvNeXtTrunk",
+    "LayerNorm",
+    "LayerNorm2d",
+    "official_to_timm",
+]

@@ -1,9 +1,10 @@
 """What the two ResNet kinds (basic, bottleneck) share: the stem, the trunk, a node, a level.
 
 The trunk is named like torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so a
-torchvision state dict loads into it. A node of a level is a chain of blocks (``blocks.0``, ...),
-and the grouped level (`nhlcli.model.levels.GroupedLevel`) uses the same names with a leading node
-dimension.
+torchvision state dict loads into it (`TORCHVISION_RESNET`, with its ``fc`` for a baseline). A node
+of a level is a chain of blocks (``blocks.0``, ...), and the grouped level
+(`nhlcli.model.levels.GroupedLevel`, built of each kind's `grouped_block`) uses the same names with
+a leading node dimension. The trunk is initialised as torchvision's ResNet (`init_trunk`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nhlcli.model.kinds import BlockKind, WeightLayout
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
+
+TORCHVISION_RESNET = WeightLayout(
+    "torchvision-resnet",
+    "a torchvision ResNet (conv1.weight, layer1.0.conv1.weight, ...)",
+    ("conv1.weight", "layer1.0.conv1.weight"),
+)
 
 
 def conv_out(size: int, stride: int) -> int:
@@ -86,11 +94,12 @@ class ResNetNode(nn.Module):
         return x
 
 
-class ResNetKindBase:
-    """The methods both ResNet kinds share (stem, trunk, node, level, output size)."""
+class ResNetKindBase(BlockKind):
+    """What both ResNet kinds share (stem, trunk, node, level, output size, pretrained layout)."""
 
-    def single(self, spec: BlockSpec) -> nn.Module:
-        raise NotImplementedError
+    baseline = "resnet50"
+    weight_layouts = (TORCHVISION_RESNET,)
+    head_weights = {"fc": "fc."}  # noqa: RUF012 (read-only data)
 
     def out_size(self, spec: BlockSpec, h: int, w: int) -> tuple[int, int]:
         return conv_out(h, spec.stride), conv_out(w, spec.stride)
@@ -112,3 +121,12 @@ class ResNetKindBase:
 
     def stem_out(self, img_size: int) -> tuple[int, int]:
         return 64, conv_out(conv_out(img_size, 2), 2)
+
+    def init_trunk(self, trunk: nn.Module) -> None:
+        """torchvision's ResNet init: kaiming normal (fan_out) convs, BN weight 1 and bias 0."""
+        for m in trunk.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
