@@ -49,14 +49,14 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark scripts
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's nhlcli
 
-import bench_efficiency  # noqa: E402
-import bench_grouped_vs_branches  # noqa: E402
+import bench_efficiency
+import bench_grouped_vs_branches
 
-from nhlcli.hierarchy.tree import Tree  # noqa: E402
-from nhlcli.model.cutout import cutout  # noqa: E402
-from nhlcli.model.network import build_model  # noqa: E402
-from nhlcli.model.presets import PRESETS, get_preset  # noqa: E402
-from nhlcli.model.reference import synthetic_tree  # noqa: E402
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.cutout import cutout
+from nhlcli.model.network import build_model
+from nhlcli.model.presets import PRESETS, get_preset
+from nhlcli.model.reference import synthetic_tree
 
 PARITY_TOL = 1e-3  # largest |device - cpu| logit difference over the largest |cpu| logit
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette"
@@ -94,7 +94,6 @@ def check_parity(device: torch.device, s: SimpleNamespace) -> dict[str, Any]:
     rows = []
     x = torch.randn(s.batch, 3, s.img, s.img, generator=torch.Generator().manual_seed(0))
     for arch in PRESETS:
-        preset = get_preset(arch)
         torch.manual_seed(0)
         model = build_model(arch, tree_for(arch), img_size=s.img).eval()
         rows.append(_parity_row(arch, model, model, x, device, None))
