@@ -23,10 +23,11 @@ are not allocated; their rows say so. Run it on a quiet machine (`flock /tmp/nhl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -74,25 +75,58 @@ def gmacs(model: Any, img: int) -> float:
     return compose_profile(model.preset, model.nodes_per_level(), model.num_classes, img).gmacs
 
 
-def train_step_runner(model: nn.Module, batch: int, img: int) -> Callable[[], float]:
+def device_of(opts: Any) -> torch.device:
+    return torch.device(getattr(opts, "device", "cpu"))
+
+
+@contextlib.contextmanager
+def precision(opts: Any) -> Iterator[None]:
+    """bf16 autocast on the benchmark's device when `--amp bf16`, else full precision."""
+    amp = getattr(opts, "amp", "none") == "bf16"
+    with torch.autocast(device_of(opts).type, dtype=torch.bfloat16, enabled=amp):
+        yield
+
+
+def placed(model: nn.Module, opts: Any) -> nn.Module:
+    """The model on the benchmark's device (channels-last when `--channels-last`)."""
+    model = model.to(device_of(opts))
+    if getattr(opts, "channels_last", False):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_step_runner(model: nn.Module, batch: int, img: int, opts: Any) -> Callable[[], float]:
     model.train()
+    dev = device_of(opts)
     opt = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
-    x = torch.randn(batch, 3, img, img)
-    y = torch.randint(0, model.num_classes, (batch,))  # type: ignore[arg-type]
+    x = torch.randn(batch, 3, img, img, device=dev)
+    if getattr(opts, "channels_last", False):
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, model.num_classes, (batch,), device=dev)  # type: ignore[arg-type]
     loss_fn = nn.CrossEntropyLoss()
 
     def run() -> float:
+        sync(dev)
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with precision(opts):
+            loss = loss_fn(model(x), y)
+        loss.backward()
         opt.step()
+        sync(dev)
         return (time.perf_counter() - t0) * 1000.0
 
     return run
 
 
-def time_training(models: dict[str, nn.Module], batch: int, img: int, runs: int, warmup: int):
-    runners = {role: train_step_runner(m, batch, img) for role, m in models.items()}
+def time_training(models: dict[str, nn.Module], batch: int, img: int, opts: Any):
+    runs, warmup = opts.runs, opts.warmup
+    runners = {role: train_step_runner(m, batch, img, opts) for role, m in models.items()}
     for run in runners.values():
         for _ in range(warmup):
             run()
@@ -127,7 +161,7 @@ def onnx_runner(model: nn.Module, batch: int, img: int) -> Callable[[], float]:
 def measure(mode: str, models: dict[str, nn.Module], img: int, opts: Any) -> dict[str, list[float]]:
     batch = int(mode.removeprefix("fwd").removeprefix("train").removeprefix("onnx"))
     if mode.startswith("train"):
-        return time_training(models, batch, opts.train_img_size, opts.runs, opts.warmup)
+        return time_training(models, batch, opts.train_img_size, opts)
     if mode.startswith("onnx"):
         runners = {r: onnx_runner(m, batch, img) for r, m in models.items()}
         for run in runners.values():
@@ -137,7 +171,8 @@ def measure(mode: str, models: dict[str, nn.Module], img: int, opts: Any) -> dic
             for r, run in runners.items():
                 times[r].append(run())
         return times
-    return time_interleaved(models, batch, img, CPU, opts.runs, opts.warmup)
+    with precision(opts):
+        return time_interleaved(models, batch, img, device_of(opts), opts.runs, opts.warmup)
 
 
 def rows_for(arch: str, k: int, opts: Any) -> list[dict[str, Any]]:
@@ -149,17 +184,17 @@ def rows_for(arch: str, k: int, opts: Any) -> list[dict[str, Any]]:
     )
     base_arch = baseline_of(arch)
     torch.manual_seed(0)
-    base = build_model(base_arch, tree, img_size=opts.img_size)
+    base = placed(build_model(base_arch, tree, img_size=opts.img_size), opts)
     models: dict[str, nn.Module] = {"baseline": base}
     skipped = []
     if full_params <= opts.max_params:
         full = build_model(arch, tree, img_size=opts.img_size)
-        models["full"] = full
-        models["expert"] = cutout(full, expert_classes(tree))
+        models["full"] = placed(full, opts)
+        models["expert"] = placed(cutout(full, expert_classes(tree)), opts)
     else:
         skipped.append(f"full model not allocated ({full_params / 1e6:,.0f} M parameters)")
-        models["expert"] = build_model(
-            arch, tree.subtree(expert_classes(tree)), img_size=opts.img_size
+        models["expert"] = placed(
+            build_model(arch, tree.subtree(expert_classes(tree)), img_size=opts.img_size), opts
         )
     fused = {"fused": fuse(models["expert"])} if opts.fused else {}
     out = []
@@ -232,6 +267,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--max-params", type=int, default=400_000_000)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    ap.add_argument("--amp", choices=["none", "bf16"], default="none", help="bf16 autocast")
+    ap.add_argument("--channels-last", action="store_true", help="channels-last memory format")
     ap.add_argument("--onnx", action="store_true", help="also time exported experts (onnx32)")
     ap.add_argument("--fused", action="store_true", help="also time the fused expert (fwd modes)")
     ap.add_argument("--quick", action="store_true", help="64 px, k=10, batch 4: a smoke run")
