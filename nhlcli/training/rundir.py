@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -24,6 +25,7 @@ from nhlcli.fileio import check_output, write_bytes_atomic, write_text_atomic
 from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
+DATA_FILE = "data.json"  # fingerprint of the image lists the run last trained on
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 RESULT_COLUMNS = (
@@ -219,3 +221,19 @@ def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
     write_bytes_atomic(run_dir / RESULTS_PNG, buf.getvalue())
+
+
+def write_data_fingerprint(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    write_text_atomic(run_dir / DATA_FILE, json.dumps(fingerprint, indent=1) + "\n")
+
+
+def read_data_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint a run recorded; None for a run from before fingerprints, or a damaged one."""
+    path = run_dir / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(read_text(path, "data fingerprint", register=False))
+    except (NhlError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
