@@ -85,8 +85,9 @@ def one_line_error(code: int, err: str, *needles: str) -> None:
 def model(tree_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained 32 px model folder (predictions need not be good, only produced)."""
     out = tmp_path_factory.mktemp("model") / "m"
+    args = ["init", "--arch", "n3hl", "--tree", tree_file, "--img-size", "32", "-o", out]
     with pytest.raises(SystemExit) as done:
-        main(["init", "--arch", "n3hl", "--tree", str(tree_file), "--img-size", "32", "-o", str(out)])
+        main([str(a) for a in args])
     assert not done.value.code
     return out
 
