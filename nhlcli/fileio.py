@@ -7,6 +7,10 @@
   which raises `NhlError` when the output is one of the inputs (the same file, also through a
   symlink or hard link), lies inside an input folder, or (for outputs replaced as a whole folder)
   contains an input. Outside a scope nothing is registered and nothing is refused.
+* Special files are never replaced, in or outside a scope: `check_output` refuses a target that
+  exists and is not a regular file (a FIFO, a device such as /dev/null, a socket; a folder unless
+  the output is a folder). `special_kind` names what a path is, for readers that must not open a
+  FIFO or a device either.
 * Ctrl-C and SIGTERM: once `note_interrupt` has been called (the CLI's signal handler does), no
   further file is committed, and `created_outputs` lists the files and folders this scope created
   (`commit`, `note_created`), for the CLI to remove; a folder passed to `keep_outputs` (a training
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -143,7 +148,11 @@ def check_output(path: str | Path, whole_dir: bool = False) -> None:
     """NhlError if writing `path` would overwrite, or write into, an input of this command.
 
     `whole_dir`: the output is a folder replaced as a whole, so it must not contain an input either.
+    Also NhlError when the target exists and is not a regular file (a folder for `whole_dir`).
     """
+    kind = special_kind(path, folder_ok=whole_dir)
+    if kind is not None:
+        raise NhlError(f"refusing to write {path}: it is {kind}, not a regular file")
     inputs = _INPUTS.get()
     if not inputs:
         return
@@ -163,6 +172,33 @@ def check_output(path: str | Path, whole_dir: bool = False) -> None:
                 f"refusing to write {path}: it would replace the folder holding the input {inp} "
                 "(choose another output)"
             )
+
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def special_kind(path: str | Path, folder_ok: bool = False) -> str | None:
+    """What `path` is when it exists and is not a regular file ("a FIFO (named pipe)", "a
+    character device", ...); None for a regular file, a missing path or a dangling link.
+
+    Links are followed (`/dev/stdout` is whatever it points to); nothing is opened, so a FIFO
+    never blocks. `folder_ok`: a folder counts as fine too.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return None  # unreadable: the open or write that follows reports it
+    if stat.S_ISREG(mode) or (folder_ok and stat.S_ISDIR(mode)):
+        return None
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def _real(path: str | Path) -> Path:

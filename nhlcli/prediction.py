@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +30,11 @@ import torch
 from torch.utils.data import SequentialSampler
 
 from nhlcli.data.augment import Normalize
-from nhlcli.data.dataset import ImageFileDataset
+from nhlcli.data.dataset import ImageFileDataset, check_image_file
 from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
 from nhlcli.data.loader import make_loader
 from nhlcli.errors import NhlError
-from nhlcli.fileio import register_input, write_text_atomic
+from nhlcli.fileio import register_input, special_kind, write_text_atomic
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -87,6 +88,11 @@ class PredictReport:
         return buf.getvalue()
 
     def write_csv(self, path: str | Path) -> None:
+        """Write `csv_text` to `path` (atomically); `-` writes it to standard output."""
+        if str(path) == "-":
+            sys.stdout.write(self.csv_text())
+            sys.stdout.flush()
+            return
         try:
             write_text_atomic(Path(path), self.csv_text())
         except OSError as e:
@@ -196,6 +202,9 @@ def open_predictor(
         return _torch_predictor(path, attend, img_size, device)
     if not path.exists():
         raise NhlError(f"model not found: {path}")
+    kind = special_kind(path)
+    if kind is not None:  # never opened: reading a FIFO blocks until something writes to it
+        raise NhlError(f"model {path} is {kind}, not a model file or folder")
     register_input(path)
     suffix = path.suffix.lower()
     if suffix not in ONNX_SUFFIXES + TORCHSCRIPT_SUFFIXES:
@@ -279,8 +288,9 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
                 suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
                 raise NhlError(f"no images in folder {p} (looked for {suffixes})")
             out.extend(found)
-        elif p.is_file():
+        elif p.exists():
             register_input(p)
+            check_image_file(str(p))  # one line for a FIFO, a device, or too many pixels
             out.append(str(p))
         else:
             raise NhlError(f"image or folder not found: {p}")

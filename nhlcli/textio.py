@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nhlcli.errors import NhlError
-from nhlcli.fileio import register_input
+from nhlcli.fileio import register_input, special_kind
 
 MAX_TEXT_BYTES = 256 * 1024 * 1024  # class files, trees, tables, configs
 
@@ -23,6 +23,9 @@ def read_text(
 
     `register=False` for a command's own state (a run's args.yaml), which it may rewrite."""
     p = Path(path)
+    kind = special_kind(p)
+    if kind is not None:  # a FIFO would block the read forever; a device has no end
+        raise NhlError(f"{what} {p} is {kind}, not a regular file")
     try:
         size = p.stat().st_size
     except FileNotFoundError:

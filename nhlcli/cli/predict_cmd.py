@@ -17,6 +17,7 @@ from nhlcli.cli.common import (
     progress_bar,
     safe,
 )
+from nhlcli.errors import NhlError
 
 if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
     from nhlcli.prediction import PredictReport
@@ -54,7 +55,10 @@ def predict(
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (model folders only)."),
     csv_file: str | None = typer.Option(
-        None, "--csv", help="Also write the results to this CSV file (path, rank, class, name, p)."
+        None,
+        "--csv",
+        help="Also write the results to this CSV file (path, rank, class, name, p); "
+        "'-' prints the CSV to standard output instead of the table.",
     ),
     trust_torchscript: bool = typer.Option(
         False,
@@ -73,6 +77,9 @@ def predict(
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
     import nhlcli as nhl
 
+    to_stdout = csv_file == "-"
+    if to_stdout and json_out:
+        raise NhlError("--csv - and --json both write to standard output: choose one")
     with progress_bar("predicting", enabled=not json_out) as progress:
         report = nhl.predict(
             model, images, top=top, batch_size=batch_size, attend=attend, img_size=img_size,
@@ -84,17 +91,19 @@ def predict(
     if json_out:
         print_json(report.to_dict())
         return
-    console.print(_table(report))
+    if not to_stdout:
+        console.print(_table(report))
     if report.skipped:
         err_console.print(
             f"[yellow]skipped {len(report.skipped)} unreadable file(s)[/]: "
             + safe(", ".join(report.skipped[:5]))
             + (" …" if len(report.skipped) > 5 else "")
         )
-    if csv_file:
+    if csv_file and not to_stdout:
         console.print(f"wrote {safe(csv_file)}")
     if saved is not None:
-        console.print(f"wrote {safe(str(saved))}/: predictions.json, predictions.csv")
+        where = err_console if to_stdout else console  # stdout holds the CSV
+        where.print(f"wrote {safe(str(saved))}/: predictions.json, predictions.csv")
 
 
 def _table(report: PredictReport) -> Table:

@@ -92,27 +92,52 @@ def match_folder(folder: str, tree: Tree) -> list[str]:
 def scan_images(folder: Path) -> list[str]:
     """Image files under a class folder (recursively), sorted for a reproducible order.
 
-    Symbolic links to folders are followed, but every real folder is read once: a link back up
-    (`loop -> .`) neither repeats images nor loops forever.
+    A symbolic link to a folder is followed only when its target lies inside `folder` itself (a
+    link back up, `back -> ..`, would count the other classes' images as this class), and every
+    real folder is read once (`loop -> .` neither repeats images nor loops forever). Links to files
+    are followed wherever they point (datasets built from links), and each real file is listed once.
     """
     register_input(folder)
-    out = []
-    seen: set[tuple[int, int]] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+    top = os.path.realpath(folder)
+    out: list[str] = []
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+    stack = [str(folder)]
+    while stack:
+        current = stack.pop()
         try:
-            st = os.stat(dirpath)
+            st = os.stat(current)
+            with os.scandir(current) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError:
-            dirnames[:] = []
             continue
-        if (st.st_dev, st.st_ino) in seen:
-            dirnames[:] = []
+        if (st.st_dev, st.st_ino) in seen_dirs:
             continue
-        seen.add((st.st_dev, st.st_ino))
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                out.append(os.path.join(dirpath, name))
+        seen_dirs.add((st.st_dev, st.st_ino))
+        real_dir = os.path.realpath(current)
+        subdirs = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            link = entry.is_symlink()
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                continue
+            if is_dir:
+                if not link or _within(os.path.realpath(entry.path), top):
+                    subdirs.append(entry.path)
+            elif Path(entry.name).suffix.lower() in IMAGE_SUFFIXES:
+                real = os.path.realpath(entry.path) if link else os.path.join(real_dir, entry.name)
+                if real not in seen_files:
+                    seen_files.add(real)
+                    out.append(entry.path)
+        stack.extend(reversed(subdirs))
     return sorted(out)
+
+
+def _within(path: str, top: str) -> bool:
+    return os.path.commonpath([path, top]) == top
 
 
 def index_image_folder(

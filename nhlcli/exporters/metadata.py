@@ -25,7 +25,7 @@ from typing import Any
 from nhlcli.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from nhlcli.data.dataset import eval_resize_size
 from nhlcli.errors import NhlError
-from nhlcli.fileio import register_input
+from nhlcli.fileio import register_input, special_kind
 from nhlcli.model.network import check_img_size
 from nhlcli.textio import parse_json
 
@@ -133,6 +133,9 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
     import onnx
 
     p = Path(path)
+    kind = special_kind(p)
+    if kind is not None:  # never opened: reading a FIFO blocks until something writes to it
+        raise NhlError(f"ONNX file {p} is {kind}, not a file")
     register_input(p)
     try:
         model = onnx.load(str(p), load_external_data=False)

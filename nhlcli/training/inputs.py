@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nhlcli.data.folders import ImageFolder, index_image_folder, tree_from_folders
 from nhlcli.errors import NhlError
@@ -76,3 +79,42 @@ def load_training_data(
         if split is not None and split.ignored_folders
     ]
     return TrainingData(tree, train, val, tuple(notes))
+
+
+def image_list_fingerprint(data: TrainingData) -> dict[str, dict[str, Any]]:
+    """Per split (train, val): the image count and a SHA-256 of the image paths (relative to the
+    split folder) with their classes. Cheap: no file is opened."""
+    out: dict[str, dict[str, Any]] = {}
+    for split, folder in (("train", data.train), ("val", data.val)):
+        if folder is None:
+            continue
+        prefix = str(folder.root) + os.sep
+        digest = hashlib.sha256()
+        for path, label in folder.samples:
+            rel = path[len(prefix) :] if path.startswith(prefix) else path
+            line = f"{rel}\t{folder.class_ids[label]}\n"
+            digest.update(line.encode("utf-8", "surrogateescape"))
+        out[split] = {"images": len(folder), "sha256": digest.hexdigest()}
+    return out
+
+
+def describe_data_change(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What changed between two `image_list_fingerprint`s, one phrase per changed split."""
+    changes = []
+    for split in ("train", "val"):
+        before, after = old.get(split), new.get(split)
+        if before == after:
+            continue
+        if not isinstance(before, dict) or "images" not in before:
+            changes.append(f"{split}: {after['images'] if after else 0} images, none before")
+        elif after is None:
+            changes.append(f"{split}: gone (it had {before['images']} images)")
+        else:
+            n0, n1 = int(before["images"]), int(after["images"])
+            if n1 > n0:
+                changes.append(f"{split}: {n1 - n0} image(s) added ({n0} -> {n1})")
+            elif n1 < n0:
+                changes.append(f"{split}: {n0 - n1} image(s) removed ({n0} -> {n1})")
+            else:
+                changes.append(f"{split}: the same number of images ({n0}) but other files")
+    return changes

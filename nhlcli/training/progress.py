@@ -83,7 +83,7 @@ class RichReporter(TrainReporter):
         self.run_task = self.progress.add_task("run", total=remaining, stats="")
 
     def message(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text, markup=False, soft_wrap=True)  # one line, however long
 
     def epoch_start(self, epoch: int, epochs: int, steps: int) -> None:
         if self.epoch_task is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +30,7 @@ from nhlcli.fileio import (
 from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
+DATA_FILE = "data.json"  # fingerprint of the image lists the run last trained on
 RESULTS_CSV = "results.csv"
 RESULTS_PNG = "results.png"
 RESULT_COLUMNS = (
@@ -238,3 +240,19 @@ def _write(path: Path, data: bytes) -> None:
         write_bytes_atomic(path, data)
     except OSError as e:
         raise NhlError(f"cannot write {path}: {write_reason(e)}") from None
+
+
+def write_data_fingerprint(run_dir: Path, fingerprint: dict[str, Any]) -> None:
+    _write(run_dir / DATA_FILE, (json.dumps(fingerprint, indent=1) + "\n").encode())
+
+
+def read_data_fingerprint(run_dir: Path) -> dict[str, Any] | None:
+    """The fingerprint a run recorded; None for a run from before fingerprints, or a damaged one."""
+    path = run_dir / DATA_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(read_text(path, "data fingerprint", register=False))
+    except (NhlError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -38,9 +38,21 @@ from nhlcli.training.checkpointing import (
 from nhlcli.training.config import SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
-from nhlcli.training.inputs import TrainingData, load_training_data
+from nhlcli.training.inputs import (
+    TrainingData,
+    describe_data_change,
+    image_list_fingerprint,
+    load_training_data,
+)
 from nhlcli.training.progress import TrainReporter
-from nhlcli.training.rundir import is_incomplete, locked_run_dir, new_run_dir, write_args
+from nhlcli.training.rundir import (
+    is_incomplete,
+    locked_run_dir,
+    new_run_dir,
+    read_data_fingerprint,
+    write_args,
+    write_data_fingerprint,
+)
 from nhlcli.training.schedule import warmup_cosine
 from nhlcli.training.trunk_weights import freeze_trunk, load_trunk_weights
 
@@ -305,6 +317,7 @@ def prepare_run(
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
         _open_run_dir(run, resume_dir, held)
+        _record_data(run, resume_dir, rep)
     return run
 
 
@@ -336,6 +349,19 @@ def _restore_ema(run: TrainingRun, last: Path, state: dict[str, Any]) -> None:
     if "ema" not in state or not (last / EMA_DIR / "config.json").is_file():
         raise NhlError(f"{last} has no EMA weights: resume without --ema, or start a new run")
     restore_ema(run.ema, last / EMA_DIR, state["ema"])
+
+
+def _record_data(run: TrainingRun, resume_dir: Path | None, rep: TrainReporter) -> None:
+    """Record the image lists' fingerprint; on resume, first say how they changed (a warning)."""
+    assert run.run_dir is not None
+    now = image_list_fingerprint(run.data)
+    before = read_data_fingerprint(run.run_dir) if resume_dir is not None else None
+    changes = describe_data_change(before, now) if before is not None else []
+    if changes:
+        rep.message(
+            "warning: the image folders changed since this run last trained: " + "; ".join(changes)
+        )
+    write_data_fingerprint(run.run_dir, now)
 
 
 def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack) -> None:
