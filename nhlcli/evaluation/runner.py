@@ -206,6 +206,7 @@ def evaluate(
         oracle_level=attend_level,
         autocast_dtype=dtype,
         on_batch=on_batch,
+        model_name=str(checkpoint),
     )
     names = [tree.node(c).name for c in eval_ids]
     main_key = next(iter(result.preds)) if not oracle_scales else None

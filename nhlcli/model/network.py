@@ -51,6 +51,18 @@ def check_img_size(size: Any, what: str = "image size") -> int:
     return size
 
 
+def require_finite_logits(logits: torch.Tensor, model: str) -> None:
+    """NhlError naming `model` when `logits` hold NaN or inf (damaged or diverged weights).
+
+    Prediction and evaluation call it on every batch, fusing and export on their check batch, so
+    such a model is refused at its first batch instead of reporting probabilities of nan.
+    """
+    if not bool(torch.isfinite(logits).all()):
+        raise NhlError(
+            f"{model}: its outputs are not finite (NaN or inf logits; NaN/inf weights?)"
+        )
+
+
 HEAD_NORM_EPS = 1e-6  # the LayerNorm of ConvNeXt heads (timm's NormMlpClassifierHead)
 
 
