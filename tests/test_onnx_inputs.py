@@ -147,30 +147,51 @@ def test_a_graph_that_fails_in_onnx_runtime_is_one_line(
     assert_nothing_written(tmp_path)
 
 
-def test_nan_weights_are_refused_by_predict_eval_and_export(
-    exported: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def nan_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model folder whose head weights are NaN (saved with save_model)."""
     model = tiny_model()
     with torch.no_grad():
         model.heads.weight.fill_(float("nan"))  # type: ignore[union-attr]
-    folder = save_model(model, tmp_path / "nan-model")
-    assert_refused(predict_args(folder, data / "val", tmp_path), capsys, str(folder), "not finite")
+    return save_model(model, tmp_path_factory.mktemp("nan") / "nan-model")
+
+
+def test_predict_refuses_a_model_folder_with_nan_weights(
+    nan_model: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = predict_args(nan_model, data / "val", tmp_path)
+    assert_refused(args, capsys, str(nan_model), "not finite")
     assert_nothing_written(tmp_path)
-    eval_args = ["eval", folder, "--data", data, "--project", tmp_path / "runs"]
-    assert_refused(eval_args, capsys, str(folder), "not finite")
+
+
+def test_eval_refuses_a_model_folder_with_nan_weights(
+    nan_model: Path, data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["eval", nan_model, "--data", data, "--project", tmp_path / "runs", "--workers", "0"]
+    assert_refused(args, capsys, str(nan_model), "not finite")
     assert_nothing_written(tmp_path)
+
+
+def test_export_refuses_nan_weights_and_predict_an_onnx_file_with_nan_initializers(
+    nan_model: Path,
+    exported: Path,
+    data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "nan.onnx"
-    assert_refused(["export", folder, "-f", "onnx", "-o", out], capsys, "not finite")
+    assert_refused(["export", nan_model, "-f", "onnx", "-o", out], capsys, "not finite")
     assert not out.exists()
     # export refuses such a model, so the ONNX file gets its NaN in an edited initializer
     proto = onnx.load(str(exported))
-    for i, init in enumerate(proto.graph.initializer):
+    for init in proto.graph.initializer:
         if init.name == "heads.weight":
             nan = np.full(numpy_helper.to_array(init).shape, np.nan, dtype=np.float32)
-            proto.graph.initializer[i].CopyFrom(numpy_helper.from_array(nan, init.name))
+            init.CopyFrom(numpy_helper.from_array(nan, init.name))
     nan_onnx = tmp_path / "nan-init.onnx"
     onnx.save(proto, str(nan_onnx))
-    assert_refused(predict_args(nan_onnx, data / "val", tmp_path), capsys, "not finite")
+    args = predict_args(nan_onnx, data / "val", tmp_path)
+    assert_refused(args, capsys, str(nan_onnx), "not finite")
     assert_nothing_written(tmp_path)
 
 

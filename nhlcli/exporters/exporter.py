@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError
-from nhlcli.exporters.onnx_runtime import open_session, run_session
 from nhlcli.exporters.metadata import (
     EXPORT_FORMAT,
     ONNX_KEYS,
@@ -43,6 +42,7 @@ from nhlcli.exporters.metadata import (
     metadata_strings,
     preprocess_spec,
 )
+from nhlcli.exporters.onnx_runtime import open_session, run_session
 from nhlcli.fileio import write_bytes_atomic
 from nhlcli.model.network import HierNet, check_img_size, require_finite_logits
 

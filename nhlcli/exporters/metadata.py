@@ -133,7 +133,9 @@ def _check_class_ids(ids: list[str], path: Path) -> None:
     seen: set[str] = set()
     for i in ids:
         if i in seen:
-            raise NhlError(f"{path}: damaged nhl metadata 'classes' (class {i[:40]!r} is listed twice)")
+            raise NhlError(
+                f"{path}: damaged nhl metadata 'classes' (class {i[:40]!r} is listed twice)"
+            )
         seen.add(i)
 
 

@@ -40,7 +40,7 @@ def _first_line(e: BaseException) -> str:
 
 
 def open_session(model: Path | bytes, name: str) -> Any:
-    """An `InferenceSession` on the CPU for a file or serialised bytes; `name` names it in errors."""
+    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors."""
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
