@@ -12,7 +12,9 @@ Images are decoded exactly as evaluation does (`nhlcli.data.dataset.ImageFileDat
 shorter side to img_size/0.875, centre crop, RGB; then `nhlcli.data.augment.Normalize`), so one
 decoding path serves training, evaluation and prediction. Probabilities are the softmax over all
 the model's classes (an expert's softmax runs over its own classes only). Unreadable files are
-skipped and listed, not fatal.
+skipped and listed, not fatal. Every batch's logits must have one column per class and be finite: a
+model with NaN/inf weights is refused at its first batch (NhlError), never reported as p = nan.
+`predictions.csv` is written through `nhlcli.csvsafe` (no cell runs as a spreadsheet formula).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ An exported file is self-describing, so `nhl predict` (or any other program) can
 ONNX keeps them as `metadata_props` (string values, JSON where structured) under the keys
 `nhl.classes`, `nhl.preprocess`, `nhl.config`, `nhl.export`; TorchScript keeps them as extra files
 in the archive (`classes.json`, `preprocess.json`, `nhl_config.json`, `nhl_export.json`).
+
+Metadata is read as untrusted input: the class list must be non-empty with unique, non-empty ids,
+and for ONNX it is checked against the graph (`check_onnx_graph`: as many classes as the output is
+wide, `img_size` equal to the input's fixed height and width), so an edited file is one line naming
+the mismatch before anything runs or is written.
 """
 
 from __future__ import annotations
