@@ -58,7 +58,9 @@ def require_finite_logits(logits: torch.Tensor, model: str) -> None:
     such a model is refused at its first batch instead of reporting probabilities of nan.
     """
     if not bool(torch.isfinite(logits).all()):
-        raise NhlError(f"{model}: its outputs are not finite (NaN or inf logits; NaN/inf weights?)")
+        raise NhlError(
+            f"the outputs of {model} are not finite (NaN or inf logits; NaN/inf weights?)"
+        )
 
 
 HEAD_NORM_EPS = 1e-6  # the LayerNorm of ConvNeXt heads (timm's NormMlpClassifierHead)
