@@ -12,13 +12,13 @@ Images are decoded exactly as evaluation does (`nhlcli.data.dataset.ImageFileDat
 shorter side to img_size/0.875, centre crop, RGB; then `nhlcli.data.augment.Normalize`), so one
 decoding path serves training, evaluation and prediction. Probabilities are the softmax over all
 the model's classes (an expert's softmax runs over its own classes only). Unreadable files are
-skipped and listed, not fatal.
+skipped and listed, not fatal. Every batch's logits must have one column per class and be finite: a
+model with NaN/inf weights is refused at its first batch (NhlError), never reported as p = nan.
+`predictions.csv` is written through `nhlcli.csvsafe` (no cell runs as a spreadsheet formula).
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,12 +29,14 @@ import numpy as np
 import torch
 from torch.utils.data import SequentialSampler
 
+from nhlcli.csvsafe import csv_text
 from nhlcli.data.augment import Normalize
 from nhlcli.data.dataset import ImageFileDataset, check_image_file
 from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
 from nhlcli.data.loader import make_loader
 from nhlcli.errors import NhlError
 from nhlcli.fileio import register_input, special_kind, write_text_atomic
+from nhlcli.model.network import require_finite_logits
 
 ONNX_SUFFIXES = (".onnx",)
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".jit")
@@ -79,13 +81,12 @@ class PredictReport:
 
     def csv_text(self) -> str:
         """One row per image and rank: path, rank, class, name, probability."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["path", "rank", "class", "name", "probability"])
-        for p in self.predictions:
-            for rank, (cid, name, prob) in enumerate(p.top, start=1):
-                writer.writerow([p.path, rank, cid, name, f"{prob:.6f}"])
-        return buf.getvalue()
+        rows = (
+            [p.path, rank, cid, name, f"{prob:.6f}"]
+            for p in self.predictions
+            for rank, (cid, name, prob) in enumerate(p.top, start=1)
+        )
+        return csv_text(["path", "rank", "class", "name", "probability"], rows)
 
     def write_csv(self, path: str | Path) -> None:
         """Write `csv_text` to `path` (atomically); `-` writes it to standard output."""
@@ -149,16 +150,17 @@ class OnnxPredictor(Predictor):
         super().__init__(source, info.class_ids, [c["name"] for c in info.classes], info.img_size)
         self.session = session
         inp = session.get_inputs()[0]
-        self.input_name = inp.name
         batch = inp.shape[0]
         self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
         if info.config:
             self.attention = info.config.get("attention")
 
     def logits(self, x: torch.Tensor) -> np.ndarray:
+        from nhlcli.exporters.onnx_runtime import run_session
+
         arr = x.numpy().astype(np.float32, copy=False)
         if self.fixed_batch is None:
-            return np.asarray(self.session.run(None, {self.input_name: arr})[0])
+            return run_session(self.session, arr, self.source)
         out = []
         b = self.fixed_batch
         for i in range(0, len(arr), b):  # a fixed-batch export: run in chunks, pad the last one
@@ -166,7 +168,7 @@ class OnnxPredictor(Predictor):
             n = len(chunk)
             if n < b:
                 chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
-            out.append(np.asarray(self.session.run(None, {self.input_name: chunk})[0])[:n])
+            out.append(run_session(self.session, chunk, self.source)[:n])
         return np.concatenate(out)
 
 
@@ -227,20 +229,9 @@ def open_predictor(
 
         info = read_onnx_info(path)
         _check_size(path, info.img_size, img_size)
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise NhlError(
-                "predicting with ONNX files needs onnxruntime (pip install 'nhl[export]')"
-            ) from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-            raise NhlError(f"{path}: onnxruntime cannot load it ({first})") from None
-        return OnnxPredictor(str(path), session, info)
+        from nhlcli.exporters.onnx_runtime import open_session
+
+        return OnnxPredictor(str(path), open_session(path, str(path)), info)
     from nhlcli.exporters.metadata import read_torchscript_info
 
     info, module = read_torchscript_info(path, trusted=trust_torchscript)
@@ -336,7 +327,7 @@ def predict_images(
         report.skipped.extend(batch.bad_paths)
         done += len(batch.labels) + len(batch.bad_paths)
         if len(batch.labels):
-            logits = predictor.logits(normalize(batch.images))
+            logits = _checked_logits(predictor, predictor.logits(normalize(batch.images)))
             probs = _softmax(logits)
             order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
             for row, idx in enumerate(batch.labels.tolist()):
@@ -350,6 +341,19 @@ def predict_images(
     if not report.predictions:
         raise NhlError(f"none of the {len(images)} image file(s) could be decoded")
     return report
+
+
+def _checked_logits(predictor: Predictor, logits: np.ndarray) -> np.ndarray:
+    """`logits` when they have one finite value per class of the model; NhlError otherwise."""
+    width = logits.shape[1] if logits.ndim == 2 else None
+    if width != len(predictor.class_ids):
+        shape = "x".join(map(str, logits.shape))
+        raise NhlError(
+            f"{predictor.source}: the model gives outputs of shape {shape} per batch but lists "
+            f"{len(predictor.class_ids)} classes; the file was altered or damaged"
+        )
+    require_finite_logits(torch.from_numpy(logits), predictor.source)
+    return logits
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -10,23 +10,23 @@ most that many nodes, with its counts summed per (true group, predicted group).
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 
 import torch
+
+from nhlcli.csvsafe import csv_text
 
 MAX_PICTURE_CLASSES = 100
 
 
 def confusion_csv(matrix: torch.Tensor, class_ids: Sequence[str], names: Sequence[str]) -> str:
     """Rows = true class, columns = predicted class, both in the order given; counts."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["true_id", "true_name", *class_ids])
-    for i, (cid, name) in enumerate(zip(class_ids, names, strict=True)):
-        w.writerow([cid, name, *(int(v) for v in matrix[i].tolist())])
-    return buf.getvalue()
+    rows = (
+        [cid, name, *(int(v) for v in matrix[i].tolist())]
+        for i, (cid, name) in enumerate(zip(class_ids, names, strict=True))
+    )
+    return csv_text(["true_id", "true_name", *class_ids], rows)
 
 
 def group_matrix(matrix: torch.Tensor, groups: Sequence[str]) -> tuple[torch.Tensor, list[str]]:

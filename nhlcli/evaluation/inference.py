@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from nhlcli.data.augment import Normalize
 from nhlcli.model.attention import clear_attention, set_attention
-from nhlcli.model.network import HierNet
+from nhlcli.model.network import HierNet, require_finite_logits
 
 
 @dataclass
@@ -101,8 +101,12 @@ def run_inference(
     oracle_level: int | None = None,
     autocast_dtype: torch.dtype | None = None,
     on_batch: Callable[[int], None] | None = None,
+    model_name: str = "the model",
 ) -> InferenceResult:
-    """Predictions over `nhlcli.data.dataset.Batch` batches; with oracle scales, one per scale."""
+    """Predictions over `nhlcli.data.dataset.Batch` batches; with oracle scales, one per scale.
+
+    The first batch with a NaN or inf logit raises NhlError naming `model_name`.
+    """
     model.eval()
     normalize = Normalize().to(device)
     sub = torch.tensor(list(subset), device=device) if subset is not None else None
@@ -130,6 +134,7 @@ def run_inference(
                     outs = {None: model(x)}
             for k in keys:
                 logits = outs[k].float()
+                require_finite_logits(logits, model_name)
                 preds_all[k].append(restricted_argmax(logits, sub).cpu())
                 ranked_all[k].append(restricted_topk(logits, sub, TOP_K).cpu())
             labels_all.append(y.cpu())

@@ -206,6 +206,7 @@ def evaluate(
         oracle_level=attend_level,
         autocast_dtype=dtype,
         on_batch=on_batch,
+        model_name=str(checkpoint),
     )
     if result.labels.numel() == 0:  # nothing measured: no report, nothing written
         example = f", e.g. {result.skipped[0]}" if result.skipped else ""

@@ -42,8 +42,9 @@ from nhlcli.exporters.metadata import (
     metadata_strings,
     preprocess_spec,
 )
+from nhlcli.exporters.onnx_runtime import open_session, run_session
 from nhlcli.fileio import write_bytes_atomic
-from nhlcli.model.network import HierNet, check_img_size
+from nhlcli.model.network import HierNet, check_img_size, require_finite_logits
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "legacy", "dynamo")
@@ -115,7 +116,9 @@ def export_model(
     example = torch.randn(2 if dynamic_batch else batch, 3, size, size, generator=gen)
     check_x = torch.randn(check_batch, 3, size, size, generator=gen)
     with torch.no_grad():
-        reference = model(check_x).numpy()
+        reference_logits = model(check_x)
+    require_finite_logits(reference_logits, "the model")
+    reference = reference_logits.numpy()
 
     classes = [{"id": c.id, "name": c.name} for c in model.tree.classes]
     config = model.config()
@@ -325,20 +328,8 @@ def _with_onnx_metadata(
 
 
 def _run_onnx(data: bytes, x: np.ndarray) -> np.ndarray:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise NhlError(
-            "checking an ONNX export needs onnxruntime (pip install 'nhl[export]')"
-        ) from None
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-        return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise NhlError(f"onnxruntime cannot run the exported model: {first}") from None
+    session = open_session(data, "the exported ONNX model")
+    return run_session(session, x, "the exported ONNX model")
 
 
 # ------------------------------------------------------------------------------------- TorchScript

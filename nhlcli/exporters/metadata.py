@@ -12,6 +12,11 @@ An exported file is self-describing, so `nhl predict` (or any other program) can
 ONNX keeps them as `metadata_props` (string values, JSON where structured) under the keys
 `nhl.classes`, `nhl.preprocess`, `nhl.config`, `nhl.export`; TorchScript keeps them as extra files
 in the archive (`classes.json`, `preprocess.json`, `nhl_config.json`, `nhl_export.json`).
+
+Metadata is read as untrusted input: the class list must be non-empty with unique, non-empty ids,
+and for ONNX it is checked against the graph (`check_onnx_graph`: as many classes as the output is
+wide, `img_size` equal to the input's fixed height and width), so an edited file is one line naming
+the mismatch before anything runs or is written.
 """
 
 from __future__ import annotations
@@ -107,6 +112,7 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
         isinstance(c, dict) and isinstance(c.get("id"), str) for c in classes
     ):
         raise NhlError(f"{path}: damaged nhl metadata 'classes' (expected a list of ids)")
+    _check_class_ids([c["id"] for c in classes], path)
     export = parsed["export"]
     if not isinstance(export, dict) or export.get("format") != EXPORT_FORMAT:
         raise NhlError(
@@ -122,6 +128,66 @@ def _decode(entries: dict[str, str], path: Path, fmt: str) -> ExportedInfo:
         raise NhlError(f"{path}: damaged nhl metadata 'preprocess' ({e})") from None
     classes = [{"id": c["id"], "name": str(c.get("name", c["id"]))} for c in classes]
     return ExportedInfo(path, fmt, classes, prep, parsed.get("config"), export)
+
+
+def _check_class_ids(ids: list[str], path: Path) -> None:
+    if not ids:
+        raise NhlError(f"{path}: damaged nhl metadata 'classes' (the class list is empty)")
+    if not all(i.strip() for i in ids):
+        raise NhlError(f"{path}: damaged nhl metadata 'classes' (a class id is empty)")
+    seen: set[str] = set()
+    for i in ids:
+        if i in seen:
+            raise NhlError(
+                f"{path}: damaged nhl metadata 'classes' (class {i[:40]!r} is listed twice)"
+            )
+        seen.add(i)
+
+
+def _static_dims(value_info: Any) -> list[int | None]:
+    """The dimensions of a graph input or output; None where it is symbolic or unknown."""
+    dims = value_info.type.tensor_type.shape.dim
+    return [int(d.dim_value) if d.HasField("dim_value") else None for d in dims]
+
+
+def check_onnx_graph(model: Any, info: ExportedInfo) -> None:
+    """NhlError when the graph's input and output disagree with the metadata read back.
+
+    nhl exports one input (N, 3, img_size, img_size) and one output (N, classes); a dimension that
+    is symbolic in the file (the dynamic batch) is not checked here. Predicting checks the width of
+    what the model really returns as well.
+    """
+    path = info.path
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    if len(inputs) != 1 or len(model.graph.output) < 1:
+        raise NhlError(
+            f"{path}: the graph has {len(inputs)} input(s) and {len(model.graph.output)} "
+            "output(s); an nhl export has one image input and one logits output"
+        )
+    shape = _static_dims(inputs[0])
+    size = info.img_size
+    if len(shape) != 4 or shape[1] not in (None, 3):
+        raise NhlError(
+            f"{path}: the graph's input has shape {_shape_text(shape)}, not (N, 3, {size}, {size})"
+        )
+    if any(d is not None and d != size for d in shape[2:]):
+        raise NhlError(
+            f"{path}: nhl metadata says img_size {size} but the graph's input is "
+            f"{_shape_text(shape)}; the file was altered or damaged"
+        )
+    out = _static_dims(model.graph.output[0])
+    if len(out) != 2:
+        raise NhlError(f"{path}: the graph's output has shape {_shape_text(out)}, not (N, classes)")
+    if out[1] is not None and out[1] != len(info.classes):
+        raise NhlError(
+            f"{path}: nhl metadata lists {len(info.classes)} classes but the graph gives "
+            f"{out[1]} outputs per image; the file was altered or damaged"
+        )
+
+
+def _shape_text(dims: list[int | None]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
 
 
 def _format_of(export: Any) -> Any:
@@ -145,7 +211,9 @@ def read_onnx_info(path: str | Path) -> ExportedInfo:
         raise NhlError(f"{p}: not a readable ONNX file ({type(e).__name__})") from None
     props = {m.key: m.value for m in model.metadata_props}
     entries = {k: props[v] for k, v in ONNX_KEYS.items() if v in props}
-    return _decode(entries, p, "onnx")
+    info = _decode(entries, p, "onnx")
+    check_onnx_graph(model, info)
+    return info
 
 
 TORCHSCRIPT_RISK = (

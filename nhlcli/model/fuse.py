@@ -25,7 +25,7 @@ from torch import nn
 
 from nhlcli.errors import NhlError
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv
-from nhlcli.model.network import HierNet
+from nhlcli.model.network import HierNet, require_finite_logits
 
 CHECK_SEED = 0
 RTOL, ATOL = 1e-3, 1e-4
@@ -105,6 +105,7 @@ def check_fused(model: HierNet, fused: HierNet, batch: int = 2) -> float:
     x = torch.randn(batch, 3, model.img_size, model.img_size, generator=gen).to(device)
     with torch.inference_mode():
         want, got = model.eval()(x), fused.eval()(x)
+    require_finite_logits(want, "the model")
     diff = float((want - got).abs().max())
     tolerance = ATOL + RTOL * float(want.abs().max())
     if not diff <= tolerance:  # also catches NaN

@@ -57,6 +57,18 @@ def check_img_size(size: Any, what: str = "image size") -> int:
     return size
 
 
+def require_finite_logits(logits: torch.Tensor, model: str) -> None:
+    """NhlError naming `model` when `logits` hold NaN or inf (damaged or diverged weights).
+
+    Prediction and evaluation call it on every batch, fusing and export on their check batch, so
+    such a model is refused at its first batch instead of reporting probabilities of nan.
+    """
+    if not bool(torch.isfinite(logits).all()):
+        raise NhlError(
+            f"the outputs of {model} are not finite (NaN or inf logits; NaN/inf weights?)"
+        )
+
+
 class PerClassHead(nn.Module):
     """k heads Linear(C, 1), one per class, each on its own leaf's pooled features.
 

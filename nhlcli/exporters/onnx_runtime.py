@@ -1,0 +1,59 @@
+"""ONNX Runtime sessions on the CPU, with its failures turned into one-line `NhlError`s.
+
+onnxruntime raises its own exception types (`Fail`, `InvalidArgument`, `RuntimeException`, ...
+from `onnxruntime.capi.onnxruntime_pybind11_state`, none of them a subclass of a Python built-in
+error) plus `RuntimeError`/`ValueError` from its Python wrapper. Opening a session (`open_session`)
+and running one (`run_session`) catch exactly these and report the first line of the message,
+naming the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nhlcli.errors import NhlError
+
+MESSAGE_CHARS = 160
+
+
+def _ort() -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise NhlError("running ONNX files needs onnxruntime (pip install 'nhl[export]')") from None
+    return ort
+
+
+def runtime_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises when it cannot load or run a model."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    own = [v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception)]
+    return (*own, RuntimeError, ValueError)
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:MESSAGE_CHARS]
+
+
+def open_session(model: Path | bytes, name: str) -> Any:
+    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors."""
+    ort = _ort()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    source = str(model) if isinstance(model, Path) else model
+    try:
+        return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+    except runtime_errors() as e:
+        raise NhlError(f"{name}: onnxruntime cannot load it ({_first_line(e)})") from None
+
+
+def run_session(session: Any, x: np.ndarray, name: str) -> np.ndarray:
+    """The first output of `session` for the float batch `x` fed to its first input."""
+    try:
+        return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
+    except runtime_errors() as e:
+        raise NhlError(f"{name}: onnxruntime cannot run it ({_first_line(e)})") from None
