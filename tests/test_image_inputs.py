@@ -93,6 +93,16 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert top[..., 1].mean() > 200 and bottom[..., 1].mean() < 50
 
 
+def test_corrupt_exif_decodes_as_stored_without_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jpg"
+    truncated = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00"
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(path, exif=truncated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns "Corrupt EXIF data" for this file
+        image = decode_square(str(path), 16, 16)
+    assert abs(int(image.float().mean()) - 200) <= 2
+
+
 # --------------------------------------------------------------------------------- pixel bound
 def empty_png(path: Path, width: int, height: int) -> Path:
     """A real PNG whose header says width x height; all black, so it compresses to a few KB."""
