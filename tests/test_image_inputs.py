@@ -126,6 +126,13 @@ def test_pixel_bound_is_checked_from_the_header(
         list_images([big])
     assert "\n" not in str(given.value) and "NHL_MAX_IMAGE_PIXELS" in str(given.value)
     assert list_images([small]) == [str(small)]
+    # a JPEG counts at the size draft mode decodes it to: 4000x3000 is 500x375 for 32 px
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (4000, 3000)).save(photo)
+    assert list_images([photo], img_size=32) == [str(photo)]
+    assert ImageFileDataset([(str(photo), 0)], 32, "eval")[0].bad_path is None
+    with pytest.raises(NhlError, match="4000x3000 pixels"):
+        list_images([photo])  # the size it decodes to is unknown: counted whole
     # extreme aspect ratios would grow past the bound when resized: refused too
     thin = empty_png(tmp_path / "thin.png", 20000, 2)
     with pytest.raises(ImageRefused, match="would be resized to"):

@@ -112,11 +112,12 @@ def open_image(path: str, max_pixels: int, shorter: int | None = None) -> Iterat
             yield img
 
 
-def check_image_file(path: str, max_pixels: int | None = None) -> None:
-    """NhlError for an image named directly that nhl refuses (not a regular file, too many
-    pixels); a file Pillow cannot read passes here and is skipped when decoded."""
+def check_image_file(path: str, shorter: int | None = None) -> None:
+    """NhlError for an image named directly that nhl refuses (not a regular file, too many pixels;
+    `shorter` as for `open_image`); a file Pillow cannot read passes here and is skipped when
+    decoded."""
     try:
-        with open_image(path, max_pixels or max_image_pixels()):
+        with open_image(path, max_image_pixels(), shorter):
             pass
     except ImageRefused as e:
         raise NhlError(str(e)) from None
