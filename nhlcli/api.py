@@ -381,7 +381,7 @@ def predict(
     predictor = open_predictor(
         model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
     )
-    files = list_images(inputs)
+    files = list_images(inputs, predictor.img_size)
     return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
 
 

@@ -31,7 +31,7 @@ from torch.utils.data import SequentialSampler
 
 from nhlcli.csvsafe import csv_text
 from nhlcli.data.augment import Normalize
-from nhlcli.data.dataset import ImageFileDataset, check_image_file
+from nhlcli.data.dataset import ImageFileDataset, check_image_file, eval_resize_size
 from nhlcli.data.folders import IMAGE_SUFFIXES, scan_images
 from nhlcli.data.loader import make_loader
 from nhlcli.errors import NhlError
@@ -266,8 +266,11 @@ def _torch_predictor(
 
 
 # ------------------------------------------------------------------------------------------ images
-def list_images(inputs: Sequence[str | Path]) -> list[str]:
-    """Image files named directly or found in folders (recursively, sorted), duplicates dropped."""
+def list_images(inputs: Sequence[str | Path], img_size: int | None = None) -> list[str]:
+    """Image files named directly or found in folders (recursively, sorted), duplicates dropped.
+
+    A file named directly that nhl will not decode (a FIFO, a device, more pixels than the bound,
+    counted for a JPEG at the size it decodes to for `img_size`) is one NhlError."""
     if not inputs:
         raise NhlError("no images given")
     out: list[str] = []
@@ -281,7 +284,8 @@ def list_images(inputs: Sequence[str | Path]) -> list[str]:
             out.extend(found)
         elif p.exists():
             register_input(p)
-            check_image_file(str(p))  # one line for a FIFO, a device, or too many pixels
+            shorter = eval_resize_size(img_size) if img_size else None
+            check_image_file(str(p), shorter)
             out.append(str(p))
         else:
             raise NhlError(f"image or folder not found: {p}")

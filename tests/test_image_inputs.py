@@ -93,6 +93,16 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     assert top[..., 1].mean() > 200 and bottom[..., 1].mean() < 50
 
 
+def test_corrupt_exif_decodes_as_stored_without_warnings(tmp_path: Path) -> None:
+    path = tmp_path / "odd.jpg"
+    truncated = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00"
+    Image.fromarray(np.full((16, 16, 3), 200, np.uint8)).save(path, exif=truncated)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow warns "Corrupt EXIF data" for this file
+        image = decode_square(str(path), 16, 16)
+    assert abs(int(image.float().mean()) - 200) <= 2
+
+
 # --------------------------------------------------------------------------------- pixel bound
 def empty_png(path: Path, width: int, height: int) -> Path:
     """A real PNG whose header says width x height; all black, so it compresses to a few KB."""
@@ -116,6 +126,13 @@ def test_pixel_bound_is_checked_from_the_header(
         list_images([big])
     assert "\n" not in str(given.value) and "NHL_MAX_IMAGE_PIXELS" in str(given.value)
     assert list_images([small]) == [str(small)]
+    # a JPEG counts at the size draft mode decodes it to: 4000x3000 is 500x375 for 32 px
+    photo = tmp_path / "photo.jpg"
+    Image.new("RGB", (4000, 3000)).save(photo)
+    assert list_images([photo], img_size=32) == [str(photo)]
+    assert ImageFileDataset([(str(photo), 0)], 32, "eval")[0].bad_path is None
+    with pytest.raises(NhlError, match="4000x3000 pixels"):
+        list_images([photo])  # the size it decodes to is unknown: counted whole
     # extreme aspect ratios would grow past the bound when resized: refused too
     thin = empty_png(tmp_path / "thin.png", 20000, 2)
     with pytest.raises(ImageRefused, match="would be resized to"):

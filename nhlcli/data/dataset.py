@@ -15,8 +15,8 @@ Decoding (`open_image`, `decode_square`):
   `DEFAULT_MAX_IMAGE_PIXELS` (40 megapixels), or `NHL_MAX_IMAGE_PIXELS` from the environment. A
   JPEG counts at the size draft mode decodes it to (the decoder scales by 1/2, 1/4 or 1/8 on the
   fly when the target is much smaller than the file), so large phone photos stay cheap. Pillow's
-  own decompression-bomb warning is silenced in favour of this bound; its hard limit (twice
-  `PIL.Image.MAX_IMAGE_PIXELS`) still refuses larger files;
+  warnings (its decompression-bomb warning, corrupt EXIF) are silenced in favour of this bound and
+  the skip count; its hard limit (twice `PIL.Image.MAX_IMAGE_PIXELS`) still refuses larger files;
 * the EXIF orientation is applied (a phone photo taken upright is decoded upright);
 * everything becomes 8-bit RGB, high-bit-depth images scaled by their mode's range rather than
   clipped: 16-bit (`I;16*`, and `I` whose values fit 16 bits) by 65535, other `I` by the image's
@@ -91,30 +91,33 @@ def open_image(path: str, max_pixels: int, shorter: int | None = None) -> Iterat
     kind = special_kind(path)
     if kind is not None:  # checked before opening: opening a FIFO blocks until a writer comes
         raise ImageRefused(f"{path} is {kind}, not an image file")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    with warnings.catch_warnings():  # also around the caller's decoding (this is a generator)
+        # Pillow's warnings about a file (the decompression-bomb warning, corrupt EXIF, palette
+        # transparency) are unformatted lines from every worker; nhl's bound and skip count speak
+        warnings.simplefilter("ignore")
+        try:
             img = Image.open(path)
-    except Image.DecompressionBombError:
-        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
-        raise ImageRefused(f"{path} has more than {limit:,} pixels (Pillow's limit)") from None
-    with img:
-        w, h = img.size
-        if shorter is not None and img.format == "JPEG":
-            img.draft("RGB", (shorter, shorter))  # lets libjpeg scale down while decoding
-        if img.size[0] * img.size[1] > max_pixels:
-            raise ImageRefused(
-                f"{path} is {w}x{h} pixels, more than nhl decodes ({max_pixels:,}; "
-                f"set {MAX_PIXELS_ENV} to change it)"
-            )
-        yield img
+        except Image.DecompressionBombError:
+            limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+            raise ImageRefused(f"{path} has more than {limit:,} pixels (Pillow's limit)") from None
+        with img:
+            w, h = img.size
+            if shorter is not None and img.format == "JPEG":
+                img.draft("RGB", (shorter, shorter))  # lets libjpeg scale down while decoding
+            if img.size[0] * img.size[1] > max_pixels:
+                raise ImageRefused(
+                    f"{path} is {w}x{h} pixels, more than nhl decodes ({max_pixels:,}; "
+                    f"set {MAX_PIXELS_ENV} to change it)"
+                )
+            yield img
 
 
-def check_image_file(path: str, max_pixels: int | None = None) -> None:
-    """NhlError for an image named directly that nhl refuses (not a regular file, too many
-    pixels); a file Pillow cannot read passes here and is skipped when decoded."""
+def check_image_file(path: str, shorter: int | None = None) -> None:
+    """NhlError for an image named directly that nhl refuses (not a regular file, too many pixels;
+    `shorter` as for `open_image`); a file Pillow cannot read passes here and is skipped when
+    decoded."""
     try:
-        with open_image(path, max_pixels or max_image_pixels()):
+        with open_image(path, max_image_pixels(), shorter):
             pass
     except ImageRefused as e:
         raise NhlError(str(e)) from None
