@@ -239,15 +239,11 @@ def cutout(
     batch norms into the convolutions (an inference-only expert, `nhlcli.model.fuse`), checked
     against the unfused expert (NhlError on a mismatch).
     """
-    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.attention import apply_attend
     from nhlcli.model.cutout import cutout as cut
 
     expert = cut(model, selection, order=order, origin=origin)
-    if attend:
-        scales = parse_attend(attend, expert.tree) if isinstance(attend, str) else dict(attend)
-        set_attention(expert, scales, level=attend_level)
-    elif attend_level is not None:
-        raise NhlError("--attend-level needs --attend")
+    apply_attend(expert, attend, attend_level)
     if fuse:
         from nhlcli.model.fuse import fuse as fuse_model
 
@@ -404,7 +400,7 @@ def export(
     `exporter`).
     """
     from nhlcli.exporters import default_output, export_model
-    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.attention import apply_attend
     from nhlcli.model.fuse import fuse as fuse_model
     from nhlcli.model.network import HierNet
     from nhlcli.profiling.compose import compose_profile
@@ -415,10 +411,7 @@ def export(
             raise NhlError("give an output file to export a model that is not a folder")
     else:
         net = load_model(model)
-    if attend:
-        set_attention(net, parse_attend(attend, net.tree), level=attend_level)
-    elif attend_level is not None:
-        raise NhlError("--attend-level needs --attend")
+    apply_attend(net, attend, attend_level)
     out = Path(output) if output is not None else default_output(Path(str(model)), format)
     size = int(options.get("img_size") or net.img_size)
     gmacs = compose_profile(net.preset, net.nodes_per_level(), net.num_classes, size).gmacs

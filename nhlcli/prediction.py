@@ -252,13 +252,12 @@ def _torch_predictor(
 ) -> Predictor:
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
-    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.attention import apply_attend
     from nhlcli.model.network import check_img_size
 
     folder = resolve_checkpoint(path)
     model = load_model(folder)
-    if attend:
-        set_attention(model, parse_attend(attend, model.tree))
+    apply_attend(model, attend)
     size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     from nhlcli.devices import resolve_device
 
