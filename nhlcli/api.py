@@ -183,8 +183,8 @@ def build_model(
     """
     import torch
 
+    from nhlcli.model.config import check_img_size
     from nhlcli.model.network import build_model as build
-    from nhlcli.model.network import check_img_size
     from nhlcli.model.presets import get_preset
 
     preset = get_preset(arch) if isinstance(arch, str) else arch
@@ -278,9 +278,9 @@ def profile(
     `counter`: fvcore (default), thop or ptflops (the extra `counters`); `baseline`: resnet18/50/
     152/200 or convnextv2-tiny (default: the preset family's).
     """
+    from nhlcli.model.config import check_img_size
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset
-    from nhlcli.profiling.compose import check_img_size
     from nhlcli.profiling.report import profile as run_profile
 
     if isinstance(model, HierNet):
@@ -290,7 +290,7 @@ def profile(
         preset = get_preset(model) if isinstance(model, str) else model
         the_tree = _as_tree(preset, tree, classes)
         size, built = img_size or 224, dict(experts or {})
-    check_img_size(size)
+    check_img_size(size, "--img-size")
     ids = select_classes(the_tree, subset) if subset is not None else None
     return run_profile(
         preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,

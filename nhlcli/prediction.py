@@ -253,7 +253,7 @@ def _torch_predictor(
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
     from nhlcli.model.attention import apply_attend
-    from nhlcli.model.network import check_img_size
+    from nhlcli.model.config import check_img_size
 
     folder = resolve_checkpoint(path)
     model = load_model(folder)

@@ -26,7 +26,8 @@ from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metric
 from nhlcli.evaluation.inference import run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
 from nhlcli.model.attention import apply_attend, attention_level, check_scale
-from nhlcli.model.network import HierNet, check_img_size
+from nhlcli.model.config import check_img_size
+from nhlcli.model.network import HierNet
 from nhlcli.selection import Selection, select_classes
 
 ORACLE_NOTE = (

@@ -23,8 +23,9 @@ from torch import nn
 from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.config import nodes_per_level
 from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.report import BASELINE_ARCH, tree_nodes_per_level
+from nhlcli.profiling.report import BASELINE_ARCH
 
 MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
 
@@ -140,7 +141,7 @@ def measure_report_latency(
     built: dict[str, nn.Module] = {
         "baseline": build_model(baseline, tree, img_size=img_size, device=dev)
     }
-    full_params = p.params(tree_nodes_per_level(p, tree), k)
+    full_params = p.params(nodes_per_level(p, tree), k)
     if "full" in given:
         built["full"] = given["full"].to(dev)
     elif full_params <= max_params:
@@ -153,7 +154,7 @@ def measure_report_latency(
         )
     if subset_class_ids is not None:
         sub = tree.subtree(subset_class_ids, order="given")
-        sub_params = p.params(tree_nodes_per_level(p, sub), sub.num_classes)
+        sub_params = p.params(nodes_per_level(p, sub), sub.num_classes)
         if "cutout" in given:
             built["cutout"] = given["cutout"].to(dev)
         elif sub_params > max_params:

@@ -19,7 +19,7 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.network import levels_hint
+from nhlcli.model.config import nodes_per_level
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.counters import COUNTER_NOTES, DEFAULT_COUNTER, check_counter
@@ -54,15 +54,6 @@ def baseline_for(preset: Preset, baseline: str | None) -> str:
     if name not in BASELINES:
         raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(BASELINES)})")
     return name
-
-
-def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
-    """Node counts per level the preset builds for this tree (checks the tree's depth)."""
-    if preset.head == "shared":
-        return [1] * len(preset.levels)
-    n = preset.num_levels
-    tree.require_levels(n, hint=levels_hint(preset))
-    return [len(tree.level(i)) for i in range(1, n + 1)]
 
 
 def reduction_pct(value: float, reference: float) -> float:
@@ -183,7 +174,7 @@ def profile_report(
     check_counter(counter)
     base_arch = baseline_for(p, baseline)
     k = tree.num_classes
-    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size, counter)
+    full = compose_profile(p, nodes_per_level(p, tree), k, img_size, counter)
     base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
         ProfileRow("baseline", f"{base_arch} ({k} classes)", base),
@@ -193,7 +184,7 @@ def profile_report(
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
-        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size, counter)
+        cut = compose_profile(p, nodes_per_level(p, cut_tree), m, img_size, counter)
         rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
         r.reduction_vs_full_pct = {
