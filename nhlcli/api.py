@@ -200,11 +200,11 @@ def build_model(
 def _as_tree(preset: Preset, tree: Tree | str | Path | None, classes: str | None) -> Tree:
     """A `Tree` as given, else the model's tree from a tree spec or (one level) a class set."""
     from nhlcli.hierarchy.tree import Tree
-    from nhlcli.profiling.targets import model_tree
+    from nhlcli.profiling.targets import tree_for_preset
 
     if isinstance(tree, Tree):
         return tree
-    return model_tree(preset, None if tree is None else str(tree), classes)
+    return tree_for_preset(preset, None if tree is None else str(tree), classes)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> HierNet:
