@@ -281,7 +281,7 @@ def profile(
     from nhlcli.model.config import check_img_size
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset
-    from nhlcli.profiling.report import profile as run_profile
+    from nhlcli.profiling.profile import profile as run_profile
 
     if isinstance(model, HierNet):
         preset, the_tree, size = model.preset, model.tree, img_size or model.img_size

@@ -24,7 +24,7 @@ from nhlcli.model.network import build_model
 from nhlcli.model.presets import BlockSpec, get_preset
 from nhlcli.profiling.compose import compose_profile
 from nhlcli.profiling.fvcore_count import FVCORE_LOGGER, count_module
-from nhlcli.profiling.latency import measure_report_latency
+from nhlcli.profiling.profile import measure_report_latency
 from nhlcli.profiling.report import profile_report
 from nhlcli.profiling.targets import flat_tree
 from nhlcli.selection import select_classes

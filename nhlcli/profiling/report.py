@@ -210,7 +210,7 @@ def profile_report(
 
 
 def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
-    """Put latencies measured by `latency.measure_report_latency` into the report's rows, with
+    """Put latencies measured by `profile.measure_report_latency` into the report's rows, with
     each row's MAC rate (GMACs/s at the timed batch) and efficiency (rate / the baseline's)."""
     per_role = latency["ms"]
     stats = latency.get("stats", {})
@@ -223,38 +223,4 @@ def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
     for r in report.rows:
         r.efficiency = r.gmacs_per_s / base if r.gmacs_per_s and base else None
     report.latency = {k: v for k, v in latency.items() if k not in ("ms", "stats")}
-    return report
-
-
-def profile(
-    preset: Preset | str,
-    tree: Tree,
-    subset: Sequence[str] | None = None,
-    img_size: int = 224,
-    *,
-    latency: bool = False,
-    batch_size: int = 8,
-    runs: int = 20,
-    warmup: int = 3,
-    device: str = "cpu",
-    models: dict[str, Any] | None = None,
-    counter: str = DEFAULT_COUNTER,
-    baseline: str | None = None,
-    progress: Any = None,
-) -> Profile:
-    """The profile (baseline / full / cutout), with measured latency when asked.
-
-    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
-    expert; the others are built for timing. `counter`, `baseline`: as `profile_report`.
-    """
-    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
-    if latency:
-        from nhlcli.profiling.latency import measure_report_latency
-
-        measured = measure_report_latency(
-            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
-            baseline=report.baseline,
-            progress=progress,
-        )  # fmt: skip
-        attach_latency(report, measured)
     return report
