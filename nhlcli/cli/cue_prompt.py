@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from nhlcli.cli.common import err_console, print_json, safe
+from nhlcli.cues.resolve import CueResolution, resolve_cues
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import CueResolution, resolve_cues
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.selection import saved_model_tree
 
