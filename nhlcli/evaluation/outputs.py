@@ -19,9 +19,9 @@ from nhlcli.evaluation.confusion_files import (
     confusion_png,
     group_matrix,
 )
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, tree_order
 from nhlcli.fileio import write_bytes_atomic, write_text_atomic
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.hierarchy_metrics import ancestors_by_level, tree_order
 from nhlcli.training.rundir import numbered_dir
 
 REPORT_JSON = "report.json"

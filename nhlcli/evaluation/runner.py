@@ -2,7 +2,7 @@
 
 The report has top-1, top-5, per-class accuracy and, for every tree level, the accuracy of the
 predicted class's ancestor and the share of errors that stay inside the true ancestor
-(`nhlcli/evaluation/hierarchy_metrics.py`). With a subset (`classes`, or an expert's own classes)
+(`nhlcli/hierarchy_metrics.py`). With a subset (`classes`, or an expert's own classes)
 all of it is computed over the subset. Given a `project`, the report, confusion.csv and
 confusion.png are written to `project/NAME` (`nhlcli/evaluation/outputs.py`).
 """
@@ -22,9 +22,9 @@ from nhlcli.data.folders import index_image_folder, split_dir
 from nhlcli.data.loader import ShardSampler, balanced_subset, default_workers, make_loader
 from nhlcli.errors import NhlError
 from nhlcli.evaluation.confusion import confusion_matrix
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.evaluation.inference import run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
+from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.model.attention import apply_attend, attention_level, check_scale
 from nhlcli.model.config import check_img_size
 from nhlcli.model.network import HierNet
@@ -137,14 +137,14 @@ def evaluate(
     With `project`, also writes `project/NAME` (numbered unless `exist_ok`): report.json,
     confusion.csv and confusion.png; `report.output_dir` says where.
     """
+    from nhlcli.checkpoint import load_model
     from nhlcli.devices import resolve_device
-    from nhlcli.training.checkpointing import load_checkpoint_model
 
     if amp not in AMP_MODES:
         raise NhlError(f"--amp '{amp}' is not one of {', '.join(AMP_MODES)}")
     dev = resolve_device(device)
     ckpt = resolve_checkpoint(checkpoint) if model is None else Path(str(checkpoint))
-    net = load_checkpoint_model(ckpt) if model is None else model
+    net = load_model(ckpt) if model is None else model
     net = net.to(dev)
     if attend is not None and oracle_scales:
         raise NhlError("--attend and --attend-oracle/--attend-sweep exclude each other")
