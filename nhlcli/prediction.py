@@ -96,7 +96,7 @@ class PredictReport:
         """`project/NAME` (numbered like training runs): predictions.json and predictions.csv."""
         import json
 
-        from nhlcli.training.rundir import numbered_dir
+        from nhlcli.rundirs import numbered_dir
 
         out = numbered_dir(project, name, exist_ok)
         write_text_atomic(out / "predictions.json", json.dumps(self.to_dict(), indent=1))
