@@ -19,7 +19,7 @@ from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.model.config import nodes_per_level
 from nhlcli.model.cutout import cutout
 from nhlcli.model.kinds.bottleneck import Bottleneck
-from nhlcli.model.kinds.resnet_common import conv_out
+from nhlcli.model.kinds.formulas import conv_out
 from nhlcli.model.network import build_model
 from nhlcli.model.presets import BlockSpec, get_preset
 from nhlcli.profiling.compose import compose_profile

@@ -2,8 +2,10 @@
 
 A preset's specs name their kind (`BlockSpec.kind`, `StageSpec.kind`): ``bottleneck`` (ResNet
 v1.5 bottleneck), ``basic`` (ResNet basic block) or ``convnextv2`` (a ConvNeXt-V2 stage node).
-`get_kind(name)` imports the kind's module (torch) on first use, so `nhlcli.model.presets` stays
-pure data. A kind (a `BlockKind` subclass, the module's ``KIND``) provides:
+`get_kind(name)` imports the kind's module (torch) on first use; `get_formula(name)` answers the
+formulas (`params`, `out_size`, `stem_params`, `stem_out`, `attention_channels`) without torch
+(`formulas.py`, which the built-in kinds subclass), so `nhlcli.model.presets` and its parameter
+counts never import torch. A kind (a `BlockKind` subclass, the module's ``KIND``) provides:
 
 * ``params(spec)``: the parameter formula of one block (BN/LN weight and bias included);
 * ``out_size(spec, h, w)``: the spatial size after the block;
@@ -77,6 +79,14 @@ class BlockKind:
 
     def attention_channels(self, spec: BlockSpec) -> int:
         raise NotImplementedError
+
+
+def get_formula(name: str) -> Any:
+    """The formulas of kind `name` (parameters, sizes, stem, attention channels), without torch."""
+    from nhlcli.model.kinds.formulas import FORMULAS
+
+    formula = FORMULAS.get(name)
+    return formula if formula is not None else get_kind(name)
 
 
 def get_kind(name: str) -> Any:

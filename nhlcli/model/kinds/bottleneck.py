@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind
+from nhlcli.model.kinds.formulas import BottleneckFormula
 from nhlcli.model.kinds.resnet_common import (
     ResNetKindBase,
     grouped_projection,
     projection,
-    projection_params,
 )
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring, read_parents
 from nhlcli.model.presets import BlockSpec
@@ -111,25 +111,17 @@ class GroupedBottleneck(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-class BottleneckKind(ResNetKindBase, BlockKind):
+class BottleneckKind(BottleneckFormula, ResNetKindBase, BlockKind):
     name = "bottleneck"
     ATTENTION = (
         "the output of the first block's 3x3 convolution, after its BN and ReLU (mid channels)"
     )
-
-    def params(self, spec: BlockSpec) -> int:
-        p = spec.cin * spec.mid + 9 * spec.mid**2 + spec.mid * spec.cout
-        p += 2 * (2 * spec.mid + spec.cout)  # BN weight + bias
-        return p + projection_params(spec)
 
     def single(self, spec: BlockSpec) -> nn.Module:
         return Bottleneck(spec)
 
     def grouped_block(self, spec: BlockSpec, n: int, wiring: Wiring | None) -> nn.Module:
         return GroupedBottleneck(spec, n, wiring)
-
-    def attention_channels(self, spec: BlockSpec) -> int:
-        return spec.mid
 
 
 KIND = BottleneckKind()

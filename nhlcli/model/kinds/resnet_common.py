@@ -13,15 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nhlcli.model.kinds.formulas import ResNetFormula
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
 from nhlcli.model.presets import BlockSpec, TrunkSpec
-
-STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
-
-
-def conv_out(size: int, stride: int) -> int:
-    """Spatial size after a padded stride-s ResNet layer (3x3 pad 1, 1x1, 7x7 pad 3, max pool)."""
-    return (size - 1) // stride + 1
 
 
 def projection(spec: BlockSpec) -> nn.Sequential | None:
@@ -32,11 +26,6 @@ def projection(spec: BlockSpec) -> nn.Sequential | None:
         nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
         nn.BatchNorm2d(spec.cout),
     )
-
-
-def projection_params(spec: BlockSpec) -> int:
-    """Parameters of `projection` (0 without one)."""
-    return spec.cin * spec.cout + 2 * spec.cout if spec.projection else 0
 
 
 def grouped_projection(spec: BlockSpec, n: int) -> nn.Sequential | None:
@@ -86,14 +75,11 @@ class ResNetNode(nn.Module):
         return x
 
 
-class ResNetKindBase:
-    """The methods both ResNet kinds share (stem, trunk, node, level, output size)."""
+class ResNetKindBase(ResNetFormula):
+    """The methods both ResNet kinds share (stem, trunk, node, level; formulas: ResNetFormula)."""
 
     def single(self, spec: BlockSpec) -> nn.Module:
         raise NotImplementedError
-
-    def out_size(self, spec: BlockSpec, h: int, w: int) -> tuple[int, int]:
-        return conv_out(h, spec.stride), conv_out(w, spec.stride)
 
     def node(self, specs: Sequence[BlockSpec]) -> nn.Module:
         return ResNetNode([self.single(s) for s in specs])
@@ -104,11 +90,5 @@ class ResNetKindBase:
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return Trunk(spec)
 
-    def stem_params(self) -> int:
-        return STEM_PARAMS
-
     def stem(self) -> nn.Module:
         return Trunk(TrunkSpec("stem", ()))
-
-    def stem_out(self, img_size: int) -> tuple[int, int]:
-        return 64, conv_out(conv_out(img_size, 2), 2)
