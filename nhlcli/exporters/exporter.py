@@ -43,7 +43,8 @@ from nhlcli.exporters.metadata import (
     preprocess_spec,
 )
 from nhlcli.fileio import write_bytes_atomic
-from nhlcli.model.network import HierNet, check_img_size
+from nhlcli.model.config import check_img_size
+from nhlcli.model.network import HierNet
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "legacy", "dynamo")
