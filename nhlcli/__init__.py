@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
-
 from nhlcli.api import *  # noqa: F403 - the public functions
 from nhlcli.api import __all__ as _API
+from nhlcli.version import __version__
 
 _TYPES = {
     "Tree": "nhlcli.hierarchy.tree",

@@ -183,8 +183,8 @@ def build_model(
     """
     import torch
 
+    from nhlcli.model.config import check_img_size
     from nhlcli.model.network import build_model as build
-    from nhlcli.model.network import check_img_size
     from nhlcli.model.presets import get_preset
 
     preset = get_preset(arch) if isinstance(arch, str) else arch
@@ -200,11 +200,11 @@ def build_model(
 def _as_tree(preset: Preset, tree: Tree | str | Path | None, classes: str | None) -> Tree:
     """A `Tree` as given, else the model's tree from a tree spec or (one level) a class set."""
     from nhlcli.hierarchy.tree import Tree
-    from nhlcli.profiling.targets import model_tree
+    from nhlcli.profiling.targets import tree_for_preset
 
     if isinstance(tree, Tree):
         return tree
-    return model_tree(preset, None if tree is None else str(tree), classes)
+    return tree_for_preset(preset, None if tree is None else str(tree), classes)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> HierNet:
@@ -239,15 +239,11 @@ def cutout(
     batch norms into the convolutions (an inference-only expert, `nhlcli.model.fuse`), checked
     against the unfused expert (NhlError on a mismatch).
     """
-    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.attention import apply_attend
     from nhlcli.model.cutout import cutout as cut
 
     expert = cut(model, selection, order=order, origin=origin)
-    if attend:
-        scales = parse_attend(attend, expert.tree) if isinstance(attend, str) else dict(attend)
-        set_attention(expert, scales, level=attend_level)
-    elif attend_level is not None:
-        raise NhlError("--attend-level needs --attend")
+    apply_attend(expert, attend, attend_level)
     if fuse:
         from nhlcli.model.fuse import fuse as fuse_model
 
@@ -282,10 +278,10 @@ def profile(
     `counter`: fvcore (default), torch, thop or ptflops (`counters.COUNTERS`); `baseline`:
     resnet18/50/152/200 or convnextv2-tiny (default: the preset family's).
     """
+    from nhlcli.model.config import check_img_size
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import get_preset
-    from nhlcli.profiling.compose import check_img_size
-    from nhlcli.profiling.report import profile as run_profile
+    from nhlcli.profiling.profile import profile as run_profile
 
     if isinstance(model, HierNet):
         preset, the_tree, size = model.preset, model.tree, img_size or model.img_size
@@ -294,7 +290,7 @@ def profile(
         preset = get_preset(model) if isinstance(model, str) else model
         the_tree = _as_tree(preset, tree, classes)
         size, built = img_size or 224, dict(experts or {})
-    check_img_size(size)
+    check_img_size(size, "--img-size")
     ids = select_classes(the_tree, subset) if subset is not None else None
     return run_profile(
         preset, the_tree, ids, size, latency=latency, batch_size=batch_size, runs=runs,
@@ -404,7 +400,7 @@ def export(
     `exporter`).
     """
     from nhlcli.exporters import default_output, export_model
-    from nhlcli.model.attention import parse_attend, set_attention
+    from nhlcli.model.attention import apply_attend
     from nhlcli.model.fuse import fuse as fuse_model
     from nhlcli.model.network import HierNet
     from nhlcli.profiling.compose import compose_profile
@@ -415,10 +411,7 @@ def export(
             raise NhlError("give an output file to export a model that is not a folder")
     else:
         net = load_model(model)
-    if attend:
-        set_attention(net, parse_attend(attend, net.tree), level=attend_level)
-    elif attend_level is not None:
-        raise NhlError("--attend-level needs --attend")
+    apply_attend(net, attend, attend_level)
     out = Path(output) if output is not None else default_output(Path(str(model)), format)
     size = int(options.get("img_size") or net.img_size)
     gmacs = compose_profile(net.preset, net.nodes_per_level(), net.num_classes, size).gmacs

@@ -27,7 +27,9 @@ import torch
 from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
 from nhlcli.errors import NhlError, write_reason
 from nhlcli.fileio import check_output, commit
-from nhlcli.model.network import MODEL_FORMAT, HierNet
+from nhlcli.model.config import MODEL_FORMAT
+from nhlcli.model.network import HierNet
+from nhlcli.model.rebuild import model_from_config
 
 __all__ = [
     "CONFIG_FILE",
@@ -121,7 +123,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:
 
     d = resolve_checkpoint(path)
     config = read_config(d)
-    model = HierNet.from_config(config, meta=True, origin=str(d / CONFIG_FILE))
+    model = model_from_config(config, meta=True, origin=str(d / CONFIG_FILE))
     weights = d / WEIGHTS_FILE
     try:
         state = load_file(str(weights), device="cpu")

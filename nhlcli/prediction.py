@@ -103,7 +103,7 @@ class PredictReport:
         """`project/NAME` (numbered like training runs): predictions.json and predictions.csv."""
         import json
 
-        from nhlcli.training.rundir import numbered_dir
+        from nhlcli.rundirs import numbered_dir
 
         out = numbered_dir(project, name, exist_ok)
         write_text_atomic(out / "predictions.json", json.dumps(self.to_dict(), indent=1))
@@ -252,13 +252,12 @@ def _torch_predictor(
 ) -> Predictor:
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
-    from nhlcli.model.attention import parse_attend, set_attention
-    from nhlcli.model.network import check_img_size
+    from nhlcli.model.attention import apply_attend
+    from nhlcli.model.config import check_img_size
 
     folder = resolve_checkpoint(path)
     model = load_model(folder)
-    if attend:
-        set_attention(model, parse_attend(attend, model.tree))
+    apply_attend(model, attend)
     size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     from nhlcli.devices import resolve_device
 

@@ -59,7 +59,7 @@ def resolve_tokens(tree: Tree, tokens: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def model_tree(folder: str | Path) -> Tree:
+def saved_model_tree(folder: str | Path) -> Tree:
     """The tree of a model, expert or run folder, read from its config.json (no weights)."""
     config = read_config_json(folder)
     try:
@@ -70,7 +70,7 @@ def model_tree(folder: str | Path) -> Tree:
 
 def model_classes(folder: str | Path) -> list[str]:
     """The class ids of a model, expert or run folder, read from its config.json (no weights)."""
-    return model_tree(folder).class_ids
+    return saved_model_tree(folder).class_ids
 
 
 def _tree_resolver(tree: Tree) -> Resolver:

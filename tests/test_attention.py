@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from model_helpers import images, logits, named_tree, randomize_bn, tiny_preset
@@ -120,3 +122,33 @@ def test_parse_attend() -> None:
             parse_attend(text)
     with pytest.raises(NhlError, match="'lion' is not a class or node"):
         parse_attend("lion=1.5", t)
+
+
+def test_attend_is_one_rule_for_cutout_export_eval_and_predict(tmp_path: Path) -> None:
+    """`--attend` text and `--attend-level` go through `apply_attend` on every path: the same
+    errors from the API's cutout and export, eval and predict, checked before any image is read."""
+    import nhlcli as nhl
+    from nhlcli.checkpoint import save_model
+
+    folder = save_model(model(), tmp_path / "m")
+    no_data = tmp_path / "no-data"  # never read: the attention errors come first
+    paths = {
+        "cutout": lambda **kw: nhl.cutout(nhl.load_model(folder), ["tabby", "pug"], **kw),
+        "export": lambda **kw: nhl.export(folder, output=tmp_path / "m.onnx", **kw),
+        "eval": lambda **kw: nhl.evaluate(folder, no_data, **kw),
+        "predict": lambda **kw: nhl.predict(folder, [no_data], **kw),
+    }
+    cases = [
+        ({"attend": "lion=1.5"}, "'lion' is not a class or node"),
+        ({"attend": "tabby"}, "is not NAME=SCALE"),
+        ({"attend": "tabby=0"}, "must be a positive number"),
+        ({"attend": "tabby=1.5", "attend_level": 9}, "attention level 9 does not exist"),
+        ({"attend_level": 1}, "--attend-level needs --attend"),
+    ]
+    for name, call in paths.items():
+        for kwargs, message in cases:
+            if name == "predict" and "attend_level" in kwargs:
+                continue  # predict has no --attend-level
+            with pytest.raises(NhlError, match=message):
+                call(**kwargs)
+    assert not (tmp_path / "m.onnx").exists()

@@ -10,8 +10,8 @@ import pytest
 from cli_helpers import run_cli
 from llm_server import LLMServer, Reply
 
+from nhlcli.cues.resolve import resolve_cues, similar_nodes
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import resolve_cues, similar_nodes
 from nhlcli.hierarchy.classsets import imagenet
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.shipped_trees import resolve_tree

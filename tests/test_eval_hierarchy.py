@@ -13,11 +13,11 @@ from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 
 from nhlcli.checkpoint import save_model
 from nhlcli.evaluation.confusion_files import group_matrix
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics, tree_order
 from nhlcli.evaluation.metrics import topk_accuracy
 from nhlcli.evaluation.outputs import confusion_picture
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics, tree_order
 from nhlcli.model.network import build_model
 
 PNG = b"\x89PNG\r\n\x1a\n"

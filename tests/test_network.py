@@ -12,6 +12,7 @@ from model_helpers import images, logits, randomize_bn, tiny_preset
 from nhlcli.errors import NhlError
 from nhlcli.model.levels import Wiring, clear_prepared
 from nhlcli.model.network import HierNet, build_model
+from nhlcli.model.rebuild import model_from_config
 from nhlcli.model.reference import PerBranchNet, synthetic_tree
 
 SHAPES = [
@@ -276,7 +277,7 @@ def test_config_is_json_and_rebuilds_the_same_network() -> None:
     assert cfg["format"] == "nhl-model/1" and cfg["arch"] == "tiny3"
     assert cfg["img_size"] == 48 and cfg["cut_from"] is None and cfg["attention"] is None
     assert cfg["nodes_per_level"] == [2, 3, 6] and cfg["params"] == model.num_params()
-    again = HierNet.from_config(cfg)
+    again = model_from_config(cfg)
     assert again.tree == model.tree and again.preset == model.preset
     again.load_state_dict(model.state_dict())
     model.eval()
@@ -287,11 +288,37 @@ def test_config_is_json_and_rebuilds_the_same_network() -> None:
 def test_bad_configs_and_sizes_are_user_errors() -> None:
     cfg = build_model("n3hl", synthetic_tree([1, 1, 2]), meta=True).config()
     with pytest.raises(NhlError, match="unknown model format"):
-        HierNet.from_config({**cfg, "format": "nhl-model/9"})
+        model_from_config({**cfg, "format": "nhl-model/9"})
     with pytest.raises(NhlError, match="invalid model config"):
-        HierNet.from_config({**cfg, "preset": {"name": "x"}})
+        model_from_config({**cfg, "preset": {"name": "x"}})
     with pytest.raises(NhlError, match="too small"):
         build_model("n3hl", synthetic_tree([1, 1, 2]), img_size=8, meta=True)
+
+
+def test_one_image_size_bound_for_networks_and_profiles() -> None:
+    """Building a network and composing its profile accept the same sizes, with the same error.
+
+    32 px is the smallest size every preset runs at (each downsamples by 32; ConvNeXt-V2's 2x2/2
+    downsamples fail on a 1-pixel map, so 16 px cannot be allowed for profiles either)."""
+    from nhlcli.model.config import MAX_IMG_SIZE, MIN_IMG_SIZE
+    from nhlcli.model.presets import PRESETS
+    from nhlcli.profiling.compose import compose_profile
+
+    tree = synthetic_tree([1, 1, 2])
+    for size in (MIN_IMG_SIZE - 1, 16, MAX_IMG_SIZE + 1):
+        with pytest.raises(NhlError) as built:
+            build_model("n3hl", tree, img_size=size, meta=True)
+        with pytest.raises(NhlError) as composed:
+            compose_profile("n3hl", [1, 1, 2], 2, size)
+        assert str(built.value) == str(composed.value)
+    for name, preset in PRESETS.items():  # every preset runs at the smallest size (shapes only)
+        n = max(preset.num_levels, 1)
+        model = build_model(name, synthetic_tree([1] * (n - 1) + [2]), img_size=32, meta=True)
+        x = torch.empty(1, 3, MIN_IMG_SIZE, MIN_IMG_SIZE, device="meta")
+        assert model.eval()(x).shape == (1, 2), name
+        if name == "convnextv2-tiny":  # and one pixel less has nothing left to downsample
+            with pytest.raises(RuntimeError, match="Kernel size can't be greater"):
+                model(torch.empty(1, 3, MIN_IMG_SIZE - 1, MIN_IMG_SIZE - 1, device="meta"))
 
 
 def test_channels_last_and_dtype_conversions() -> None:

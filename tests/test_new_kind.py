@@ -22,6 +22,7 @@ from torch import nn
 from nhlcli.checkpoint import load_model, save_model
 from nhlcli.errors import NhlError
 from nhlcli.model.attention import set_attention
+from nhlcli.model.config import nodes_per_level
 from nhlcli.model.cutout import cutout
 from nhlcli.model.kinds import (
     BlockKind,
@@ -45,7 +46,7 @@ from nhlcli.model.presets import (
 )
 from nhlcli.model.reference import PerBranchNet, synthetic_tree
 from nhlcli.profiling.compose import compose_profile
-from nhlcli.profiling.report import profile_report, tree_nodes_per_level
+from nhlcli.profiling.report import profile_report
 from nhlcli.training.trunk_weights import load_trunk_weights
 
 STEM = 16  # the stem's output channels (conv 3x3/2 3->16 + BN + ReLU)
@@ -298,7 +299,7 @@ def test_the_profile_is_the_formula_and_fvcore_on_the_whole_model(plain: BlockKi
 
     model = plain_model()
     preset = get_preset("plain-nhl")
-    counts = tree_nodes_per_level(preset, model.tree)
+    counts = nodes_per_level(preset, model.tree)
     prof = compose_profile(preset, counts, 5, img_size=32)
     analysis = FlopCountAnalysis(model, images(1, 32))
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

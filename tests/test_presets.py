@@ -125,3 +125,33 @@ def test_meta_models_allocate_nothing() -> None:
     model = build_model("phl-big", synthetic_tree([1000]), meta=True)
     assert model.num_params() == 2_603_429_928
     assert all(t.device == torch.device("meta") for t in model.state_dict().values())
+
+
+def test_formulas_are_computed_without_torch() -> None:
+    """Presets are data: importing them, counting a preset's parameters, writing its formula and
+    checking a saved preset never import torch (the built-in kinds' formulas are torch-free)."""
+    import json
+    import subprocess
+    import sys
+
+    code = """
+import json, sys
+from nhlcli.model.presets import get_preset, preset_problems
+out = {}
+for name in ("n3hl", "convnextv2-nhl", "resnet18", "phl-latesp"):
+    p = get_preset(name)
+    out[name] = [p.formula(), p.params([2, 3, 5][-p.num_levels:] if p.num_levels else [], 5)]
+out["problems"] = preset_problems(json.loads(json.dumps(get_preset("n3hl").to_dict())))
+out["torch"] = "torch" in sys.modules
+print(json.dumps(out))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = json.loads(run.stdout)
+    assert out.pop("torch") is False, "computing a formula imported torch"
+    assert out.pop("problems") == []
+    for name, (formula, params) in out.items():  # the same numbers as the kinds' modules give
+        p = get_preset(name)
+        assert formula == p.formula()
+        counts = [2, 3, 5][-p.num_levels :] if p.num_levels else []
+        tree = synthetic_tree(counts or [5])
+        assert params == build_model(name, tree, meta=True).num_params() == p.params(counts, 5)

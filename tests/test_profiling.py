@@ -16,15 +16,16 @@ from torch import nn
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import builtin_set
 from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.model.config import nodes_per_level
 from nhlcli.model.cutout import cutout
 from nhlcli.model.kinds.bottleneck import Bottleneck
-from nhlcli.model.kinds.resnet_common import conv_out
+from nhlcli.model.kinds.formulas import conv_out
 from nhlcli.model.network import build_model
 from nhlcli.model.presets import BlockSpec, get_preset
 from nhlcli.profiling.compose import compose_profile
 from nhlcli.profiling.fvcore_count import FVCORE_LOGGER, count_module
-from nhlcli.profiling.latency import measure_report_latency
-from nhlcli.profiling.report import profile_report, tree_nodes_per_level
+from nhlcli.profiling.profile import measure_report_latency
+from nhlcli.profiling.report import profile_report
 from nhlcli.profiling.targets import flat_tree
 from nhlcli.selection import select_classes
 
@@ -84,8 +85,8 @@ def test_composition_equals_whole_model_fvcore(case: tuple[str, int, int, int, i
     whole = _whole_case(*case)
     preset = get_preset(arch)
     tree: Tree = whole["tree"]
-    prof = compose_profile(preset, tree_nodes_per_level(preset, tree), k, img)
-    assert prof.params == whole["params"] == preset.params(tree_nodes_per_level(preset, tree), k)
+    prof = compose_profile(preset, nodes_per_level(preset, tree), k, img)
+    assert prof.params == whole["params"] == preset.params(nodes_per_level(preset, tree), k)
     parts = {p.name: p for p in prof.parts}
     by_module = whole["by_module"]
     assert parts["trunk"].macs == by_module["trunk"]
@@ -190,8 +191,8 @@ def test_select_classes_by_node_and_file(tmp_path: Any) -> None:
 def test_latency_rows_and_size_limit() -> None:
     tree = random_tree(3, 6, seed=11)
     preset = get_preset("n3hl")
-    full = preset.params(tree_nodes_per_level(preset, tree), 6)
-    cut = preset.params(tree_nodes_per_level(preset, tree.subtree(["c1"])), 1)
+    full = preset.params(nodes_per_level(preset, tree), 6)
+    cut = preset.params(nodes_per_level(preset, tree.subtree(["c1"])), 1)
     assert cut < full
     # a limit between the cutout's and the full model's size: the full model is refused, the
     # cutout is still timed (built from its sub-tree)
@@ -225,9 +226,9 @@ def test_cli_json_parses_with_three_rows(
     assert [r["role"] for r in data["models"]] == ["baseline", "full", "cutout"]
     tree = Tree.load(tree3_file)
     preset = get_preset("n3hl")
-    assert data["models"][1]["params"] == preset.params(tree_nodes_per_level(preset, tree), 8)
+    assert data["models"][1]["params"] == preset.params(nodes_per_level(preset, tree), 8)
     sub = tree.subtree(["c1", "c4"])
-    assert data["models"][2]["params"] == preset.params(tree_nodes_per_level(preset, sub), 2)
+    assert data["models"][2]["params"] == preset.params(nodes_per_level(preset, sub), 2)
     assert data["cutout_classes"] == ["c1", "c4"]
     assert "skipped" in data["fvcore_skipped"]
 

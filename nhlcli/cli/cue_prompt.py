@@ -9,10 +9,10 @@ import typer
 from rich.table import Table
 
 from nhlcli.cli.common import err_console, print_json, safe
+from nhlcli.cues.resolve import CueResolution, resolve_cues
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import CueResolution, resolve_cues
 from nhlcli.hierarchy.llm.settings import LLMSettings
-from nhlcli.selection import model_tree
+from nhlcli.selection import saved_model_tree
 
 CUE_SOURCES = ("wordnet", "llm")
 
@@ -25,7 +25,7 @@ def resolve_cue_option(
 ) -> CueResolution:
     if source not in CUE_SOURCES:
         raise NhlError(f"--cue-source must be one of {', '.join(CUE_SOURCES)}, not '{source}'")
-    tree = model_tree(checkpoint)
+    tree = saved_model_tree(checkpoint)
     if source == "wordnet":
         with err_console.status("resolving cues with WordNet…"):
             return resolve_cues(cues, tree, "wordnet")
@@ -69,7 +69,7 @@ def show_and_confirm(
         if picture is not None:
             from nhlcli.hierarchy.drawing import draw_tree
 
-            draw_tree(model_tree(checkpoint), picture, res.class_ids)
+            draw_tree(saved_model_tree(checkpoint), picture, res.class_ids)
             err_console.print(f"wrote {picture} (the selection's paths in red)", markup=False)
         if json_out:
             print_json({"dry_run": True, "cues": res.to_dict()})

@@ -1,6 +1,6 @@
 """The files of one evaluation: `runs/eval/NAME/` with report.json, confusion.csv, confusion.png.
 
-The directory is numbered like training runs (`exp`, `exp-2`, ...; `nhlcli.training.rundir`) and
+The directory is numbered like training runs (`exp`, `exp-2`, ...; `nhlcli.rundirs`) and
 created only once the evaluation has finished; each file is written atomically.
 """
 
@@ -19,10 +19,10 @@ from nhlcli.evaluation.confusion_files import (
     confusion_png,
     group_matrix,
 )
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, tree_order
 from nhlcli.fileio import write_bytes_atomic, write_text_atomic
 from nhlcli.hierarchy.tree import Tree
-from nhlcli.training.rundir import numbered_dir
+from nhlcli.hierarchy_metrics import ancestors_by_level, tree_order
+from nhlcli.rundirs import numbered_dir
 
 REPORT_JSON = "report.json"
 CONFUSION_CSV = "confusion.csv"

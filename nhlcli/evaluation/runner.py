@@ -2,14 +2,13 @@
 
 The report has top-1, top-5, per-class accuracy and, for every tree level, the accuracy of the
 predicted class's ancestor and the share of errors that stay inside the true ancestor
-(`nhlcli/evaluation/hierarchy_metrics.py`). With a subset (`classes`, or an expert's own classes)
+(`nhlcli/hierarchy_metrics.py`). With a subset (`classes`, or an expert's own classes)
 all of it is computed over the subset. Given a `project`, the report, confusion.csv and
 confusion.png are written to `project/NAME` (`nhlcli/evaluation/outputs.py`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,12 @@ from nhlcli.data.folders import index_image_folder, split_dir
 from nhlcli.data.loader import ShardSampler, balanced_subset, default_workers, make_loader
 from nhlcli.errors import NhlError
 from nhlcli.evaluation.confusion import confusion_matrix
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.evaluation.inference import run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
-from nhlcli.model.attention import MAX_SCALE, parse_attend, set_attention
-from nhlcli.model.network import HierNet, check_img_size
+from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics
+from nhlcli.model.attention import apply_attend, attention_level, check_scale
+from nhlcli.model.config import check_img_size
+from nhlcli.model.network import HierNet
 from nhlcli.selection import Selection, select_classes
 
 ORACLE_NOTE = (
@@ -59,9 +59,7 @@ def oracle_scales(oracle: float | None, sweep: str | None) -> list[float] | None
     if oracle is not None and sweep is not None:
         raise NhlError("give --attend-oracle or --attend-sweep, not both")
     if oracle is not None:
-        if not (math.isfinite(oracle) and 0 < oracle <= MAX_SCALE):
-            raise NhlError(f"--attend-oracle needs a scale in (0, {MAX_SCALE:g}]")
-        return [oracle]
+        return [check_scale("--attend-oracle", oracle)]
     return parse_sweep(sweep) if sweep is not None else None
 
 
@@ -139,30 +137,22 @@ def evaluate(
     With `project`, also writes `project/NAME` (numbered unless `exist_ok`): report.json,
     confusion.csv and confusion.png; `report.output_dir` says where.
     """
+    from nhlcli.checkpoint import load_model
     from nhlcli.devices import resolve_device
-    from nhlcli.training.checkpointing import load_checkpoint_model
 
     if amp not in AMP_MODES:
         raise NhlError(f"--amp '{amp}' is not one of {', '.join(AMP_MODES)}")
     dev = resolve_device(device)
     ckpt = resolve_checkpoint(checkpoint) if model is None else Path(str(checkpoint))
-    net = load_checkpoint_model(ckpt) if model is None else model
+    net = load_model(ckpt) if model is None else model
     net = net.to(dev)
     if attend is not None and oracle_scales:
         raise NhlError("--attend and --attend-oracle/--attend-sweep exclude each other")
-    if attend_level is not None and not (attend or oracle_scales):
-        raise NhlError("--attend-level needs --attend, --attend-oracle or --attend-sweep")
     tree = net.tree
-    if attend:
-        set_attention(net, parse_attend(attend, tree), level=attend_level)
-    if oracle_scales and not net.per_class:
-        raise NhlError(
-            f"top-down attention needs per-class branches; {net.preset.name} has a shared head"
-        )
     if oracle_scales:
-        lv = attend_level if attend_level is not None else len(net.levels)
-        if not 1 <= lv <= len(net.levels):
-            raise NhlError(f"attention level {lv} does not exist (1..{len(net.levels)})")
+        attention_level(net, attend_level)
+    else:
+        apply_attend(net, attend, attend_level, level_also_with="--attend-oracle or --attend-sweep")
 
     eval_ids = select_classes(tree, classes) if classes else tree.class_ids
     subset = classes is not None

@@ -44,7 +44,8 @@ from nhlcli.exporters.metadata import (
 )
 from nhlcli.exporters.onnx_runtime import open_session, run_session
 from nhlcli.fileio import write_bytes_atomic
-from nhlcli.model.network import HierNet, check_img_size, require_finite_logits
+from nhlcli.model.config import check_img_size
+from nhlcli.model.network import HierNet, require_finite_logits
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "legacy", "dynamo")

@@ -31,7 +31,7 @@ from nhlcli.data.augment import IMAGENET_MEAN, IMAGENET_STD
 from nhlcli.data.dataset import eval_resize_size
 from nhlcli.errors import NhlError
 from nhlcli.fileio import register_input, special_kind
-from nhlcli.model.network import check_img_size
+from nhlcli.model.config import check_img_size
 from nhlcli.textio import parse_json
 
 EXPORT_FORMAT = "nhl-export/1"

@@ -46,9 +46,9 @@ from dataclasses import dataclass, field, replace
 from datetime import date as _date
 from typing import Any
 
-from nhlcli import __version__
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree, TreeNode
+from nhlcli.version import __version__
 
 TODAY = "today"  # date="today" (the default) stamps today's date; date=None leaves it out (pinned)
 

@@ -20,6 +20,7 @@ bit-identical to a model without attention.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
@@ -27,6 +28,48 @@ from nhlcli.model.network import HierNet
 from nhlcli.selection import resolve_node
 
 MAX_SCALE = 100.0  # larger scales only overflow half precision; the paper uses 1 to 2
+
+
+def attention_level(model: HierNet, level: int | None = None) -> int:
+    """The 1-based level attention acts on (default: the leaf level), checked against the model.
+
+    NhlError when the model has no per-class branches or no such level.
+    """
+    if not model.per_class:
+        raise NhlError(
+            f"top-down attention needs per-class branches; {model.preset.name} shares one branch "
+            "between all classes"
+        )
+    n_levels = len(model.levels)
+    lv = n_levels if level is None else int(level)
+    if not 1 <= lv <= n_levels:
+        raise NhlError(
+            f"attention level {lv} does not exist ({model.preset.name} has 1..{n_levels})"
+        )
+    return lv
+
+
+def apply_attend(
+    model: HierNet,
+    attend: str | Mapping[str, float] | None,
+    level: int | None = None,
+    *,
+    level_also_with: str = "",
+) -> None:
+    """`--attend` and `--attend-level` on a model: the one handling behind cutout, export, eval
+    and predict.
+
+    `attend` is the option's text (``"tabby=1.8,tiger_cat=1.5"``, parsed and checked against the
+    model's tree) or a mapping of names to scales; empty or None sets nothing. A `level` without
+    `attend` is an error; `level_also_with` names the caller's other options that take a level
+    (eval's oracle options), for the message.
+    """
+    if attend:
+        scales = parse_attend(attend, model.tree) if isinstance(attend, str) else dict(attend)
+        set_attention(model, scales, level=level)
+    elif level is not None:
+        others = f", {level_also_with}" if level_also_with else ""
+        raise NhlError(f"--attend-level needs --attend{others}")
 
 
 def affected_nodes(tree: Tree, node_id: str, level: int) -> list[str]:
@@ -42,20 +85,10 @@ def set_attention(model: HierNet, scales: dict[str, float], level: int | None = 
 
     Keys are class ids, tree node ids or names; `level` is 1-based (default: the leaf level).
     """
-    if not model.per_class:
-        raise NhlError(
-            f"top-down attention needs per-class branches; {model.preset.name} shares one branch "
-            "between all classes"
-        )
-    n_levels = len(model.levels)
-    lv = n_levels if level is None else int(level)
-    if not 1 <= lv <= n_levels:
-        raise NhlError(
-            f"attention level {lv} does not exist ({model.preset.name} has 1..{n_levels})"
-        )
+    lv = attention_level(model, level)
     node_scale: dict[str, float] = {}
     for token, raw in scales.items():
-        s = _check_scale(token, raw)
+        s = check_scale(token, raw)
         for nid in affected_nodes(model.tree, resolve_node(model.tree, token), lv):
             node_scale[nid] = node_scale.get(nid, 1.0) * s
     ids = model.level_ids[lv - 1]
@@ -91,7 +124,7 @@ def parse_attend(text: str, tree: Tree | None = None) -> dict[str, float]:
             scale = float(value)
         except ValueError:
             raise NhlError(f"--attend: '{value.strip()}' in '{item}' is not a number") from None
-        scale = _check_scale(name, scale)
+        scale = check_scale(name, scale)
         if name in out:
             raise NhlError(f"--attend: '{name}' is given twice")
         if tree is not None:
@@ -102,7 +135,8 @@ def parse_attend(text: str, tree: Tree | None = None) -> dict[str, float]:
     return out
 
 
-def _check_scale(name: str, raw: object) -> float:
+def check_scale(name: str, raw: object) -> float:
+    """`raw` as an attention scale: a finite number in (0, MAX_SCALE]; NhlError naming `name`."""
     try:
         if isinstance(raw, bool):
             raise TypeError

@@ -8,8 +8,8 @@ The result is checked against the unfused model (`check_fused`) before it is ret
 fusion never reaches a file. ConvNeXt levels normalise with LayerNorms, which cannot be folded
 into the convolution before them: their models are marked fused and left as they are.
 
-A fused model records ``"fused": true`` in its config; `HierNet.from_config` rebuilds the fused
-structure (`fuse_structure`) before the weights are loaded, so a fused expert loads, predicts,
+A fused model records ``"fused": true`` in its config; `rebuild.model_from_config` rebuilds the
+fused structure (`fuse_structure`) before the weights are loaded, so a fused expert loads, predicts,
 profiles, cuts out and exports like any other. It keeps its running statistics folded: training
 it further trains the convolutions' biases without batch norm.
 """

@@ -34,27 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.config import MODEL_FORMAT, check_img_size, level_node_ids
 from nhlcli.model.kinds import HEAD_NORM_EPS, get_kind
 from nhlcli.model.levels import Wiring
-from nhlcli.model.presets import Preset, get_preset, preset_problems
-
-MODEL_FORMAT = "nhl-model/1"
-MIN_IMG_SIZE = 32
-MAX_IMG_SIZE = 1024
-MAX_PARAMS = 4_000_000_000  # a config asking for more is refused before anything is built
-
-
-def check_img_size(size: Any, what: str = "image size") -> int:
-    """`size` if it is an integer within MIN_IMG_SIZE..MAX_IMG_SIZE; NhlError otherwise."""
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise NhlError(f"{what} must be an integer number of pixels, not {size!r}")
-    if size < MIN_IMG_SIZE:
-        raise NhlError(f"{what} {size} is too small (at least {MIN_IMG_SIZE} px)")
-    if size > MAX_IMG_SIZE:
-        raise NhlError(f"{what} {size} is too large (at most {MAX_IMG_SIZE} px)")
-    return size
+from nhlcli.model.presets import Preset, get_preset
 
 
 def require_finite_logits(logits: torch.Tensor, model: str) -> None:
@@ -138,25 +122,12 @@ def head_norm_module(preset: Preset, channels: int) -> nn.LayerNorm | None:
     return get_kind(preset.head_kind).head_norm(channels) if preset.head_norm else None
 
 
-def levels_hint(preset: Preset) -> str:
-    """What to do when a tree's depth does not fit the preset (leads the error message)."""
-    n = preset.num_levels
-    if n == 1:
-        return (
-            f"{preset.name} is a one-level preset: give it a class set (--classes imagenette) or "
-            "a 1-level tree (nhl build-tree --levels 1)"
-        )
-    return f"{preset.name} nests {n} levels: use a {n}-level tree (nhl build-tree --levels {n})"
-
-
 class HierNet(nn.Module):
     """A PHL/NHL network (or the ResNet50 baseline) for one preset and one category tree."""
 
     def __init__(self, preset: Preset, tree: Tree, img_size: int = 224) -> None:
         super().__init__()
         check_img_size(img_size)
-        if preset.num_levels:
-            tree.require_levels(preset.num_levels, hint=levels_hint(preset))
         self.preset = preset
         self.tree = tree
         self.img_size = int(img_size)
@@ -165,12 +136,7 @@ class HierNet(nn.Module):
         self.attention_level: int | None = None
         self.attention: dict[str, float] = {}  # node id -> scale at attention_level
 
-        if preset.head == "per_class":
-            self.level_ids: list[list[str]] = [
-                tree.level(lv) for lv in range(1, preset.num_levels + 1)
-            ]
-        else:  # one shared node per level
-            self.level_ids = [[f"shared{lv}"] for lv in range(1, len(preset.levels) + 1)]
+        self.level_ids = level_node_ids(preset, tree)  # checks the tree's depth
 
         self.trunk = get_kind(preset.trunk.kind).trunk(preset.trunk)
         levels = []
@@ -250,77 +216,6 @@ class HierNet(nn.Module):
             "cut_from": self.cut_from,
             "fused": self.fused,
         }
-
-    @classmethod
-    def from_config(cls, config: Any, meta: bool = False, origin: str = "config") -> HierNet:
-        """Rebuild a network (uninitialised if meta=True) from `config()`; NhlError if unusable."""
-        if not isinstance(config, dict):
-            raise NhlError(f"{origin}: not an nhl model config (expected a JSON object)")
-        fmt = config.get("format")
-        if fmt != MODEL_FORMAT:
-            raise NhlError(
-                f"{origin}: unknown model format {fmt!r} (this nhl reads {MODEL_FORMAT!r})"
-            )
-        problems = preset_problems(config.get("preset"))
-        if problems:
-            raise NhlError(f"{origin}: invalid model config", problems)
-        preset = Preset.from_dict(config["preset"])
-        if "tree" not in config:
-            raise NhlError(f"{origin}: invalid model config: no 'tree' (the classes and groups)")
-        tree = Tree.from_dict(config["tree"], origin=f"{origin}: tree")
-        try:
-            img_size = check_img_size(config.get("img_size", 224), "img_size")
-        except NhlError as e:
-            raise NhlError(f"{origin}: invalid model config: {e}") from None
-        if "arch" in config and config["arch"] != preset.name:
-            raise NhlError(
-                f"{origin}: invalid model config: arch {config['arch']!r} but the preset is "
-                f"{preset.name!r}"
-            )
-        if preset.num_levels:
-            tree.require_levels(preset.num_levels, hint=f" ({origin})")
-            counts = [len(tree.level(lv)) for lv in range(1, preset.num_levels + 1)]
-        else:
-            counts = [1] * len(preset.levels)
-        total = preset.params(counts, tree.num_classes)
-        if total > MAX_PARAMS:
-            raise NhlError(
-                f"{origin}: invalid model config: {total:,} parameters (nhl builds at most "
-                f"{MAX_PARAMS:,})"
-            )
-        ctx = torch.device("meta") if meta else contextlib.nullcontext()
-        with ctx:
-            model = cls(preset, tree, img_size)
-            fused = config.get("fused", False)
-            if not isinstance(fused, bool):
-                raise NhlError(f"{origin}: invalid model config: 'fused' must be true or false")
-            if fused:
-                from nhlcli.model.fuse import fuse_structure
-
-                fuse_structure(model)
-        stated = {"nodes_per_level": model.nodes_per_level(), "params": model.num_params()}
-        wrong = [
-            f"'{k}' says {config[k]!r}, the preset and tree give {v!r}"
-            for k, v in stated.items()
-            if k in config and config[k] != v
-        ]
-        if wrong:
-            raise NhlError(f"{origin}: invalid model config", wrong)
-        cut_from = config.get("cut_from")
-        if cut_from is not None and not isinstance(cut_from, dict):
-            raise NhlError(f"{origin}: invalid model config: 'cut_from' must be an object or null")
-        model.cut_from = cut_from
-        att = config.get("attention")
-        if att:
-            from nhlcli.model.attention import set_attention
-
-            if not isinstance(att, dict) or not isinstance(att.get("scales"), dict):
-                raise NhlError(f"{origin}: invalid attention settings (expected level and scales)")
-            level = att.get("level")
-            if isinstance(level, bool) or not isinstance(level, int):
-                raise NhlError(f"{origin}: invalid attention settings (level {level!r})")
-            set_attention(model, dict(att["scales"]), level=level)
-        return model
 
     def extra_repr(self) -> str:
         return f"arch={self.preset.name}, classes={self.num_classes}, img_size={self.img_size}"

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from nhlcli.errors import NhlError
+from nhlcli.model.kinds import get_formula, kind_names
 
 
 @dataclass(frozen=True)
@@ -51,9 +52,7 @@ class BlockSpec:
 
     def params(self) -> int:
         """Parameters of the block (the kind's formula; BN/LN weight and bias included)."""
-        from nhlcli.model.kinds import get_kind
-
-        return int(get_kind(self.kind).params(self))
+        return int(get_formula(self.kind).params(self))
 
 
 @dataclass(frozen=True)
@@ -88,9 +87,7 @@ class TrunkSpec:
         return self.stages[-1].cout
 
     def params(self) -> int:
-        from nhlcli.model.kinds import get_kind
-
-        stem = int(get_kind(self.kind).stem_params())
+        stem = int(get_formula(self.kind).stem_params())
         return stem + sum(b.params() for s in self.stages for b in s.block_specs())
 
 
@@ -255,12 +252,10 @@ def preset_problems(d: Any) -> list[str]:
         return [*p, f"preset.trunk.stages must be a list of 1..{MAX_STAGES} stages"]
     if not isinstance(levels, list) or len(levels) > MAX_LEVELS:
         return [*p, f"preset.levels must be a list of at most {MAX_LEVELS} levels"]
-    from nhlcli.model.kinds import get_kind, kind_names
-
     first_kind = stages[0].get("kind", "bottleneck") if isinstance(stages[0], dict) else None
     if first_kind not in kind_names():
         return [*p, f"preset.trunk.stages[0].kind must be one of {', '.join(kind_names())}"]
-    width = int(get_kind(first_kind).stem_out(224)[0])  # the stem's output channels
+    width = int(get_formula(first_kind).stem_out(224)[0])  # the stem's output channels
     for i, stage in enumerate(stages):
         where = f"preset.trunk.stages[{i}]"
         if not _spec_ok(stage, ("blocks", "cin", "mid", "cout", "stride"), ("kind",), where, p):
@@ -293,8 +288,6 @@ def _spec_ok(
     if not isinstance(spec, dict) or not set(keys) <= set(spec) <= set(keys) | set(optional):
         problems.append(f"{where} must be an object with {', '.join(keys)}")
         return False
-    from nhlcli.model.kinds import kind_names
-
     if spec.get("kind", "bottleneck") not in kind_names():
         problems.append(f"{where}.kind must be one of {', '.join(kind_names())}")
         return False

@@ -28,14 +28,12 @@ from functools import lru_cache
 from typing import Any
 
 from nhlcli.errors import NhlError
+from nhlcli.model.config import check_img_size
 from nhlcli.model.kinds import get_kind
 from nhlcli.model.network import ClassHead
 from nhlcli.model.presets import BlockSpec, Preset, TrunkSpec, get_preset
 from nhlcli.profiling.counters import DEFAULT_COUNTER, check_counter, count_with
 from nhlcli.profiling.fvcore_count import Count, SkippedOps
-
-MIN_IMG_SIZE = 16
-MAX_IMG_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -153,13 +151,6 @@ def trunk_count(spec: TrunkSpec, img_size: int, counter: str = "fvcore") -> tupl
     skipped.merge(stem.skipped)
     skipped.merge(body.skipped)
     return Count(stem.params + body.params, stem.macs + body.macs, skipped), out
-
-
-def check_img_size(img_size: int) -> None:
-    if not MIN_IMG_SIZE <= img_size <= MAX_IMG_SIZE:
-        raise NhlError(
-            f"--img-size {img_size} is out of range ({MIN_IMG_SIZE}..{MAX_IMG_SIZE} pixels)"
-        )
 
 
 def level_node_counts(

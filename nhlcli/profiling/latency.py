@@ -1,13 +1,11 @@
-"""Measured wall-clock time per batch of the report's three models (these ARE allocated).
+"""Timing: wall-clock milliseconds per forward pass of built models, and their summary.
 
-The models are built first, each run `warmup` times, then timed **interleaved**: run r times the
-baseline, the full model and the cutout once each, so a change in the machine's load hits all of
-them alike (CUDA is synchronised around every run). Each model gets min / median / max ms per
-batch, its MAC rate (GMACs per second at that batch) and its efficiency: its rate over the
-baseline's. A wide spread (the slowest runs more than 25 % above the median) is reported as a
-warning: the machine was too busy to measure well. The full model is only built when its weights
-fit `max_params`; otherwise its row is skipped with a message and the cutout is built directly
-from the sub-tree (the same network a cutout produces).
+`time_interleaved` runs each model `warmup` times, then times them **interleaved**: run r of
+every model in turn, so a change in the machine's load hits all of them alike (CUDA and MPS are
+synchronised around every run). `summary` gives min / median / max ms and the spread (how far the
+slowest runs are above the median); a spread above `BUSY_SPREAD` means the machine was too busy
+to measure well. Which models are timed, and how the times join a profile, is
+`nhlcli.profiling.profile`'s business.
 """
 
 from __future__ import annotations
@@ -20,16 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.tree import Tree
-from nhlcli.model.presets import Preset, get_preset
-from nhlcli.profiling.report import baseline_for, tree_nodes_per_level
-
-MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
 
 
-def _check_counts(batch_size: int, runs: int, warmup: int) -> None:
+def check_counts(batch_size: int, runs: int, warmup: int) -> None:
     if batch_size < 1 or runs < 1 or warmup < 0:
         raise NhlError("--batch-size and --runs must be at least 1, --warmup at least 0")
 
@@ -68,7 +60,7 @@ def time_interleaved(
 ) -> dict[str, list[float]]:
     """Milliseconds per forward pass of each model, timed in turn (run r of every model, then
     run r + 1), after `warmup` untimed runs each; `progress(done, total)` after every run."""
-    _check_counts(batch_size, runs, warmup)
+    check_counts(batch_size, runs, warmup)
     runners = {role: _runner(m, batch_size, img_size, device) for role, m in models.items()}
     total = (runs + warmup) * len(runners)
     done = 0
@@ -102,82 +94,3 @@ def summary(times: Sequence[float]) -> dict[str, float]:
 
 
 BUSY_SPREAD = 0.25  # slowest-runs-above-median share beyond which a measurement is called noisy
-
-
-def measure_report_latency(
-    preset: Preset | str,
-    tree: Tree,
-    subset_class_ids: Sequence[str] | None = None,
-    img_size: int = 224,
-    batch_size: int = 8,
-    device: str = "cpu",
-    runs: int = 20,
-    warmup: int = 3,
-    max_params: int = MAX_LATENCY_PARAMS,
-    models: dict[str, nn.Module] | None = None,
-    baseline: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
-) -> dict[str, Any]:
-    """ms per batch of the baseline (k classes), the full model and its cutout, interleaved.
-
-    `models` may hold already built networks by role ("full", "cutout"; e.g. a loaded checkpoint
-    and its expert, moved to the device); missing ones are built with random weights (the same
-    computation).
-
-    Returns {"ms": {role: median | None}, "stats": {role: min/median/max/spread}, "device",
-    "batch_size", "runs", "warmup", "threads", "skipped": [why a row was not measured],
-    "noisy": [roles whose spread is wide]}.
-    """
-    from nhlcli.model.cutout import cutout
-    from nhlcli.model.network import build_model
-
-    p = get_preset(preset) if isinstance(preset, str) else preset
-    dev = resolve_device(device)
-    _check_counts(batch_size, runs, warmup)
-    skipped: list[str] = []
-    given = dict(models or {})
-    k = tree.num_classes
-    base = baseline_for(p, baseline)
-    built: dict[str, nn.Module] = {
-        "baseline": build_model(base, tree, img_size=img_size, device=dev)
-    }
-    full_params = p.params(tree_nodes_per_level(p, tree), k)
-    if "full" in given:
-        built["full"] = given["full"].to(dev)
-    elif full_params <= max_params:
-        built["full"] = build_model(p, tree, img_size=img_size, device=dev)
-    else:
-        skipped.append(
-            f"full {p.name}: not timed, {full_params / 1e6:,.0f} M parameters "
-            f"({full_params * 4 / 2**30:.1f} GiB of weights) exceed the {max_params / 1e6:,.0f} M "
-            "limit for allocating a model; time a smaller class set (e.g. imagenet100)"
-        )
-    if subset_class_ids is not None:
-        sub = tree.subtree(subset_class_ids, order="given")
-        sub_params = p.params(tree_nodes_per_level(p, sub), sub.num_classes)
-        if "cutout" in given:
-            built["cutout"] = given["cutout"].to(dev)
-        elif sub_params > max_params:
-            skipped.append(
-                f"cutout: not timed, {sub_params / 1e6:,.0f} M parameters exceed the "
-                f"{max_params / 1e6:,.0f} M limit; choose fewer classes"
-            )
-        elif "full" in built:
-            built["cutout"] = cutout(built["full"], list(subset_class_ids), "given")  # type: ignore[arg-type]
-        else:  # the full model is too large to allocate: build the same network directly
-            built["cutout"] = build_model(p, sub, img_size=img_size, device=dev)
-    times = time_interleaved(built, batch_size, img_size, dev, runs, warmup, progress)
-    stats = {role: summary(t) for role, t in times.items()}
-    roles = ["baseline", "full"] + (["cutout"] if subset_class_ids is not None else [])
-    return {
-        "ms": {role: stats[role]["median"] if role in stats else None for role in roles},
-        "stats": stats,
-        "device": str(dev),
-        "batch_size": batch_size,
-        "runs": runs,
-        "warmup": warmup,
-        "threads": torch.get_num_threads() if dev.type == "cpu" else None,
-        "statistic": "median ms per batch, models timed in turn",
-        "skipped": skipped,
-        "noisy": [role for role, st in stats.items() if st["spread"] > BUSY_SPREAD],
-    }

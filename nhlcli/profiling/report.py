@@ -20,8 +20,8 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.config import nodes_per_level
 from nhlcli.model.kinds import get_kind
-from nhlcli.model.network import levels_hint
 from nhlcli.model.presets import Preset, baseline_names, get_preset
 from nhlcli.profiling.compose import ModelProfile, PartProfile, compose_profile
 from nhlcli.profiling.counters import DEFAULT_COUNTER, check_counter, get_counter
@@ -48,15 +48,6 @@ def baseline_for(preset: Preset, baseline: str | None) -> str:
     if name not in known:
         raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(known)})")
     return name
-
-
-def tree_nodes_per_level(preset: Preset, tree: Tree) -> list[int]:
-    """Node counts per level the preset builds for this tree (checks the tree's depth)."""
-    if preset.head == "shared":
-        return [1] * len(preset.levels)
-    n = preset.num_levels
-    tree.require_levels(n, hint=levels_hint(preset))
-    return [len(tree.level(i)) for i in range(1, n + 1)]
 
 
 def reduction_pct(value: float, reference: float) -> float:
@@ -177,7 +168,7 @@ def profile_report(
     check_counter(counter)
     base_arch = baseline_for(p, baseline)
     k = tree.num_classes
-    full = compose_profile(p, tree_nodes_per_level(p, tree), k, img_size, counter)
+    full = compose_profile(p, nodes_per_level(p, tree), k, img_size, counter)
     base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
         ProfileRow("baseline", f"{base_arch} ({k} classes)", base),
@@ -187,7 +178,7 @@ def profile_report(
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
-        cut = compose_profile(p, tree_nodes_per_level(p, cut_tree), m, img_size, counter)
+        cut = compose_profile(p, nodes_per_level(p, cut_tree), m, img_size, counter)
         rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
     for r in rows:
         r.reduction_vs_full_pct = {
@@ -213,7 +204,7 @@ def profile_report(
 
 
 def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
-    """Put latencies measured by `latency.measure_report_latency` into the report's rows, with
+    """Put latencies measured by `profile.measure_report_latency` into the report's rows, with
     each row's MAC rate (GMACs/s at the timed batch) and efficiency (rate / the baseline's)."""
     per_role = latency["ms"]
     stats = latency.get("stats", {})
@@ -226,38 +217,4 @@ def attach_latency(report: Profile, latency: dict[str, Any]) -> Profile:
     for r in report.rows:
         r.efficiency = r.gmacs_per_s / base if r.gmacs_per_s and base else None
     report.latency = {k: v for k, v in latency.items() if k not in ("ms", "stats")}
-    return report
-
-
-def profile(
-    preset: Preset | str,
-    tree: Tree,
-    subset: Sequence[str] | None = None,
-    img_size: int = 224,
-    *,
-    latency: bool = False,
-    batch_size: int = 8,
-    runs: int = 20,
-    warmup: int = 3,
-    device: str = "cpu",
-    models: dict[str, Any] | None = None,
-    counter: str = DEFAULT_COUNTER,
-    baseline: str | None = None,
-    progress: Any = None,
-) -> Profile:
-    """The profile (baseline / full / cutout), with measured latency when asked.
-
-    `models`: already built networks to time by role ("full", "cutout"), e.g. a checkpoint and its
-    expert; the others are built for timing. `counter`, `baseline`: as `profile_report`.
-    """
-    report = profile_report(preset, tree, subset, img_size, counter=counter, baseline=baseline)
-    if latency:
-        from nhlcli.profiling.latency import measure_report_latency
-
-        measured = measure_report_latency(
-            preset, tree, subset, img_size, batch_size, device, runs, warmup, models=models,
-            baseline=report.baseline,
-            progress=progress,
-        )  # fmt: skip
-        attach_latency(report, measured)
     return report

@@ -18,7 +18,7 @@ def flat_tree(classes: ClassSet) -> Tree:
     )
 
 
-def model_tree(preset: Preset, tree_spec: str | None, classes_spec: str | None) -> Tree:
+def tree_for_preset(preset: Preset, tree_spec: str | None, classes_spec: str | None) -> Tree:
     """The model's tree: `--tree`, or for one-level presets a flat tree of `--classes`."""
     if tree_spec is not None:
         return resolve_tree(tree_spec)

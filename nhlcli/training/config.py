@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError
+from nhlcli.model.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from nhlcli.setting_fields import SettingSpec, setting, specs_of
 from nhlcli.textio import read_text
 
@@ -107,8 +108,8 @@ class TrainConfig:
         None, "Data loader workers [CPU cores - 1, at most 8].", low=0, high=256, resumable=True
     )
     device: str | None = setting(None, "cpu, cuda, cuda:N [cuda when available].", resumable=True)
-    img_size: int = setting(  # nhlcli.model.network.MIN_IMG_SIZE / MAX_IMG_SIZE
-        224, "Training resolution in pixels.", low=32, high=1024
+    img_size: int = setting(
+        224, "Training resolution in pixels.", low=MIN_IMG_SIZE, high=MAX_IMG_SIZE
     )
     randaugment_n: int = setting(2, "RandAugment operations per image, 0 = off.", low=0, high=16)
     randaugment_m: int = setting(

@@ -21,7 +21,7 @@ from torch import nn
 
 from nhlcli.data.mixing import mixed_loss
 from nhlcli.errors import NhlError
-from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
+from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.training.distributed import all_reduce_sum
 from nhlcli.training.progress import TrainReporter
 from nhlcli.training.setup import TrainingRun

@@ -1,7 +1,8 @@
-"""Run directories: naming, args.yaml, results.csv and results.png.
+"""Training run directories: naming, lock, args.yaml, results.csv and results.png.
 
-The same naming serves evaluation (`runs/eval/NAME`) and prediction outputs (`runs/predict/NAME`).
-`runs/train/exp` is used when free; otherwise `exp-2`, `exp-3`, … (or `exp` itself with exist_ok).
+`runs/train/exp` is used when free; otherwise `exp-2`, `exp-3`, … (or `exp` itself with exist_ok):
+the numbering of every output folder (`nhlcli.rundirs.numbered_dir`, which evaluation and
+prediction use too); a run's folder left before its first checkpoint is taken over.
 Every file is written atomically and rewritten whole after each epoch, so results.csv always agrees
 with a complete checkpoint: on resume, rows after the checkpoint's epoch are dropped.
 """
@@ -13,7 +14,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,8 @@ from typing import Any
 import yaml
 
 from nhlcli.errors import NhlError, write_reason
-from nhlcli.fileio import (
-    check_output,
-    keep_outputs,
-    note_created,
-    write_bytes_atomic,
-)
+from nhlcli.fileio import keep_outputs, write_bytes_atomic
+from nhlcli.rundirs import numbered_dir
 from nhlcli.textio import read_text
 
 ARGS_FILE = "args.yaml"
@@ -51,32 +48,6 @@ RESULT_COLUMNS = (
 
 INCOMPLETE_FILE = ".incomplete"  # present until the run's first checkpoint is written
 LOCK_FILE = ".lock"  # flock-ed by the process training in the run directory
-
-
-def numbered_dir(
-    project: str | Path,
-    name: str,
-    exist_ok: bool = False,
-    reusable: Callable[[Path], bool] | None = None,
-) -> Path:
-    """Create and return `project/name`, or `name-2`, `name-3`, … when taken (exist_ok: `name`
-    itself); a taken directory for which `reusable` says True is used again."""
-    base = Path(project)
-    candidate = base / name
-    if not exist_ok:
-        n = 2
-        while candidate.exists() and not (reusable is not None and reusable(candidate)):
-            candidate = base / f"{name}-{n}"
-            n += 1
-    check_output(candidate, whole_dir=True)
-    existed = candidate.exists()
-    try:
-        candidate.mkdir(parents=True, exist_ok=exist_ok or existed)
-    except OSError as e:
-        raise NhlError(f"cannot create output directory {candidate}: {e.strerror or e}") from None
-    if not existed:
-        note_created(candidate)  # an interrupted command removes it again
-    return candidate
 
 
 def new_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:

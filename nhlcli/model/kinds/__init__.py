@@ -10,8 +10,10 @@ loader ask the kind; none of them names a kind.
 
 A kind's module ends with one line, ``KIND = register_kind(MyKind())``. The built-in kinds are
 listed in `BUILTIN_KINDS` and imported on first use (`get_kind`), so `nhlcli.model.presets` stays
-pure data (no torch); a kind defined elsewhere (a plugin, a test) is usable once registered, and
-`unregister_kind` removes it again.
+pure data; `get_formula(name)` answers a kind's formulas (`params`, `out_size`, `stem_params`,
+`stem_out`, `attention_channels`) without torch for the built-in kinds (`formulas.py`, which their
+modules subclass), so parameter counts never import torch; a kind defined elsewhere (a plugin, a
+test) is usable once registered, and `unregister_kind` removes it again.
 """
 
 from __future__ import annotations
@@ -168,6 +170,19 @@ def unregister_kind(name: str) -> None:
 def kind_names() -> list[str]:
     """The names of the kinds specs may use: the built-in ones, then those registered."""
     return [*BUILTIN_KINDS, *(n for n in _REGISTRY if n not in BUILTIN_KINDS)]
+
+
+def get_formula(name: str) -> Any:
+    """The formulas of kind `name` (parameters, sizes, stem, attention channels): a registered
+    kind itself, a built-in kind's torch-free formula (`formulas.py`) before its module is
+    imported."""
+    from nhlcli.model.kinds.formulas import FORMULAS
+
+    kind = _REGISTRY.get(name)
+    if kind is not None:
+        return kind
+    formula = FORMULAS.get(name)
+    return formula if formula is not None else get_kind(name)
 
 
 def get_kind(name: str) -> Any:

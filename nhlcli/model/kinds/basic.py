@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import register_kind
+from nhlcli.model.kinds.formulas import BasicFormula
 from nhlcli.model.kinds.resnet_common import (
     ResNetKindBase,
     grouped_projection,
     projection,
-    projection_params,
 )
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring
 from nhlcli.model.presets import BlockSpec
@@ -89,23 +89,17 @@ class GroupedBasicBlock(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-class BasicKind(ResNetKindBase):
+class BasicKind(BasicFormula, ResNetKindBase):
     name = "basic"
     residual_norm = "bn2"
     residual_blocks = (BasicBlock, GroupedBasicBlock)
     attention = "the output of the first block's first 3x3 convolution, after BN and ReLU"
-
-    def params(self, spec: BlockSpec) -> int:
-        return 9 * spec.cin * spec.cout + 9 * spec.cout**2 + 4 * spec.cout + projection_params(spec)
 
     def single(self, spec: BlockSpec) -> nn.Module:
         return BasicBlock(spec)
 
     def grouped_block(self, spec: BlockSpec, n: int, wiring: Wiring | None) -> nn.Module:
         return GroupedBasicBlock(spec, n, wiring)
-
-    def attention_channels(self, spec: BlockSpec) -> int:
-        return spec.cout
 
 
 KIND = register_kind(BasicKind())

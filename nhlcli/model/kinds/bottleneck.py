@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import register_kind
+from nhlcli.model.kinds.formulas import BottleneckFormula
 from nhlcli.model.kinds.resnet_common import (
     ResNetKindBase,
     grouped_projection,
     projection,
-    projection_params,
 )
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring, read_parents
 from nhlcli.model.presets import BlockSpec
@@ -107,7 +107,7 @@ class GroupedBottleneck(nn.Module):
         return F.relu(out + identity, inplace=True)
 
 
-class BottleneckKind(ResNetKindBase):
+class BottleneckKind(BottleneckFormula, ResNetKindBase):
     name = "bottleneck"
     residual_norm = "bn3"
     residual_blocks = (Bottleneck, GroupedBottleneck)
@@ -115,19 +115,11 @@ class BottleneckKind(ResNetKindBase):
         "the output of the first block's 3x3 convolution, after its BN and ReLU (mid channels)"
     )
 
-    def params(self, spec: BlockSpec) -> int:
-        p = spec.cin * spec.mid + 9 * spec.mid**2 + spec.mid * spec.cout
-        p += 2 * (2 * spec.mid + spec.cout)  # BN weight + bias
-        return p + projection_params(spec)
-
     def single(self, spec: BlockSpec) -> nn.Module:
         return Bottleneck(spec)
 
     def grouped_block(self, spec: BlockSpec, n: int, wiring: Wiring | None) -> nn.Module:
         return GroupedBottleneck(spec, n, wiring)
-
-    def attention_channels(self, spec: BlockSpec) -> int:
-        return spec.mid
 
 
 KIND = register_kind(BottleneckKind())

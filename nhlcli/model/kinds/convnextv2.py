@@ -47,12 +47,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind, WeightLayout, register_kind
+from nhlcli.model.kinds.formulas import CONVNEXT_STEM_CHANNELS, ConvNeXtV2Formula
 from nhlcli.model.levels import LevelScales, Wiring, parent_convs, prepared
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 EPS = 1e-6  # LayerNorm and GRN epsilon (timm's ConvNeXt)
-STEM_CHANNELS = 96
-STEM_PARAMS = 3 * STEM_CHANNELS * 16 + STEM_CHANNELS + 2 * STEM_CHANNELS  # conv 4x4/4 + LN2d
+STEM_CHANNELS = CONVNEXT_STEM_CHANNELS
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -370,7 +370,7 @@ OFFICIAL_CONVNEXTV2 = WeightLayout(
 )
 
 
-class ConvNeXtV2Kind(BlockKind):
+class ConvNeXtV2Kind(ConvNeXtV2Formula, BlockKind):
     name = "convnextv2"
     attention = (
         "the output of the first block's LayerNorm (after the depthwise 7x7 conv, before the "
@@ -379,20 +379,6 @@ class ConvNeXtV2Kind(BlockKind):
     baseline = "convnextv2-tiny"
     weight_layouts = (TIMM_CONVNEXTV2, OFFICIAL_CONVNEXTV2)
     head_weights = {"fc": "head.fc.", "head_norm": "head.norm."}  # noqa: RUF012 (read-only data)
-
-    def params(self, spec: BlockSpec) -> int:
-        d, hid = spec.cout, spec.mid
-        p = 49 * d + d + 2 * d + d * hid + hid + 2 * hid + hid * d + d
-        if spec.layer_scale:
-            p += d
-        if spec.projection:
-            k = max(spec.stride, 1)
-            p += 2 * spec.cin + spec.cin * d * k * k + d
-        return p
-
-    def out_size(self, spec: BlockSpec, h: int, w: int) -> tuple[int, int]:
-        s = max(spec.stride, 1)  # unpadded s x s conv at stride s
-        return h // s, w // s
 
     def single(self, spec: BlockSpec) -> nn.Module:
         stage = ConvNeXtStage(spec.cin, spec.cout, spec.stride, 1, spec.mid, spec.layer_scale)
@@ -413,17 +399,8 @@ class ConvNeXtV2Kind(BlockKind):
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return ConvNeXtTrunk(spec)
 
-    def stem_params(self) -> int:
-        return STEM_PARAMS
-
     def stem(self) -> nn.Module:
         return ConvNeXtTrunk(TrunkSpec("stem", ()))
-
-    def stem_out(self, img_size: int) -> tuple[int, int]:
-        return STEM_CHANNELS, img_size // 4
-
-    def attention_channels(self, spec: BlockSpec) -> int:
-        return spec.cout
 
     def head_norm(self, channels: int) -> nn.LayerNorm:
         """timm's NormMlpClassifierHead norm (its LayerNorm subclass: thop does not count it)."""

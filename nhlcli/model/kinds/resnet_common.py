@@ -15,21 +15,15 @@ import torch
 from torch import nn
 
 from nhlcli.model.kinds import BlockKind, WeightLayout
+from nhlcli.model.kinds.formulas import ResNetFormula
 from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
 from nhlcli.model.presets import BlockSpec, TrunkSpec
-
-STEM_PARAMS = 3 * 64 * 49 + 2 * 64  # conv 7x7/2 3->64 (no bias) + BN
 
 TORCHVISION_RESNET = WeightLayout(
     "torchvision-resnet",
     "a torchvision ResNet (conv1.weight, layer1.0.conv1.weight, ...)",
     ("conv1.weight", "layer1.0.conv1.weight"),
 )
-
-
-def conv_out(size: int, stride: int) -> int:
-    """Spatial size after a padded stride-s ResNet layer (3x3 pad 1, 1x1, 7x7 pad 3, max pool)."""
-    return (size - 1) // stride + 1
 
 
 def projection(spec: BlockSpec) -> nn.Sequential | None:
@@ -40,11 +34,6 @@ def projection(spec: BlockSpec) -> nn.Sequential | None:
         nn.Conv2d(spec.cin, spec.cout, 1, stride=spec.stride, bias=False),
         nn.BatchNorm2d(spec.cout),
     )
-
-
-def projection_params(spec: BlockSpec) -> int:
-    """Parameters of `projection` (0 without one)."""
-    return spec.cin * spec.cout + 2 * spec.cout if spec.projection else 0
 
 
 def grouped_projection(spec: BlockSpec, n: int) -> nn.Sequential | None:
@@ -94,15 +83,13 @@ class ResNetNode(nn.Module):
         return x
 
 
-class ResNetKindBase(BlockKind):
-    """What both ResNet kinds share (stem, trunk, node, level, output size, pretrained layout)."""
+class ResNetKindBase(ResNetFormula, BlockKind):
+    """What both ResNet kinds share (stem, trunk, node, level, pretrained layout; formulas:
+    `ResNetFormula`)."""
 
     baseline = "resnet50"
     weight_layouts = (TORCHVISION_RESNET,)
     head_weights = {"fc": "fc."}  # noqa: RUF012 (read-only data)
-
-    def out_size(self, spec: BlockSpec, h: int, w: int) -> tuple[int, int]:
-        return conv_out(h, spec.stride), conv_out(w, spec.stride)
 
     def node(self, specs: Sequence[BlockSpec]) -> nn.Module:
         return ResNetNode([self.single(s) for s in specs])
@@ -113,14 +100,8 @@ class ResNetKindBase(BlockKind):
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return Trunk(spec)
 
-    def stem_params(self) -> int:
-        return STEM_PARAMS
-
     def stem(self) -> nn.Module:
         return Trunk(TrunkSpec("stem", ()))
-
-    def stem_out(self, img_size: int) -> tuple[int, int]:
-        return 64, conv_out(conv_out(img_size, 2), 2)
 
     def init_trunk(self, trunk: nn.Module) -> None:
         """torchvision's ResNet init: kaiming normal (fan_out) convs, BN weight 1 and bias 0."""

@@ -109,14 +109,14 @@ def resolve_cues(
     per_cue: list[list[CueMatch]] = []
     notes: list[str] = []
     if source == "wordnet":
-        from nhlcli.experts.cues_wordnet import WordNetCues
+        from nhlcli.cues.wordnet import WordNetCues
 
         resolver = WordNetCues(tree)
         per_cue = [resolver.resolve(c) for c in cleaned]
     else:
         if llm is None or not llm.model:
             raise NhlError("--cue-source llm needs a chat model: pass --llm-model NAME")
-        from nhlcli.experts.cues_llm import resolve_llm_cues
+        from nhlcli.cues.llm import resolve_llm_cues
 
         found, notes = resolve_llm_cues(cleaned, tree, llm)
         per_cue = found

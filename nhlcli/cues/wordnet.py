@@ -1,12 +1,12 @@
-"""Cues resolved offline with WordNet (see `nhlcli.experts.cues` for the rules)."""
+"""Cues resolved offline with WordNet (see `nhlcli.cues.resolve` for the rules)."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from nhlcli.cues.resolve import CueMatch, no_match_error
 from nhlcli.errors import NhlError
-from nhlcli.experts.cues import CueMatch, no_match_error
 from nhlcli.hierarchy.classsets import SYNSET_RE, WNID_RE, imagenet, normalize_name
 from nhlcli.hierarchy.tree import Tree
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from nhlcli.experts.cues import CueMatch, no_match_error
+from nhlcli.cues.resolve import CueMatch, no_match_error
 from nhlcli.hierarchy.llm.repair import Request
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.tree import Tree
