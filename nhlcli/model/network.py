@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.config import MODEL_FORMAT, check_img_size, level_node_ids
 from nhlcli.model.kinds import HEAD_NORM_EPS, get_kind
