@@ -103,7 +103,7 @@ def run_inference(
     on_batch: Callable[[int], None] | None = None,
 ) -> InferenceResult:
     """Predictions over `nhlcli.data.dataset.Batch` batches; with oracle scales, one per scale."""
-    model.eval()
+    model.prepare_inference()
     normalize = Normalize().to(device)
     sub = torch.tensor(list(subset), device=device) if subset is not None else None
     labels_all: list[torch.Tensor] = []

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-    from nhlcli.model.levels import Wiring
+    from nhlcli.model.grouped_ops import Wiring
     from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 KIND_MODULES = {
