@@ -249,7 +249,7 @@ class GroupedConv(nn.Module):
         w = self.weight if nodes is None else nodes.rows(self, "weight")
         count = w.shape[0]
         w = w.reshape(count * self.cout, self.cin, self.kernel, self.kernel)
-        b = self.bias
+        b: torch.Tensor | None = self.bias
         if b is not None:
             b = (b if nodes is None else nodes.rows(self, "bias")).reshape(-1)
         return F.conv2d(x, w, b, self.stride, self.padding, 1, count)
