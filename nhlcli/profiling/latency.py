@@ -15,18 +15,16 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
 from nhlcli.devices import resolve_device
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.report import BASELINE_ARCH, tree_nodes_per_level
-
-if TYPE_CHECKING:
-    from nhlcli.model.network import HierNet
 
 MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
 
@@ -43,9 +41,15 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _runner(model: HierNet, batch_size: int, img_size: int, device: torch.device) -> Any:
-    """A function that runs one timed forward pass of `model` and returns its milliseconds."""
-    model.prepare_inference()
+def _runner(model: nn.Module, batch_size: int, img_size: int, device: torch.device) -> Any:
+    """A function that runs one timed forward pass of `model` (a network is prepared for
+    inference first, `HierNet.prepare_inference`) and returns its milliseconds."""
+    from nhlcli.model.network import HierNet
+
+    if isinstance(model, HierNet):
+        model.prepare_inference()
+    else:
+        model.eval()
     x = torch.randn(batch_size, 3, img_size, img_size, device=device)
 
     def run() -> float:
@@ -60,7 +64,7 @@ def _runner(model: HierNet, batch_size: int, img_size: int, device: torch.device
 
 
 def time_interleaved(
-    models: dict[str, HierNet],
+    models: dict[str, nn.Module],
     batch_size: int,
     img_size: int,
     device: torch.device,
@@ -116,7 +120,7 @@ def measure_report_latency(
     runs: int = 20,
     warmup: int = 3,
     max_params: int = MAX_LATENCY_PARAMS,
-    models: dict[str, HierNet] | None = None,
+    models: dict[str, nn.Module] | None = None,
     baseline: str = BASELINE_ARCH,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
@@ -139,7 +143,7 @@ def measure_report_latency(
     skipped: list[str] = []
     given = dict(models or {})
     k = tree.num_classes
-    built: dict[str, HierNet] = {
+    built: dict[str, nn.Module] = {
         "baseline": build_model(baseline, tree, img_size=img_size, device=dev)
     }
     full_params = p.params(tree_nodes_per_level(p, tree), k)
@@ -164,7 +168,7 @@ def measure_report_latency(
                 f"{max_params / 1e6:,.0f} M limit; choose fewer classes"
             )
         elif "full" in built:
-            built["cutout"] = cutout(built["full"], list(subset_class_ids), "given")
+            built["cutout"] = cutout(built["full"], list(subset_class_ids), "given")  # type: ignore[arg-type]
         else:  # the full model is too large to allocate: build the same network directly
             built["cutout"] = build_model(p.name, sub, img_size=img_size, device=dev)
     times = time_interleaved(built, batch_size, img_size, dev, runs, warmup, progress)
