@@ -50,6 +50,7 @@ __all__ = [
     "load_model",
     "load_tree",
     "predict",
+    "prepare",
     "profile",
     "save_model",
     "select_classes",
@@ -249,6 +250,13 @@ def cutout(
 
         expert = fuse_model(expert)
     return expert
+
+
+def prepare(model: HierNet) -> HierNet:
+    """`model` in eval mode, prepared for inference (`HierNet.prepare_inference`): the weights
+    its levels derive from their parameters are made once, not on every forward. `train()` ends
+    it; after writing weights in place without gradients, prepare again."""
+    return model.prepare_inference()
 
 
 # ----------------------------------------------------------------------------------- measurement

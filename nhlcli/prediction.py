@@ -133,7 +133,7 @@ class TorchPredictor(Predictor):
 
     def __init__(self, source: str, model: Any, img_size: int, device: torch.device) -> None:
         super().__init__(source, model.class_ids, [c.name for c in model.tree.classes], img_size)
-        self.model = model.to(device).eval()
+        self.model = model.to(device).prepare_inference()
         self.device = device
         if model.attention_level is not None:
             self.attention = {"level": model.attention_level, "scales": dict(model.attention)}

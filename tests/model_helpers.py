@@ -38,6 +38,13 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
                     t.copy_(torch.rand(t.shape, generator=g) + 0.5)
 
 
+def set_chunks(model: torch.nn.Module, chunk_bytes: int | None) -> None:
+    """Every level on CPU chunks of about `chunk_bytes` (None: whole levels)."""
+    from nhlcli.model.execution import CpuChunks, WholeLevel, set_execution
+
+    set_execution(model, lambda: WholeLevel() if chunk_bytes is None else CpuChunks(chunk_bytes))
+
+
 def images(n: int = 2, size: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import images, logits, named_tree, randomize_bn, tiny_preset
+from model_helpers import images, logits, named_tree, randomize_bn, set_chunks, tiny_preset
 
 from nhlcli.errors import NhlError
 from nhlcli.model.attention import affected_nodes, clear_attention, parse_attend, set_attention
@@ -61,8 +61,7 @@ def test_superclass_at_level_one_changes_all_its_classes() -> None:
 @pytest.mark.parametrize("level", [2, 3])
 def test_attention_equals_per_branch_reference(chunk_bytes: int | None, level: int) -> None:
     m = model()
-    for lv in m.levels:
-        lv.cpu_chunk_bytes = chunk_bytes
+    set_chunks(m, chunk_bytes)
     set_attention(m, {"domestic cat": 1.5, "beagle": 0.7}, level=level)
     ref = PerBranchNet.from_model(m)
     x = images(2, 32)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import SHARED_DATA
-from model_helpers import images, logits, randomize_all, tiny_convnext_preset
+from model_helpers import images, logits, randomize_all, set_chunks, tiny_convnext_preset
 
 from nhlcli.checkpoint import load_model, save_model
 from nhlcli.exporters import export_model
@@ -143,14 +143,14 @@ def test_grouped_levels_equal_per_branch_reference(counts: tuple[int, ...]) -> N
 
 @pytest.mark.parametrize("train", [False, True])
 def test_image_groups_give_the_same_logits_and_gradients(train: bool) -> None:
-    """CPU image groups (`levels.image_spans`) are exact for ConvNeXt in both modes."""
+    """CPU image groups (`execution.CpuChunks`) are exact for ConvNeXt in both modes."""
     model = tiny_model((3, 5, 9)).train(train)
     x = images(3, 32)
     results = []
     for chunk_bytes in (None, 1):  # the whole batch at once, then one image at a time
-        for level in model.levels:
-            level.cpu_chunk_bytes = chunk_bytes
-        assert len(model.levels[2].image_groups(x)) == (1 if chunk_bytes is None else 3)
+        set_chunks(model, chunk_bytes)
+        level = model.levels[2]
+        assert len(level.execution.partition(level, x).images) == (1 if chunk_bytes is None else 3)
         model.zero_grad()
         out = model(x)
         out.square().sum().backward()

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from model_helpers import images, logits, named_tree, randomize_bn, tiny_preset
+from model_helpers import images, logits, named_tree, randomize_bn, set_chunks, tiny_preset
 
 from nhlcli.errors import NhlError
 from nhlcli.model.attention import set_attention
@@ -48,8 +48,7 @@ def test_cutout_logits_equal_full_logits(
 ) -> None:
     counts, seed, subset, order, chunk_bytes = case
     model = tiny_model(counts, seed)
-    for level in model.levels:
-        level.cpu_chunk_bytes = chunk_bytes
+    set_chunks(model, chunk_bytes)
     ids = [model.class_ids[i] for i in subset]
     expert = cutout(model, ids, order=order)
     expected_ids = ids if order == "given" else sorted(ids, key=model.tree.class_index)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import images, logits, randomize_bn, tiny_preset
+from model_helpers import images, logits, randomize_bn, set_chunks, tiny_preset
 
 import nhlcli as nhl
 from nhlcli.errors import NhlError
@@ -33,8 +33,7 @@ def batch_norms(model: torch.nn.Module) -> int:
 @pytest.mark.parametrize("chunk_bytes", [None, 1])
 def test_fused_logits_equal_unfused(chunk_bytes: int | None) -> None:
     model = tiny_model()
-    for level in model.levels:
-        level.cpu_chunk_bytes = chunk_bytes
+    set_chunks(model, chunk_bytes)
     fused = fuse(model)
     assert fused.fused and not model.fused and batch_norms(model) > 0
     assert batch_norms(fused) == 0 and sum(isinstance(m, Folded) for m in fused.modules()) > 0

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 
 import pytest
 import torch
-from model_helpers import images, logits, randomize_bn, tiny_preset
+from model_helpers import images, logits, randomize_bn, set_chunks, tiny_preset
 
 from nhlcli.errors import NhlError
-from nhlcli.model.levels import Wiring, clear_prepared
+from nhlcli.model.grouped_ops import Wiring
 from nhlcli.model.network import HierNet, build_model
 from nhlcli.model.rebuild import model_from_config
 from nhlcli.model.reference import PerBranchNet, synthetic_tree
@@ -28,11 +29,6 @@ def assert_close(a: torch.Tensor, b: torch.Tensor) -> None:
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
-def set_chunks(model: HierNet, chunk_bytes: int | None) -> None:
-    for level in model.levels:
-        level.cpu_chunk_bytes = chunk_bytes
-
-
 @pytest.mark.parametrize("counts", SHAPES)
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("chunk_bytes", [None, 1, 3000])  # whole levels, one node, a few nodes
@@ -46,9 +42,12 @@ def test_grouped_equals_per_branch_on_tiny_preset(
     set_chunks(model, chunk_bytes)
     model.train(train)
     if chunk_bytes == 1:
-        assert len(model.levels[2].chunks(torch.zeros(3, 8, 4, 4))) == counts[2]
-        # eval mode also runs the batch one image at a time; training keeps the whole batch
-        assert len(model.levels[2].image_groups(torch.zeros(3, 8, 4, 4))) == (1 if train else 3)
+        level, h = model.levels[2], torch.zeros(3, 8, 4, 4)
+        part = level.execution.partition(level, h)
+        assert len(part.nodes) == counts[2]
+        # eval mode also runs the batch in groups of images where the nodes read different
+        # parents; training, and a level reading one shared input, keep the whole batch
+        assert len(part.images) == (1 if train or level.wiring.n_inputs == 1 else 3)
     ref = PerBranchNet.from_model(model)
     x = images(3, 32)
     assert_close(logits(model, x), logits(ref, x))
@@ -127,13 +126,15 @@ def _edges_into(root: torch.autograd.graph.Node) -> dict[int, int]:
 
 
 @pytest.mark.parametrize("chunk_bytes", [None, 1])
-def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: int | None) -> None:
-    """Bucket-ordered weights are kept across no-grad forwards: an optimizer step, a
-    load_state_dict and a change through .data (with clear_prepared) must all be seen."""
+def test_prepared_weights_follow_every_workflow(chunk_bytes: int | None) -> None:
+    """`prepare_inference` keeps derived weights (bucket order) across no-grad forwards; an
+    optimizer step (eval mode, no switch), train(), load_state_dict, .to() and a re-prepare
+    after a .data write must all be seen, and eval() on a prepared model keeps them."""
     torch.manual_seed(0)
     model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32)
     set_chunks(model, chunk_bytes)
     x = images(3, 32)
+    level = model.levels[2]
 
     def fresh() -> torch.Tensor:  # the same weights in a model that never ran
         other = HierNet(tiny_preset(3), model.tree, img_size=32)
@@ -142,12 +143,17 @@ def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: i
         with torch.no_grad():
             return other.eval()(x)
 
-    model.eval()
+    assert model.prepare_inference() is model and not model.training and level.prepared
     with torch.no_grad():
         first = model(x)
-    if chunk_bytes is None:  # whole levels read their parents by fanout bucket: kept
-        assert model.levels[2].prepared_memo.entries
+    kept = level._prepared.ranges
+    assert kept and (chunk_bytes or kept[0]._derived)  # whole: bucket-ordered weights kept
+    model.eval()  # users call it often: the preparation stays
+    with torch.no_grad():
+        assert_close(model(x), first)
+    assert level.prepared and level._prepared.ranges is kept
     assert_close(first, fresh())
+
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     model(x).square().sum().backward()  # eval mode, gradients on: nothing kept is used
     opt.step()  # in place, without a mode switch
@@ -155,22 +161,62 @@ def test_weights_derived_for_inference_follow_every_weight_change(chunk_bytes: i
         stepped = model(x)
     assert not torch.allclose(stepped, first)
     assert_close(stepped, fresh())
+
+    model.train()  # training ends the preparation
+    assert not level.prepared
+    opt.zero_grad()
+    model(x).square().sum().backward()
+    torch.optim.SGD(model.parameters(), lr=0.01).step()
+    model.eval()
+    with torch.no_grad():
+        assert_close(model(x), fresh())
+
+    model.prepare_inference()
+    with torch.no_grad():
+        model(x)
     state = {k: v * 0.5 if v.is_floating_point() else v for k, v in model.state_dict().items()}
     model.load_state_dict(state)
     with torch.no_grad():
         assert_close(model(x), fresh())
-    for p in model.parameters():
-        p.data.mul_(1.5)  # invisible to version counters
-    clear_prepared(model)
+    model.double().float()  # moved and back: what was kept is made again
     with torch.no_grad():
         assert_close(model(x), fresh())
+    for p in model.parameters():
+        p.data.mul_(1.5)  # written in place without gradients: prepare again
+    model.prepare_inference()
+    with torch.no_grad():
+        assert_close(model(x), fresh())
+    copied = copy.deepcopy(model)
+    assert model.levels[2].prepared and not copied.levels[2].prepared
+
+
+def test_prepared_weights_are_not_in_the_state_dict() -> None:
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32)
+    keys = set(model.state_dict())
+    with torch.no_grad():
+        model.prepare_inference()(images(2, 32))
+    assert set(model.state_dict()) == keys
+
+
+def test_compiled_levels_equal_whole_levels() -> None:
+    from nhlcli.model.execution import Compiled, set_execution
+
+    torch.manual_seed(0)
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32).eval()
+    randomize_bn(model)
+    x = images(3, 32)
+    set_chunks(model, None)
+    want = logits(model, x)
+    set_execution(model, Compiled)
+    assert_close(logits(model, x), want)
 
 
 def test_torch_compile_of_a_chunked_model_in_eval_without_gradients() -> None:
-    """The kept derived weights are keyed by storage: a compiled graph (fake tensors, no storage)
-    must make them instead (Inductor failed with "Cannot convert expression to float")."""
+    """A compiled graph (fake tensors) runs whole levels and makes derived weights itself, also
+    for a prepared model (Inductor once failed with "Cannot convert expression to float")."""
     torch.manual_seed(0)
-    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32).eval()
+    model = HierNet(tiny_preset(3), synthetic_tree([2, 5, 9], seed=4), img_size=32)
+    model.prepare_inference()
     set_chunks(model, 1)
     x = images(3, 32)
     with torch.no_grad():
@@ -182,7 +228,8 @@ def test_a_traced_model_keeps_a_dynamic_batch_with_image_groups() -> None:
     torch.manual_seed(0)
     model = HierNet(tiny_preset(3), synthetic_tree([2, 4, 7], seed=3), img_size=32).eval()
     set_chunks(model, 1)  # eager eval: one image per group
-    assert len(model.levels[2].image_groups(torch.zeros(3, 8, 4, 4))) == 3
+    level = model.levels[2]
+    assert len(level.execution.partition(level, torch.zeros(3, 8, 4, 4)).images) == 3
     with torch.no_grad():
         traced = torch.jit.trace(model, images(2, 32))
         x = images(5, 32)
@@ -196,13 +243,13 @@ def test_chunked_level_backward_is_linear(chunk_bytes: int | None) -> None:
     torch.manual_seed(0)
     model = HierNet(tiny_preset(3), synthetic_tree([3, 5, 11], seed=5), img_size=32)
     level = model.levels[2]
-    level.cpu_chunk_bytes = chunk_bytes
+    set_chunks(model, chunk_bytes)
     model.train()
     x = torch.randn(2, level.wiring.n_inputs * level.specs[0].cin, 4, 4, requires_grad=True)
     if chunk_bytes == 1:
-        assert len(level.chunks(x)) == level.n
+        assert len(level.execution.partition(level, x).nodes) == level.n
     edges = _edges_into(level(x).grad_fn)
-    level.cpu_chunk_bytes = None
+    set_chunks(model, None)
     assert edges[id(x)] <= _edges_into(level(x).grad_fn)[id(x)] <= 2
     params = list(level.parameters())
     assert params and all(edges[id(p)] == 1 for p in params)
@@ -221,7 +268,7 @@ def test_wiring_buckets_by_fanout() -> None:
 
 
 def test_parent_conv_reads_parents_without_replication() -> None:
-    from nhlcli.model.levels import GroupedConv
+    from nhlcli.model.grouped_ops import GroupedConv
 
     torch.manual_seed(0)
     w = Wiring([2, 0, 2, 1, 2, 0], 3)

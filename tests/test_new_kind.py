@@ -32,7 +32,8 @@ from nhlcli.model.kinds import (
     register_kind,
     unregister_kind,
 )
-from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, LevelScales, Wiring
+from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv, NodeRange, Wiring
+from nhlcli.model.levels import Level
 from nhlcli.model.network import HierNet, build_model, zero_init_residual
 from nhlcli.model.presets import (
     BlockSpec,
@@ -111,21 +112,24 @@ class GroupedPlainBlock(nn.Module):
         return F.relu(out + x if self.residual else out)
 
 
-class PlainLevel(LevelScales):
+class PlainLevel(Level):
     """All n nodes of a level at once: each node's parent slice gathered, then grouped blocks."""
 
     def __init__(self, specs: Sequence[BlockSpec], wiring: Wiring) -> None:
         super().__init__()
         self.specs, self.wiring, self.n = tuple(specs), wiring, wiring.n
         self.blocks = nn.ModuleList(GroupedPlainBlock(s, self.n) for s in specs)
-        self._init_scales()
 
-    def _group_image_bytes(self, x: torch.Tensor) -> int | None:
-        return None  # the whole batch at once
+    def node_image_bytes(self, x: torch.Tensor) -> int:
+        return max(s.cout for s in self.specs) * x.shape[-2] * x.shape[-1] * x.element_size()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self._scale_tensor(x.device)
-        h = self.wiring.gather(x)
+    def images_independent(self) -> bool:
+        return not self.training  # batch norm in training mode needs the whole batch
+
+    def run_nodes(
+        self, x: torch.Tensor, nodes: NodeRange, scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        h = x if nodes.wiring is None else nodes.wiring.gather(x)
         for i, block in enumerate(self.blocks):
             h = block(h, scale if i == 0 else None)
         return h

@@ -100,7 +100,7 @@ def collect_evidence(
     if on_start is not None:
         on_start(min(len(folder), n_batches * batch_size))
     k = net.num_classes
-    net = net.to(dev).eval()
+    net = net.to(dev).prepare_inference()
     normalize = Normalize().to(dev)
     subset = torch.tensor(idx, device=dev) if classes is not None else None
     sums: torch.Tensor | None = None

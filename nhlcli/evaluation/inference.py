@@ -107,7 +107,7 @@ def run_inference(
 
     The first batch with a NaN or inf logit raises NhlError naming `model_name`.
     """
-    model.eval()
+    model.prepare_inference()
     normalize = Normalize().to(device)
     sub = torch.tensor(list(subset), device=device) if subset is not None else None
     labels_all: list[torch.Tensor] = []

@@ -110,7 +110,7 @@ def export_model(
     if batch_size < 1:
         raise NhlError("--batch-size must be at least 1")
     batch = batch_size
-    model = model.to("cpu").eval()
+    model = model.to("cpu").prepare_inference()
     out_path = Path(out)
     check_batch = 3 if dynamic_batch else batch  # dynamic: check a batch size not used to export
     gen = torch.Generator().manual_seed(CHECK_SEED)

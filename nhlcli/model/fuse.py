@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from nhlcli.errors import NhlError
-from nhlcli.model.levels import GroupedBatchNorm, GroupedConv
+from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv
 from nhlcli.model.network import HierNet, require_finite_logits
 
 CHECK_SEED = 0
@@ -34,7 +34,7 @@ RTOL, ATOL = 1e-3, 1e-4
 class Folded(nn.Module):
     """Where a batch norm was before it was folded into the convolution before it."""
 
-    def forward(self, x: torch.Tensor, span: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, nodes: Any = None) -> torch.Tensor:
         return x
 
 

@@ -37,8 +37,8 @@ from torch import nn
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.config import MODEL_FORMAT, check_img_size, level_node_ids
+from nhlcli.model.grouped_ops import Wiring
 from nhlcli.model.kinds import HEAD_NORM_EPS, get_kind
-from nhlcli.model.levels import Wiring
 from nhlcli.model.presets import Preset, get_preset
 
 
@@ -178,6 +178,22 @@ class HierNet(nn.Module):
         if self.head_norm is not None:
             z = self.head_norm(z)
         return self.fc(z)
+
+    def prepare_inference(self) -> HierNet:
+        """Eval mode, and every level keeps the weights it derives from its parameters (bucket
+        order, folded norms) instead of making them on every forward; returns the model.
+
+        Like `nhlcli.model.fuse` and timm's reparameterisation, one explicit step before serving.
+        The kept weights are used in eval mode without gradients only, and dropped by
+        construction: `train()` ends the preparation, `load_state_dict`, `.to()` and any forward
+        with gradients drop what was kept, copies start unprepared. After writing weights in
+        place without gradients (``.data``, ``copy_`` under ``no_grad``) call it again.
+        `eval()` on a prepared model keeps the preparation. See `nhlcli.model.levels`.
+        """
+        self.eval()
+        for level in self.levels:
+            level.prepare()  # type: ignore[operator]
+        return self
 
     # ----------------------------------------------------------------- description
     @property

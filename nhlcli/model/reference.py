@@ -17,7 +17,7 @@ from torch import nn
 
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.model.kinds import get_kind
-from nhlcli.model.levels import LevelScales
+from nhlcli.model.levels import Level
 from nhlcli.model.network import ClassHead, HierNet, head_norm_module
 from nhlcli.model.presets import Preset
 
@@ -63,7 +63,7 @@ class PerBranchNet(nn.Module):
         }
         # a grouped level's state names are its single-branch node's, with a node dimension
         for lv, level in enumerate(model.levels):
-            n = cast(LevelScales, level).n
+            n = cast(Level, level).n
             for name, t in level.state_dict().items():
                 for i in range(n):
                     state[f"nodes.{lv}.{i}.{name}"] = t if t.dim() == 0 else t[i]
@@ -89,7 +89,7 @@ class PerBranchNet(nn.Module):
             ref = cls(model.preset, model.tree)
             ref.load_state_dict(state, strict=True)
         for lv, level in enumerate(model.levels):
-            scales = cast(LevelScales, level).scales
+            scales = cast(Level, level).scales
             ref.scales[lv] = list(scales) if scales is not None else None
         ref.train(model.training)
         return ref

@@ -34,8 +34,14 @@ def _sync(device: torch.device) -> None:
 
 
 def _runner(model: nn.Module, batch_size: int, img_size: int, device: torch.device) -> Any:
-    """A function that runs one timed forward pass of `model` and returns its milliseconds."""
-    model.eval()
+    """A function that runs one timed forward pass of `model` (a network is prepared for
+    inference first, `HierNet.prepare_inference`) and returns its milliseconds."""
+    from nhlcli.model.network import HierNet
+
+    if isinstance(model, HierNet):
+        model.prepare_inference()
+    else:
+        model.eval()
     x = torch.randn(batch_size, 3, img_size, img_size, device=device)
 
     def run() -> float:

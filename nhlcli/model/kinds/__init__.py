@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from torch import nn
 
-    from nhlcli.model.levels import Wiring
+    from nhlcli.model.grouped_ops import Wiring
     from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 #: the kinds that ship with nhl: name -> the module that registers it (imported on first use)
@@ -116,7 +116,7 @@ class BlockKind:
         raise NotImplementedError
 
     def level(self, specs: Sequence[BlockSpec], wiring: Wiring) -> nn.Module:
-        """The grouped level: ALL n nodes of a level as one computation (a `LevelScales`),
+        """The grouped level: ALL n nodes of a level as one computation (a `levels.Level`),
         every per-node tensor with a leading node dimension (cutouts slice it)."""
         raise NotImplementedError
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv, NodeRange, Wiring
 from nhlcli.model.kinds import register_kind
 from nhlcli.model.kinds.formulas import BasicFormula
 from nhlcli.model.kinds.resnet_common import (
@@ -27,7 +28,6 @@ from nhlcli.model.kinds.resnet_common import (
     grouped_projection,
     projection,
 )
-from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring
 from nhlcli.model.presets import BlockSpec
 
 
@@ -70,22 +70,22 @@ class GroupedBasicBlock(nn.Module):
         self,
         x: torch.Tensor,
         scale: torch.Tensor | None = None,
-        span: tuple[int, int] | None = None,
-        wiring: Wiring | None = None,
+        nodes: NodeRange | None = None,
     ) -> torch.Tensor:
         """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W'); as `GroupedBottleneck.forward`."""
-        wiring = self.wiring if span is None else wiring
-        if wiring is not None and not wiring.aligned:
-            x = wiring.gather(x)
+        if nodes is None:
+            nodes = NodeRange(0, self.n, self.wiring)
+        if self.wiring is not None and nodes.wiring is not None and not nodes.wiring.aligned:
+            x = nodes.wiring.gather(x)
         if self.downsample is None:
             identity = x
         else:
             conv = cast(GroupedConv, self.downsample[0])
-            identity = cast(GroupedBatchNorm, self.downsample[1])(conv(x, span), span)
-        out = F.relu(self.bn1(self.conv1(x, span), span), inplace=True)
+            identity = cast(GroupedBatchNorm, self.downsample[1])(conv(x, nodes), nodes)
+        out = F.relu(self.bn1(self.conv1(x, nodes), nodes), inplace=True)
         if scale is not None:
             out = out * scale.to(out.dtype).view(1, -1, 1, 1)
-        out = self.bn2(self.conv2(out, span), span)
+        out = self.bn2(self.conv2(out, nodes), nodes)
         return F.relu(out + identity, inplace=True)
 
 

@@ -17,6 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nhlcli.model.grouped_ops import (
+    GroupedBatchNorm,
+    GroupedConv,
+    NodeRange,
+    Wiring,
+    read_parents,
+)
 from nhlcli.model.kinds import register_kind
 from nhlcli.model.kinds.formulas import BottleneckFormula
 from nhlcli.model.kinds.resnet_common import (
@@ -24,7 +31,6 @@ from nhlcli.model.kinds.resnet_common import (
     grouped_projection,
     projection,
 )
-from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, Wiring, read_parents
 from nhlcli.model.presets import BlockSpec
 
 
@@ -72,38 +78,36 @@ class GroupedBottleneck(nn.Module):
         self,
         x: torch.Tensor,
         scale: torch.Tensor | None = None,
-        span: tuple[int, int] | None = None,
-        wiring: Wiring | None = None,
+        nodes: NodeRange | None = None,
     ) -> torch.Tensor:
-        """x: (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
+        """x: the nodes' inputs (N, n_inputs·cin, H, W) -> (N, n·cout, H', W').
 
         scale: top-down attention, one factor per channel of the 3x3 conv's output (n·mid,) or
-        None. span=(a, b): only nodes a..b-1, read through `wiring` (None: x holds exactly their
-        inputs, in order); without a span the block's own wiring is used.
+        None. nodes: the nodes to compute (None: all); a level's first block reads its input
+        through ``nodes.wiring``, later blocks get exactly their nodes' inputs.
         """
-        if span is None:
-            wiring = self.wiring
-        elif wiring is not None and wiring.aligned:
-            wiring = None
+        if nodes is None:
+            nodes = NodeRange(0, self.n, self.wiring)
+        reads = self.wiring is not None and nodes.wiring is not None and not nodes.wiring.aligned
         if self.downsample is not None:
             proj_conv = cast(GroupedConv, self.downsample[0])
             proj_bn = cast(GroupedBatchNorm, self.downsample[1])
-            if wiring is None:
-                out, proj = self.conv1(x, span), proj_conv(x, span)
-            else:  # both 1x1 convs read the parents: gather each bucket once
-                out, proj = read_parents(x, wiring, [self.conv1, proj_conv], span)
-            identity = proj_bn(proj, span)
-        else:
-            identity = x if wiring is None else wiring.gather(x)
-            if wiring is None:
-                out = self.conv1(x, span)
+            if reads:  # both 1x1 convs read the parents: each bucket's input is read once
+                out, proj = read_parents(x, nodes, [self.conv1, proj_conv])
             else:
-                out = read_parents(x, wiring, [self.conv1], span)[0]
-        out = F.relu(self.bn1(out, span), inplace=True)
-        out = F.relu(self.bn2(self.conv2(out, span), span), inplace=True)
+                out, proj = self.conv1(x, nodes), proj_conv(x, nodes)
+            identity = proj_bn(proj, nodes)
+        elif reads:
+            assert nodes.wiring is not None
+            identity = nodes.wiring.gather(x)
+            out = read_parents(x, nodes, [self.conv1])[0]
+        else:
+            identity, out = x, self.conv1(x, nodes)
+        out = F.relu(self.bn1(out, nodes), inplace=True)
+        out = F.relu(self.bn2(self.conv2(out, nodes), nodes), inplace=True)
         if scale is not None:  # top-down attention on the 3x3 conv's feature maps (post-ReLU)
             out = out * scale.to(out.dtype).view(1, -1, 1, 1)
-        out = self.bn3(self.conv3(out, span), span)
+        out = self.bn3(self.conv3(out, nodes), nodes)
         return F.relu(out + identity, inplace=True)
 
 

@@ -26,9 +26,10 @@ channels (groups = n·d); LayerNorm and GRN are per node over each node's own ch
 pointwise layers are grouped convolutions (groups = n). The downsample normalises each PARENT
 slice once (without affine), folds each child's LayerNorm affine into its conv weights and bias
 (exact: the conv is linear and unpadded), and convolves the parent slices per fanout bucket
-(`levels.parent_convs`), so no parent slice is copied per child. On the CPU a large batch runs
-in groups of images (`levels.image_spans`, in training too: every op of a node is per image),
-which keeps the n·mid-channel hidden tensors as small as one group of images.
+(`grouped_ops.parent_convs`), so no parent slice is copied per child. Its nodes always run
+together; on the CPU a large batch runs in groups of images (`execution.CpuChunks`, in training
+too: every op of a node is per image), which keeps the n·mid-channel hidden tensors as small as
+one group of images.
 
 Attention: the scale multiplies the first block's LayerNorm output (d channels per node, the input
 of the pointwise MLP). It is the counterpart of the ResNet kinds' "after the first per-branch
@@ -46,9 +47,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nhlcli.model.grouped_ops import NodeRange, Wiring, bucket_rows, parent_convs
 from nhlcli.model.kinds import BlockKind, WeightLayout, register_kind
 from nhlcli.model.kinds.formulas import CONVNEXT_STEM_CHANNELS, ConvNeXtV2Formula
-from nhlcli.model.levels import LevelScales, Wiring, parent_convs, prepared
+from nhlcli.model.levels import Level
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 EPS = 1e-6  # LayerNorm and GRN epsilon (timm's ConvNeXt)
@@ -246,7 +248,7 @@ class GroupedConvNeXtBlock(nn.Module):
         return h + x
 
 
-class ConvNeXtLevel(LevelScales):
+class ConvNeXtLevel(Level):
     """All n nodes of a level (each a `ConvNeXtStage` of the level's specs) as one computation.
 
     State names equal `ConvNeXtStage`'s (``downsample.0.weight`` = the LayerNorm2d, ``.1`` = the
@@ -274,7 +276,6 @@ class ConvNeXtLevel(LevelScales):
         self.blocks = nn.ModuleList(
             GroupedConvNeXtBlock(n, first.cout, first.mid, first.layer_scale) for _ in specs
         )
-        self._init_scales()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -289,40 +290,38 @@ class ConvNeXtLevel(LevelScales):
             if not w.is_meta:
                 nn.init.trunc_normal_(w, std=0.02)
 
-    def _downsample(self, x: torch.Tensor) -> torch.Tensor:
-        """Each node's LayerNorm2d + conv of its parent slice (parents read once, not copied)."""
-        if self.downsample is None:
-            return x if self.wiring.aligned else self.wiring.gather(x)
-        norm, conv = cast(NodeParams, self.downsample[0]), cast(NodeParams, self.downsample[1])
-        assert norm.bias is not None and conv.bias is not None
-        xhat = _node_layer_norm(x, self.wiring.n_inputs, None, None)
-        sources = (conv.weight, conv.bias, norm.weight, norm.bias)
-        w, b = prepared("fold", sources, lambda: self._folded(conv, norm))
-        return parent_convs(xhat, self.wiring, [w], [max(self.stride, 1)], [b])[0]
-
-    def _folded(self, conv: NodeParams, norm: NodeParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each child's LayerNorm affine folded into its conv: W·(g⊙x̂ + b) = (W·g)x̂ + W·b."""
-        assert norm.bias is not None and conv.bias is not None
-        w = conv.weight * norm.weight.view(self.n, 1, self.cin, 1, 1)
-        b = conv.bias + (conv.weight * norm.bias.view(self.n, 1, self.cin, 1, 1)).sum((2, 3, 4))
-        return w, b
-
-    def _group_image_bytes(self, x: torch.Tensor) -> int | None:
-        """One image's n·hidden-channel tensor (every op is per image: groups in training too)."""
-        s = max(self.stride, 1)
-        h, w = (x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1
-        first = self.specs[0]
-        return self.n * max(first.mid, first.cout) * h * w * x.element_size()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run_image_groups(x, self.image_groups(x), self._forward_images)
-
-    def _forward_images(self, x: torch.Tensor) -> torch.Tensor:
-        scale = self._scale_tensor(x.device)
-        h = self._downsample(x)
+    def run_nodes(
+        self, x: torch.Tensor, nodes: NodeRange, scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        h = self._downsample(x, nodes)
         for i, block in enumerate(self.blocks):
             h = block(h, scale if i == 0 else None)
         return h
+
+    def _downsample(self, x: torch.Tensor, nodes: NodeRange) -> torch.Tensor:
+        """Each node's LayerNorm2d + conv of its parent slice (parents read once, not copied)."""
+        if self.downsample is None:
+            return x if self.wiring.aligned else self.wiring.gather(x)
+        xhat = _node_layer_norm(x, self.wiring.n_inputs, None, None)
+        w, b = nodes.derived("folded", self._folded)
+        return parent_convs(xhat, self.wiring, [w], [max(self.stride, 1)], [b])[0]
+
+    def _folded(self) -> tuple[Sequence[torch.Tensor], Sequence[torch.Tensor]]:
+        """Each child's LayerNorm affine folded into its conv, W·(g⊙x̂ + b) = (W·g)x̂ + W·b, in
+        fanout-bucket order (`bucket_rows`)."""
+        assert self.downsample is not None
+        norm, conv = cast(NodeParams, self.downsample[0]), cast(NodeParams, self.downsample[1])
+        assert norm.bias is not None and conv.bias is not None
+        w = conv.weight * norm.weight.view(self.n, 1, self.cin, 1, 1)
+        b = conv.bias + (conv.weight * norm.bias.view(self.n, 1, self.cin, 1, 1)).sum((2, 3, 4))
+        return bucket_rows(self.wiring, w), bucket_rows(self.wiring, b)
+
+    def node_image_bytes(self, x: torch.Tensor) -> int:
+        """One image's largest tensor of one node (its hidden layer, after the downsample)."""
+        s = max(self.stride, 1)
+        h, w = (x.shape[2] - 1) // s + 1, (x.shape[3] - 1) // s + 1
+        first = self.specs[0]
+        return max(first.mid, first.cout) * h * w * x.element_size()
 
     def extra_repr(self) -> str:
         return f"nodes={self.n}, inputs={self.wiring.n_inputs}, {self.cin}->{self.dim}"

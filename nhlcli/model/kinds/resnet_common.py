@@ -3,7 +3,7 @@
 The trunk is named like torchvision's ResNet (``conv1``, ``bn1``, ``layer1.0.conv1``, ...), so a
 torchvision state dict loads into it (`TORCHVISION_RESNET`, with its ``fc`` for a baseline). A node
 of a level is a chain of blocks (``blocks.0``, ...), and the grouped level
-(`nhlcli.model.levels.GroupedLevel`, built of each kind's `grouped_block`) uses the same names with
+(`GroupedLevel`, built of each kind's `grouped_block`) uses the same names with
 a leading node dimension. The trunk is initialised as torchvision's ResNet (`init_trunk`).
 """
 
@@ -14,9 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv, NodeRange, Wiring
 from nhlcli.model.kinds import BlockKind, WeightLayout
-from nhlcli.model.kinds.formulas import ResNetFormula
-from nhlcli.model.levels import GroupedBatchNorm, GroupedConv, GroupedLevel, Wiring
+from nhlcli.model.kinds.formulas import ResNetFormula, conv_out
+from nhlcli.model.levels import Level
 from nhlcli.model.presets import BlockSpec, TrunkSpec
 
 TORCHVISION_RESNET = WeightLayout(
@@ -81,6 +82,48 @@ class ResNetNode(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, scale if i == 0 else None)
         return x
+
+
+class GroupedLevel(Level):
+    """All nodes of one ResNet-kind level: each node is the same chain of blocks (``blocks.0``,
+    ...), the first reading its parent's slice; the attention scale goes to block 0."""
+
+    splits_nodes = True
+
+    def __init__(self, blocks: Sequence[BlockSpec], wiring: Wiring) -> None:
+        from nhlcli.model.kinds import get_kind
+
+        super().__init__()
+        self.specs = tuple(blocks)
+        self.wiring = wiring
+        self.n = wiring.n
+        self.blocks = nn.ModuleList(
+            get_kind(spec.kind).grouped_block(spec, self.n, wiring if i == 0 else None)
+            for i, spec in enumerate(self.specs)
+        )
+
+    def run_nodes(
+        self, x: torch.Tensor, nodes: NodeRange, scale: torch.Tensor | None
+    ) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, scale if i == 0 else None, nodes)
+        return x
+
+    def images_independent(self) -> bool:
+        """Batch norm in training mode needs the whole batch's statistics."""
+        return not self.training
+
+    def node_image_bytes(self, x: torch.Tensor) -> int:
+        _, _, h, w = x.shape
+        per_node = 0
+        for spec in self.specs:
+            ho, wo = conv_out(h, spec.stride), conv_out(w, spec.stride)
+            per_node = max(per_node, spec.mid * h * w, max(spec.mid, spec.cout) * ho * wo)
+            h, w = ho, wo
+        return per_node * x.element_size()
+
+    def extra_repr(self) -> str:
+        return f"nodes={self.n}, inputs={self.wiring.n_inputs}"
 
 
 class ResNetKindBase(ResNetFormula, BlockKind):
