@@ -24,6 +24,7 @@ from nhlcli.errors import NhlError
 from nhlcli.model.attention import set_attention
 from nhlcli.model.config import nodes_per_level
 from nhlcli.model.cutout import cutout
+from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv, NodeRange, Wiring
 from nhlcli.model.kinds import (
     BlockKind,
     WeightLayout,
@@ -32,7 +33,6 @@ from nhlcli.model.kinds import (
     register_kind,
     unregister_kind,
 )
-from nhlcli.model.grouped_ops import GroupedBatchNorm, GroupedConv, NodeRange, Wiring
 from nhlcli.model.levels import Level
 from nhlcli.model.network import HierNet, build_model, zero_init_residual
 from nhlcli.model.presets import (
