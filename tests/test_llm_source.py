@@ -243,7 +243,7 @@ def test_server_error_then_success_and_persistent_error(tmp_path: Path) -> None:
     assert len(server.requests) == 3
     assert str(err.value) == (
         f"the model server at {server.url} failed 3 time(s), last: HTTP 503: overloaded; "
-        "try again later or raise --timeout"
+        "try again later or raise --llm-timeout"
     )
 
 
@@ -254,7 +254,7 @@ def test_reply_slower_than_the_timeout_is_retried(tmp_path: Path) -> None:
     assert tree.levels == 2 and len(server.requests) == 2
     with (
         LLMServer([slow]) as server,
-        pytest.raises(NhlError, match=r"failed 1 time\(s\), last: no answer within 0.3 s"),
+        pytest.raises(NhlError, match=r"failed 1 time\(s\), last: no complete answer within 0.3 s"),
     ):
         build(server, tmp_path, timeout=0.3, max_retries=0, use_cache=False)
 

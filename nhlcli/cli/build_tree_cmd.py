@@ -140,6 +140,7 @@ def build_tree_command(
         help="llm/hybrid: classes per request; larger sets are split (--batch-size: old spelling).",
     ),
     llm_timeout: float = llm.TIMEOUT,
+    llm_deadline: float = llm.DEADLINE,
     llm_cache_dir: Path | None = llm.CACHE_DIR,
     llm_no_cache: bool = llm.NO_CACHE,
     llm_refresh: bool = llm.REFRESH,

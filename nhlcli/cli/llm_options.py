@@ -32,8 +32,13 @@ API_KEY_ENV: Any = typer.Option(
     help="The environment variable holding the API key (never written anywhere).",
 )  # fmt: skip
 TIMEOUT: Any = typer.Option(
-    _D.timeout, "--llm-timeout", "--timeout", help="Seconds to wait for one answer (then retried)."
-)
+    _D.timeout, "--llm-timeout", "--timeout",
+    help="Seconds one request may take, up to the answer's last byte (then retried).",
+)  # fmt: skip
+DEADLINE: Any = typer.Option(
+    _D.deadline, "--llm-deadline",
+    help="Seconds all requests of the command may take together, retries included.",
+)  # fmt: skip
 MAX_REPAIRS: Any = typer.Option(
     _D.max_repairs, "--llm-max-repairs", "--max-repairs",
     help="Times an invalid answer is sent back for repair.",
@@ -57,6 +62,7 @@ def llm_values(options: Mapping[str, Any]) -> dict[str, Any]:
         "base_url": options["llm_base_url"],
         "api_key_env": options["llm_api_key_env"],
         "timeout": options["llm_timeout"],
+        "deadline": options["llm_deadline"],
         "max_repairs": options["llm_max_repairs"],
         "cache_dir": options["llm_cache_dir"],
         "use_cache": not options["llm_no_cache"],

@@ -26,7 +26,8 @@ class LLMSettings:
     cache_dir: Path | None = None  # None: $NHL_CACHE_DIR, else the user cache directory
     use_cache: bool = True
     refresh: bool = False  # ask again even when cached (and store the new answers)
-    timeout: float = 120.0  # seconds per request
+    timeout: float = 120.0  # seconds per request, from sending it to the answer's last byte
+    deadline: float = 1800.0  # seconds for all requests of one build (retries and waits included)
     max_retries: int = 4  # per request, for timeouts, 429, 5xx, dropped connections
     retry_backoff: float = 1.0  # first wait in seconds, doubling per retry
 
@@ -38,6 +39,8 @@ class LLMSettings:
             p.append("--llm-max-repairs must be 0 or more")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             p.append("--llm-timeout must be a positive number of seconds")
+        if not (math.isfinite(self.deadline) and self.deadline > 0):
+            p.append("--llm-deadline must be a positive number of seconds")
         if self.max_retries < 0:
             p.append("--llm-max-retries must be 0 or more")
         if not (math.isfinite(self.retry_backoff) and self.retry_backoff >= 0):
