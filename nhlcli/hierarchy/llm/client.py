@@ -1,14 +1,14 @@
 """Talking to an OpenAI-compatible chat completions server with the `openai` client.
 
-- The API key comes from an environment variable (`OPENAI_API_KEY` unless told otherwise) and must be
-  one line of printable ASCII (checked before any request; the message names the variable, never the
-  value); it is given to the client and to nothing else: every error text from outside passes
-  `scrub`, which hides the key and its pieces, so it never appears in an error message, a cache
-  entry or a tree.
+- The API key comes from an environment variable (`OPENAI_API_KEY` unless told otherwise) and
+  must be one line of printable ASCII (checked before any request; the message names the variable,
+  never the value); it is given to the client and to nothing else: every error text from outside
+  passes `scrub`, which hides the key and its pieces, so it never appears in an error message, a
+  cache entry or a tree.
 - The server is `--base-url`, else `OPENAI_BASE_URL`, else OpenAI.
 - Deadlines: `timeout` bounds each request from sending to the last byte of the answer (a worker
-  thread waited for with a timeout, see `ChatClient`); a `Deadline` bounds all requests of one build,
-  retries and their waits included. An answer body over MAX_ANSWER_BYTES is refused.
+  thread waited for with a timeout, see `ChatClient`); a `Deadline` bounds all requests of one
+  build, retries and their waits included. An answer body over MAX_ANSWER_BYTES is refused.
 - Timeouts, rate limits (408/409/429), server errors (5xx) and dropped connections are retried with
   exponential backoff (honouring `Retry-After`); the client's own retries are switched off so the
   backoff is ours to set (and tiny in tests).
@@ -17,6 +17,7 @@
   400/422), `{"type": "json_object"}`; when that is rejected too, plain text (parsed by
   `answer_text`).
 """
+
 from __future__ import annotations
 
 import json

@@ -104,7 +104,9 @@ def ask_until_valid(session: Session, request: Request, check: Check[T]) -> T:
                     )
                 _record(session, request, exchange)
                 return value
-        messages.append({"role": "user", "content": repair_prompt(first_problems(problems, REPAIR_PROBLEMS))})
+        messages.append(
+            {"role": "user", "content": repair_prompt(first_problems(problems, REPAIR_PROBLEMS))}
+        )
     raise NhlError(
         f"{request.what}: the answer of model '{session.model}' at {session.server} is still "
         f"invalid after {session.max_repairs} repair(s); nothing was written",
