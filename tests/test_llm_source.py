@@ -983,8 +983,8 @@ def test_an_answer_over_the_size_bound_is_refused_in_one_line(tmp_path: Path) ->
     with LLMServer([huge] * 5) as server, pytest.raises(NhlError) as err:
         build(server, tmp_path)
     assert str(err.value) == (
-        f"the model server at {server.url} sent an answer larger than 2,000,000 bytes; nhl "
-        "accepts no larger answer (use a smaller --llm-batch-size, or check the server)"
+        f"the model server at {server.url} sent an answer larger than 2,000,000 bytes, more than "
+        "nhl accepts (a valid answer is well under 100 kB; check the model and the server)"
     )
     assert len(server.requests) == 1  # neither retried nor repaired
     assert not (tmp_path / "cache").exists()

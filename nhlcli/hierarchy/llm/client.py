@@ -222,8 +222,8 @@ class ChatClient:
             except _TooLarge:
                 raise self._error(
                     f"the model server at {self.server} sent an answer larger than "
-                    f"{MAX_ANSWER_BYTES:,} bytes; nhl accepts no larger answer (use a smaller "
-                    "--llm-batch-size, or check the server)"
+                    f"{MAX_ANSWER_BYTES:,} bytes, more than nhl accepts (a valid answer is well "
+                    "under 100 kB; check the model and the server)"
                 ) from None
             except _BodyFailed as e:
                 fault = f"connection failed ({self.scrub(_root_cause(e))})"
