@@ -31,6 +31,9 @@ class Reply:
     delay: float = 0.0  # seconds to wait before answering
     drop: bool = False  # close the connection without answering
     raw: str | None = None  # send this body as it is (e.g. HTML from a proxy), not a completion
+    drip: float = 0.0  # send the response one byte every `drip` seconds (a stalling proxy)
+    broken: str | None = None  # send this instead of an HTTP response ({auth}: the request's
+    # Authorization header, as a server echoing it into a garbled status line), then close
 
     @staticmethod
     def text(content: str, **kw: Any) -> Reply:
@@ -141,6 +144,7 @@ class LLMServer:
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
         self._lock = threading.Lock()
+        self._stop = threading.Event()  # ends dripping replies when the server shuts down
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
@@ -157,6 +161,7 @@ class LLMServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -194,11 +199,16 @@ class LLMServer:
                         server.requests.append(body)
                     self._send(Reply.fail(400, f"response_format {fmt} is not supported"))
                     return
-                self._send(server._next(body), body.get("model", "test-model"))
+                self._send(server._next(body), body.get("model", "test-model"), auth)
 
-            def _send(self, reply: Reply, model: str = "test-model") -> None:
+            def _send(self, reply: Reply, model: str = "test-model", auth: str = "") -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
+                if reply.broken is not None:
+                    self.close_connection = True
+                    self.wfile.write(reply.broken.replace("{auth}", auth).encode() + b"\r\n\r\n")
+                    self.wfile.flush()
+                    return
                 if reply.drop:
                     self.close_connection = True
                     self.connection.close()
@@ -221,6 +231,9 @@ class LLMServer:
                 else:
                     payload = {"error": {"message": reply.error, "type": "test", "code": None}}
                 data = json.dumps(payload).encode() if reply.raw is None else reply.raw.encode()
+                if reply.drip:
+                    self._drip(reply, data)
+                    return
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")
@@ -231,5 +244,20 @@ class LLMServer:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
                     pass
+
+            def _drip(self, reply: Reply, data: bytes) -> None:
+                head = (
+                    f"HTTP/1.1 {reply.status} OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\n\r\n"
+                ).encode()
+                self.close_connection = True
+                for i in range(len(head + data)):
+                    if server._stop.wait(reply.drip):
+                        return
+                    try:
+                        self.wfile.write((head + data)[i : i + 1])
+                        self.wfile.flush()
+                    except OSError:  # the client gave up
+                        return
 
         return Handler

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +31,9 @@ from nhlcli.hierarchy.classsets import ClassRef, ClassSet, builtin_set, imagenet
 from nhlcli.hierarchy.llm import BuildReport, LLMOptions, build_hybrid_tree, build_llm_tree
 from nhlcli.hierarchy.llm.answer_text import AnswerNotJSON, parse_answer_json
 from nhlcli.hierarchy.llm.builder import requested_group_counts
+from nhlcli.hierarchy.llm.client import MAX_ANSWER_BYTES, hide_secret, scrub
 from nhlcli.hierarchy.llm.labels import make_labels
+from nhlcli.hierarchy.llm.repair import QUOTE_CHARS, REPAIR_PROBLEMS
 from nhlcli.hierarchy.llm.strategy import apportion, share_counts
 from nhlcli.hierarchy.llm.validate import validate_grouping
 from nhlcli.hierarchy.tree import Tree
@@ -243,7 +252,7 @@ def test_server_error_then_success_and_persistent_error(tmp_path: Path) -> None:
     assert len(server.requests) == 3
     assert str(err.value) == (
         f"the model server at {server.url} failed 3 time(s), last: HTTP 503: overloaded; "
-        "try again later or raise --timeout"
+        "try again later or raise --llm-timeout"
     )
 
 
@@ -254,7 +263,7 @@ def test_reply_slower_than_the_timeout_is_retried(tmp_path: Path) -> None:
     assert tree.levels == 2 and len(server.requests) == 2
     with (
         LLMServer([slow]) as server,
-        pytest.raises(NhlError, match=r"failed 1 time\(s\), last: no answer within 0.3 s"),
+        pytest.raises(NhlError, match=r"failed 1 time\(s\), last: no complete answer within 0.3 s"),
     ):
         build(server, tmp_path, timeout=0.3, max_retries=0, use_cache=False)
 
@@ -762,6 +771,7 @@ def test_cli_help_lists_the_llm_options(capsys: pytest.CaptureFixture[str]) -> N
         "--llm-no-cache",
         "--llm-refresh",
         "--llm-timeout",
+        "--llm-deadline",
         "--llm-batch-size",
     ):
         assert option in text
@@ -809,3 +819,172 @@ def test_an_answer_echoing_the_key_in_any_case_never_shows_it(
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert echo.lower() not in err.lower() and not out.exists()
+
+
+# ------------------------------------------------------------------ secrets in error messages
+def key_pieces(key: str) -> list[str]:
+    """What must never be shown of a key: the key and each run of 4+ printable ASCII in it."""
+    return [key, *(p for p in re.findall(r"[!-~]+", key) if len(p) >= 4)]
+
+
+BAD_KEYS = {
+    "two-lines": ("sk-proj-Alpha1234567\nsk-proj-Bravo7654321", "spans several lines"),
+    "carriage-return": ("sk-proj-Alpha1234567\rBravo7654321", "spans several lines"),
+    "space": ("sk-proj-Alpha1234567 Bravo7654321", "holds a space or tab"),
+    "control": ("sk-proj-Alpha1234567\x01Bravo7654321", "holds a control character"),
+    "not-ascii": ("sk-proj-Alpha1234567\u00c4Bravo7654321", "holds a character that is not ASCII"),
+    "typographic-quote": ("\u201csk-proj-Alpha1234567Bravo\u201d", "holds a character that is not"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_KEYS))
+def test_a_bad_key_is_refused_in_one_line_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    key, problem = BAD_KEYS[case]
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    out = tmp_path / "tree.json"
+    with LLMServer(fallback=rule_grouper) as server:
+        started = time.monotonic()
+        code = run_cli(["build-tree", "--source", "llm", "--classes", "imagenette", "--levels",
+                        "2", "--llm-base-url", server.url, "--llm-no-cache",
+                        "-o", str(out)])  # fmt: skip
+        elapsed = time.monotonic() - started
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"error: the API key in $OPENAI_API_KEY {problem}"), err
+    for piece in key_pieces(key):
+        assert piece.lower() not in err.lower(), piece
+    assert server.requests == [] and server.auth_headers == []  # nothing reached the server
+    assert elapsed < 5  # no retries, no backoff
+    assert not out.exists()
+
+
+def test_scrub_hides_the_key_and_its_pieces_before_cutting() -> None:
+    key = "sk-proj-Alpha1234567\nsk-proj-Bravo7654321"
+    text = f"Illegal header value b'Bearer {key!r}'"
+    assert scrub(text, key) == "Illegal header value b'Bearer '***\\n***''"
+    long_key = "sk-proj-" + "Q1w2E3r4" * 12
+    shown = scrub("x" * 250 + long_key.upper() + " and more", long_key)
+    assert shown == "x" * 250 + "*** and more" and len(shown) <= 300
+    cut = scrub("x" * 280 + long_key, long_key)  # the cut comes after hiding: no prefix left
+    assert "Q1w2" not in cut and len(cut) <= 300
+    assert scrub("line one\n  line two", "") == "line one line two"
+    assert hide_secret("ab sk-x", "sk-x\nab") == "ab ***"  # a 2-character piece stays
+
+
+def test_a_connection_failure_echoing_the_key_never_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "sk-proj-" + "Zq9Xw8Cv7Bn6" * 8  # 104 characters: longer than the old 120-character cut
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    # a server that answers with a garbled status line quoting the Authorization header
+    with LLMServer([Reply(broken="{auth}")]) as server, pytest.raises(NhlError) as err:
+        build(server, tmp_path, max_retries=0)
+    msg = str(err.value)
+    assert server.auth_headers == [f"Bearer {key}"]
+    assert "connection failed (illegal status line" in msg and "***" in msg, msg
+    for piece in (key, key[:20], key[-20:], "Zq9Xw8Cv7Bn6"):
+        assert piece.lower() not in msg.lower()
+
+
+# ------------------------------------------------------------------ deadlines
+def finished_within(seconds: float, fn: Callable[[], Any]) -> tuple[Any, float]:
+    """(fn's result or exception, its time), failing when it does not end within `seconds`."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(fn())
+        except BaseException as e:
+            outcome.append(e)
+
+    started = time.monotonic()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(seconds)
+    assert not worker.is_alive(), f"still running after {seconds} s"
+    return outcome[0], time.monotonic() - started
+
+
+def test_a_dripping_server_is_cut_off_at_the_request_timeout(tmp_path: Path) -> None:
+    # one byte every 0.4 s: no single read waits longer than 1.5 s, the answer never completes
+    drip = Reply.json(answer(NETTE_GROUPS), drip=0.4)
+    with LLMServer([drip]) as server:
+        result, elapsed = finished_within(
+            30, lambda: build(server, tmp_path, timeout=1.5, max_retries=0, use_cache=False)
+        )
+    assert isinstance(result, NhlError), result
+    assert str(result) == (
+        f"the model server at {server.url} failed 1 time(s), last: no complete answer within "
+        "1.5 s; try again later or raise --llm-timeout"
+    )
+    assert 1.5 < elapsed < 10
+
+
+def test_llm_deadline_bounds_the_whole_build(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tree.json"
+    env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+    with LLMServer([Reply.json(answer(NETTE_GROUPS), drip=0.4)] * 10) as server:
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "nhlcli", "build-tree", "--source", "llm", "--classes",
+             "imagenette", "--levels", "2", "--llm-base-url", server.url, "--llm-no-cache",
+             "--llm-timeout", "60", "--llm-deadline", "2", "-o", str(out)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    err = proc.stderr.strip()
+    assert proc.returncode == 2 and len(err.splitlines()) == 1, err
+    assert err.startswith(
+        f"error: the model server at {server.url} did not finish within --llm-deadline (2 s for "
+        "all requests of one build); last: no complete answer within "
+    )  # within what the build had left (making the client took some of the 2 s)
+    assert elapsed < 30 and len(server.requests) == 1  # starting Python takes a few seconds
+    assert not out.exists()
+    # with a retry in the build: a timed-out first try, the second cut at the deadline
+    with LLMServer([Reply.json(answer(NETTE_GROUPS), drip=0.4)] * 10) as server:
+        result, elapsed = finished_within(
+            30,
+            lambda: build(
+                server, tmp_path, timeout=1.0, deadline=2.5, max_retries=5, use_cache=False
+            ),
+        )
+    assert isinstance(result, NhlError) and "did not finish within --llm-deadline" in str(result)
+    assert 2.5 < elapsed < 10 and len(server.requests) >= 2
+    assert LLMOptions(deadline=0).problems() == [
+        "--llm-deadline must be a positive number of seconds"
+    ]
+
+
+# ------------------------------------------------------------------ answers of any size
+def test_a_repair_quotes_a_bounded_part_of_a_huge_answer(tmp_path: Path) -> None:
+    huge = with_change(animals=["tench", "English springer", *(f"made up {i}" for i in range(900))])
+    huge["groups"].append({"name": "g" * 1_000_000, "classes": ["church"]})
+    with LLMServer([Reply.json(huge), Reply.json(answer(NETTE_GROUPS))]) as server:
+        report = BuildReport()
+        tree = build(server, tmp_path, report=report)
+    assert tree.num_classes == 10 and report.repairs == 1
+    repair = server.requests[1]
+    quoted_answer = repair["messages"][-2]["content"]
+    assert quoted_answer.startswith(json.dumps(huge)[:QUOTE_CHARS])
+    assert len(quoted_answer) < QUOTE_CHARS + 200
+    assert quoted_answer.endswith(f"only its first {QUOTE_CHARS:,} are quoted]")
+    prompt = last_user_message(repair)
+    assert "is not one of the given classes" in prompt and "more problems" in prompt
+    assert len(prompt) < REPAIR_PROBLEMS * 520
+    assert len(json.dumps(repair)) < 60_000  # the question, 20,000 quoted characters, the problems
+
+
+def test_an_answer_over_the_size_bound_is_refused_in_one_line(tmp_path: Path) -> None:
+    huge = Reply.text("x" * (MAX_ANSWER_BYTES + 1))
+    with LLMServer([huge] * 5) as server, pytest.raises(NhlError) as err:
+        build(server, tmp_path)
+    assert str(err.value) == (
+        f"the model server at {server.url} sent an answer larger than 2,000,000 bytes, more than "
+        "nhl accepts (a valid answer is well under 100 kB; check the model and the server)"
+    )
+    assert len(server.requests) == 1  # neither retried nor repaired
+    assert not (tmp_path / "cache").exists()

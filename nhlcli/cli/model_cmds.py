@@ -127,6 +127,7 @@ def cutout_cmd(
     llm_base_url: str | None = llm.BASE_URL,
     llm_api_key_env: str = llm.API_KEY_ENV,
     llm_timeout: float = llm.TIMEOUT,
+    llm_deadline: float = llm.DEADLINE,
     llm_max_repairs: int = llm.MAX_REPAIRS,
     llm_cache_dir: Path | None = llm.CACHE_DIR,
     llm_no_cache: bool = llm.NO_CACHE,

@@ -3,6 +3,10 @@
 An invalid answer goes back to the model with the list of its problems and a request for the whole
 corrected answer, up to `max_repairs` times; after that the build fails with one NhlError listing
 what was still wrong. Only validated answers are cached; a cached answer is validated again on use.
+
+What a repair sends back is bounded: the invalid answer is quoted up to QUOTE_CHARS characters (with
+a note saying how long it was), and the repair prompt lists at most REPAIR_PROBLEMS problems of at
+most PROBLEM_CHARS characters each (a problem can quote a name the model made up).
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from nhlcli.hierarchy.llm.session import Session
 
 T = TypeVar("T")
 Check = Callable[[Any], "tuple[T, list[str]]"]
-SHOW_PROBLEMS = 10
+SHOW_PROBLEMS = 10  # in the error message
+REPAIR_PROBLEMS = 50  # in a repair prompt
+PROBLEM_CHARS = 500
+QUOTE_CHARS = 20_000  # of an invalid answer, in the conversation a repair sends (a valid answer
+# for a 200-class batch is about 10,000 characters)
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,7 @@ def ask_until_valid(session: Session, request: Request, check: Check[T]) -> T:
         if attempt:
             session.report.repairs += 1
         reply = client.complete(messages, request.kind, request.schema)
-        messages.append({"role": "assistant", "content": reply.text})
+        messages.append({"role": "assistant", "content": quoted(reply.text)})
         if reply.finish_reason == "length":
             raise NhlError(
                 f"{request.what}: the answer of model '{session.model}' at {session.server} was "
@@ -96,15 +104,32 @@ def ask_until_valid(session: Session, request: Request, check: Check[T]) -> T:
                     )
                 _record(session, request, exchange)
                 return value
-        messages.append({"role": "user", "content": repair_prompt(problems)})
-    shown = problems[:SHOW_PROBLEMS]
-    if len(problems) > SHOW_PROBLEMS:
-        shown.append(f"and {len(problems) - SHOW_PROBLEMS} more problems")
+        messages.append(
+            {"role": "user", "content": repair_prompt(first_problems(problems, REPAIR_PROBLEMS))}
+        )
     raise NhlError(
         f"{request.what}: the answer of model '{session.model}' at {session.server} is still "
         f"invalid after {session.max_repairs} repair(s); nothing was written",
-        shown,
+        first_problems(problems, SHOW_PROBLEMS),
     )
+
+
+def quoted(answer: str) -> str:
+    """The answer as the conversation keeps it: whole, or its first QUOTE_CHARS and a note."""
+    if len(answer) <= QUOTE_CHARS:
+        return answer
+    return (
+        f"{answer[:QUOTE_CHARS]}\n[nhl: cut here; this answer was {len(answer):,} characters long, "
+        f"only its first {QUOTE_CHARS:,} are quoted]"
+    )
+
+
+def first_problems(problems: list[str], limit: int) -> list[str]:
+    """The first `limit` problems, each cut to PROBLEM_CHARS, and a count of the rest."""
+    shown = [p if len(p) <= PROBLEM_CHARS else p[: PROBLEM_CHARS - 3] + "..." for p in problems]
+    if len(shown) > limit:
+        shown[limit:] = [f"and {len(problems) - limit} more problems"]
+    return shown
 
 
 def _record(session: Session, request: Request, exchange: str) -> None:

@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nhlcli.hierarchy.llm.cache import AnswerCache
-from nhlcli.hierarchy.llm.client import ChatClient, RetryPolicy, public_url, resolve_base_url
+from nhlcli.hierarchy.llm.client import (
+    ChatClient,
+    Deadline,
+    RetryPolicy,
+    public_url,
+    resolve_base_url,
+)
 
 if TYPE_CHECKING:
     from nhlcli.hierarchy.llm.settings import LLMSettings
@@ -44,6 +50,7 @@ class Session:
         self.timeout = settings.timeout
         self.retry = RetryPolicy(settings.max_retries, settings.retry_backoff)
         self.max_repairs = settings.max_repairs
+        self.deadline = Deadline(settings.deadline)  # starts now: bounds the whole build
         self.cache = AnswerCache(settings.cache_dir) if settings.use_cache else None
         self.read_cache = settings.use_cache and not settings.refresh
         self.report = report
@@ -57,7 +64,7 @@ class Session:
     def client(self) -> ChatClient:
         if self._client is None:
             self._client = ChatClient(
-                self.model, self.base_url, self.api_key_env, self.timeout, self.retry
+                self.model, self.base_url, self.api_key_env, self.timeout, self.retry, self.deadline
             )
         return self._client
 

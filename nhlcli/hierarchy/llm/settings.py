@@ -65,9 +65,14 @@ class LLMSettings:
     )
     timeout: float = setting(  # seconds per request
         120.0,
-        "Seconds to wait for one answer (then retried).",
+        "Seconds one request may take, up to the answer's last byte (then retried).",
         flag="--llm-timeout",
         aliases=("--timeout",),
+    )
+    deadline: float = setting(  # seconds for all requests of one build (retries, waits included)
+        1800.0,
+        "Seconds all requests of the command may take together, retries included.",
+        flag="--llm-deadline",
     )
     max_retries: int = 4  # per request, for timeouts, 429, 5xx, dropped connections
     retry_backoff: float = 1.0  # first wait in seconds, doubling per retry
@@ -80,6 +85,8 @@ class LLMSettings:
             p.append("--llm-max-repairs must be 0 or more")
         if not (math.isfinite(self.timeout) and self.timeout > 0):
             p.append("--llm-timeout must be a positive number of seconds")
+        if not (math.isfinite(self.deadline) and self.deadline > 0):
+            p.append("--llm-deadline must be a positive number of seconds")
         if self.max_retries < 0:
             p.append("--llm-max-retries must be 0 or more")
         if not (math.isfinite(self.retry_backoff) and self.retry_backoff >= 0):
