@@ -127,6 +127,8 @@ def compare_trees(
     *,
     group_score: str = "sum",
     evidence: ClassEvidence | None = None,
+    random_control: bool = False,
+    seed: int = 0,
     **options: Any,
 ) -> TreeComparison:
     """Scores of candidate trees for a nested network, per group level (docs/trees.md).
@@ -136,7 +138,8 @@ def compare_trees(
     the share of the model's confusions inside groups, the silhouette of its class features, and
     the top-1 of the right group from its class scores (`group_score`: "sum" of member softmax
     probabilities, or "max" member score). `ranking` orders the trees by fit (mean confusion
-    gain). Other options go to `collect_evidence`.
+    gain). `random_control` adds a control row: the first tree with its classes shuffled over its
+    class slots (same shape, `seed`), what chance gets. Other options go to `collect_evidence`.
 
     >>> compare_trees(["imagenette-wordnet-L3"]).trees[0].rows[0].nodes
     2
@@ -151,6 +154,13 @@ def compare_trees(
             (f"tree {i + 1}", t) if isinstance(t, Tree) else (str(t), load_tree(t))
             for i, t in enumerate(trees)
         ]
+    if random_control and named:
+        from nhlcli.hierarchy.random_tree import random_tree_like
+
+        shape = named[0][0]
+        named.append(
+            (f"random (shape of {shape}, seed {seed})", random_tree_like(named[0][1], seed))
+        )
     if (model is None) != (data is None) and evidence is None:
         raise NhlError("give a model and a data folder together (--model CKPT --data DIR)")
     if evidence is None and model is not None:

@@ -156,7 +156,7 @@ def test_eval_reports_both_decodings(
     assert crm_only["hierarchical"]["mistake_severity"] == pytest.approx(crm["mistake_severity"])
     code, out, _ = run_cli([*base, "--decode", "both", "--no-save"], capsys)
     flat = "".join(out.split())
-    assert code == 0 and "mistakeseverity" in flat and "crm" in out
+    assert code == 0 and "hierarchicalmetrics" in flat and "crm" in out
 
 
 def test_eval_under_another_tree(

@@ -215,7 +215,9 @@ def _levels_table(levels: list[dict]) -> Table:
 
 
 def _hierarchical_table(report) -> Table:  # noqa: ANN001 - an EvalReport
-    rows = report.decodings or [{"decode": report.decode, "top1": report.top1, **report.hierarchical}]
+    rows = report.decodings or [
+        {"decode": report.decode, "top1": report.top1, **report.hierarchical}
+    ]
     ks = list(rows[0]["ahd"])
     t = Table(
         "decoding", "top-1", "mistake severity", *(f"AHD{k}" for k in ks), "hP", "hR", "hF",

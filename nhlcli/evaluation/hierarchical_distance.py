@@ -34,9 +34,7 @@ import torch
 from nhlcli.hierarchy.tree import Tree
 
 AHD_KS = (1, 5, 20)
-DISTANCE_RULE = (
-    "d(a, b) = max(depth(a), depth(b)) - depth(LCA(a, b)); depth(root) = 0; d(a, a) = 0"
-)
+DISTANCE_RULE = "d(a, b) = max(depth(a), depth(b)) - depth(LCA(a, b)); depth(root) = 0; d(a, a) = 0"
 
 
 def lca_distances(tree: Tree, class_ids: Sequence[str]) -> torch.Tensor:

@@ -316,6 +316,8 @@ def _metric_tree(spec: Tree | str | Path, class_ids: Sequence[str]) -> Tree:
     other = spec if isinstance(spec, Tree) else resolve_tree(spec)
     missing = [c for c in class_ids if not other.is_class(c)]
     if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
         raise NhlError(f"--tree {spec}: {len(missing)} evaluated class(es) are not in it: {shown}")
     return other
