@@ -10,13 +10,14 @@ from cli_helpers import run_cli
 
 from nhlcli.hierarchy.random_tree import random_tree_like
 from nhlcli.hierarchy.shipped_trees import resolve_tree
+from nhlcli.hierarchy.tree import Tree
 
 
-def shape(tree) -> list[list[int]]:  # noqa: ANN001 - a Tree
+def shape(tree: Tree) -> list[list[int]]:
     """Per level, the sorted numbers of children of its nodes (and the classes per level)."""
     depth = max(tree.depth(c) for c in tree.class_ids)
     return [
-        sorted(len(tree.children(n)) for n in tree.level(d)) + [len(tree.level(d))]
+        [*sorted(len(tree.children(n)) for n in tree.level(d)), len(tree.level(d))]
         for d in range(1, depth + 1)
     ]
 

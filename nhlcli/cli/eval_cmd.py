@@ -4,12 +4,16 @@ top-down attention; report.json and the confusion files go to runs/eval/NAME."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+
+if TYPE_CHECKING:
+    from nhlcli.evaluation.runner import EvalReport
 
 EPILOG = examples(
     "nhl eval runs/train/exp/best --data imagenette2/val",
@@ -214,10 +218,9 @@ def _levels_table(levels: list[dict]) -> Table:
     return t
 
 
-def _hierarchical_table(report) -> Table:  # noqa: ANN001 - an EvalReport
-    rows = report.decodings or [
-        {"decode": report.decode, "top1": report.top1, **report.hierarchical}
-    ]
+def _hierarchical_table(report: EvalReport) -> Table:
+    own = {"decode": report.decode, "top1": report.top1, **(report.hierarchical or {})}
+    rows = report.decodings or [own]
     ks = list(rows[0]["ahd"])
     t = Table(
         "decoding", "top-1", "mistake severity", *(f"AHD{k}" for k in ks), "hP", "hR", "hF",

@@ -32,9 +32,9 @@ from nhlcli.evaluation.hierarchical_distance import (
 from nhlcli.evaluation.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.evaluation.inference import TOP_K, run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
+from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.attention import MAX_SCALE, parse_attend, set_attention
 from nhlcli.model.network import HierNet, check_img_size
-from nhlcli.hierarchy.tree import Tree
 from nhlcli.selection import Selection, select_classes
 
 ORACLE_NOTE = (
