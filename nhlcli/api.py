@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nhlcli.errors import NhlError
 
 if TYPE_CHECKING:
+    from nhlcli.evaluation.frontier import Frontier
     from nhlcli.evaluation.runner import EvalReport
     from nhlcli.exporters.exporter import ExportResult
     from nhlcli.hierarchy.classsets import ClassSet
@@ -46,6 +47,7 @@ __all__ = [
     "compare_trees",
     "cutout",
     "evaluate",
+    "experts",
     "export",
     "load_model",
     "load_tree",
@@ -367,6 +369,33 @@ def evaluate(
     if isinstance(model, HierNet):
         return run_eval("<model>", data, classes, attend, model=model, **options)
     return run_eval(model, data, classes, attend, **options)
+
+
+def experts(
+    model: str | Path | HierNet,
+    data: str | Path,
+    *,
+    level: int = 1,
+    sets: Sequence[str | Path] = (),
+    latency: bool = False,
+    project: str | Path | None = None,
+    name: str = "exp",
+    exist_ok: bool = False,
+    **options: Any,
+) -> Frontier:
+    """The expert frontier: every node of tree `level`, every class set in `sets` and the full
+    model, each with params/GMACs (Δ % vs full), closed-set top-1 on its own classes, FPR at 95 %
+    TPR and AUROC of in- vs out-of-subset images by max softmax, and latency if `latency`
+    (docs/experts.md). One pass of the full model serves every candidate. With `project`, writes
+    `project/NAME/` (experts.csv, report.json, frontier.png). Other options go to
+    `nhlcli.evaluation.frontier.expert_frontier` (batch_size, device, max_batches, ...).
+    """
+    from nhlcli.evaluation.frontier import expert_frontier, write_frontier_dir
+
+    result = expert_frontier(model, data, level=level, sets=sets, latency=latency, **options)
+    if project is not None:
+        write_frontier_dir(result, project, name, exist_ok)
+    return result
 
 
 def predict(
