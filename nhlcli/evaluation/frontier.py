@@ -234,7 +234,7 @@ def _measure_latency(
     from nhlcli.profiling.latency import time_interleaved
 
     dev = resolve_device(device)
-    models = {
+    models: dict[str, Any] = {
         str(i): (net if r.kind == "full" else cutout(net, r.classes)).eval()
         for i, r in enumerate(rows)
     }
@@ -270,7 +270,7 @@ def frontier_png(frontier: Frontier) -> bytes:
     if experts:
         fprs = [r.fpr_at_95tpr if r.fpr_at_95tpr is not None else float("nan") for r in experts]
         sc = ax.scatter(
-            [r.gmacs for r in experts], [r.top1 for r in experts], c=fprs, cmap="viridis_r",
+            [r.gmacs for r in experts], [r.top1 or 0.0 for r in experts], c=fprs, cmap="viridis_r",
             vmin=0, vmax=100, s=70, edgecolors="black", zorder=3,
         )  # fmt: skip
         fig.colorbar(sc, ax=ax, label="open-set FPR @ 95% TPR (%): share of other images accepted")
@@ -287,7 +287,9 @@ def frontier_png(frontier: Frontier) -> bytes:
     ax.set_title(f"expert frontier: {frontier.arch}, level {frontier.level} and sets, "
                  f"{frontier.images} images")  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(left=0)
+    ax.set_ylim(-2, 105)
+    ax.legend(loc="best", fontsize=8)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
