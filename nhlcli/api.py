@@ -47,7 +47,7 @@ __all__ = [
     "compare_trees",
     "cutout",
     "evaluate",
-    "experts",
+    "expert_frontier",
     "export",
     "load_model",
     "load_tree",
@@ -371,7 +371,7 @@ def evaluate(
     return run_eval(model, data, classes, attend, **options)
 
 
-def experts(
+def expert_frontier(
     model: str | Path | HierNet,
     data: str | Path,
     *,
@@ -388,11 +388,13 @@ def experts(
     TPR and AUROC of in- vs out-of-subset images by max softmax, and latency if `latency`
     (docs/experts.md). One pass of the full model serves every candidate. With `project`, writes
     `project/NAME/` (experts.csv, report.json, frontier.png). Other options go to
-    `nhlcli.evaluation.frontier.expert_frontier` (batch_size, device, max_batches, ...).
+    `nhlcli.evaluation.frontier.expert_frontier` (batch_size, device, max_batches, ...). (Not
+    `nhl.experts`: that name is the `nhlcli.experts` package, which would shadow a function.)
     """
-    from nhlcli.evaluation.frontier import expert_frontier, write_frontier_dir
+    from nhlcli.evaluation.frontier import expert_frontier as run_frontier
+    from nhlcli.evaluation.frontier import write_frontier_dir
 
-    result = expert_frontier(model, data, level=level, sets=sets, latency=latency, **options)
+    result = run_frontier(model, data, level=level, sets=sets, latency=latency, **options)
     if project is not None:
         write_frontier_dir(result, project, name, exist_ok)
     return result
