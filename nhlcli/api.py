@@ -411,19 +411,39 @@ def predict(
     device: str = "cpu",
     progress: Any = None,
     trust_torchscript: bool = False,
+    decode: str = "argmax",
+    tree: Tree | str | Path | None = None,
 ) -> PredictReport:
     """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file.
 
     A TorchScript .pt file runs code stored in it when it loads: it is refused unless
-    `trust_torchscript` (model folders and ONNX files never run code from the file)."""
+    `trust_torchscript` (model folders and ONNX files never run code from the file).
+    `decode="crm"` ranks the classes by least expected tree distance (conditional risk
+    minimisation) under `tree` (default: a model folder's own tree)."""
     from nhlcli.prediction import list_images, open_predictor, predict_images
 
     inputs = [images] if isinstance(images, str | Path) else list(images)
     predictor = open_predictor(
         model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
     )
+    distances = None
+    if decode not in ("argmax", "crm"):
+        raise NhlError(f"--decode '{decode}' is not one of argmax, crm")
+    if decode == "crm":
+        from nhlcli.evaluation.hierarchical_distance import lca_distances
+
+        own = getattr(getattr(predictor, "model", None), "tree", None)
+        yardstick = load_tree(tree) if isinstance(tree, str | Path) else tree or own
+        if yardstick is None:
+            raise NhlError("--decode crm on an exported file needs --tree (a tree of its classes)")
+        missing = [c for c in predictor.class_ids if not yardstick.is_class(c)]
+        if missing:
+            raise NhlError(f"--tree: {len(missing)} class(es) of the model are not in it")
+        distances = lca_distances(yardstick, predictor.class_ids).numpy().astype("float64")
     files = list_images(inputs)
-    return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
+    return predict_images(
+        predictor, files, top=top, batch_size=batch_size, progress=progress, distances=distances
+    )
 
 
 def export(

@@ -201,3 +201,32 @@ def test_crm_on_a_subset_and_bad_options(
     )  # fmt: skip
     code, _, err = run_cli([*base, "--tree", other], capsys)
     assert code == 2 and "10 evaluated class(es) are not in it" in err
+
+
+def test_predict_ranks_by_crm_risk(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = [str(nette / "val" / c) for c, _ in IMAGENETTE[:3]]
+    base = ["predict", model_dir, *images, "--top", "10", "--json"]
+    tree = small_tree()
+    dist = lca_distances(tree, tree.class_ids)
+    pos = {c: i for i, c in enumerate(tree.class_ids)}
+    code, out, _ = run_cli([*base, "--decode", "crm"], capsys)
+    assert code == 0
+    crm = json.loads(out)["predictions"]
+    code, out, _ = run_cli(base, capsys)
+    plain = json.loads(out)["predictions"]
+    differs = False
+    for c, a in zip(crm, plain, strict=True):
+        p = torch.zeros(10, dtype=torch.float64)
+        for t in c["top"]:
+            p[pos[t["class"]]] = t["probability"]
+        risk = (p @ dist.double().T).tolist()
+        ranked = [risk[pos[t["class"]]] for t in c["top"]]
+        assert ranked == sorted(ranked)  # least expected distance first
+        probs = [t["probability"] for t in a["top"]]
+        assert probs == sorted(probs, reverse=True)
+        differs |= [t["class"] for t in c["top"]] != [t["class"] for t in a["top"]]
+    assert differs  # the two rankings are not the same
+    code, _, err = run_cli([*base, "--decode", "mode"], capsys)
+    assert code == 2 and "--decode 'mode'" in err
