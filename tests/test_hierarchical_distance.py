@@ -70,7 +70,7 @@ def test_metrics_on_a_tree_with_leaves_at_two_depths() -> None:
     # ancestor sets: a1 {A, a1}, a2 {A, a2}, c {c}; overlaps 2 + 1 + 0 + 0 = 3,
     # predicted sizes 2 + 2 + 2 + 1 = 7, true sizes 2 + 2 + 1 + 2 = 7 -> hP = hR = hF = 3/7
     assert ancestor_sets(tree, ids) == [{"A", "a1"}, {"A", "a2"}, {"c"}]
-    hp, hr, hf = hierarchical_prf(preds, labels, ancestor_sets(tree, ids))
+    hp, hr, hf = hierarchical_prf(preds, labels, tree, ids)
     assert (hp, hr, hf) == pytest.approx((300 / 7, 300 / 7, 300 / 7))
     ranked = torch.tensor([[0, 1], [1, 2], [0, 1], [2, 0]])
     # AHD@1: (0 + 1 + 2 + 2) / 4; AHD@2: ((0+1) + (1+2) + (2+2) + (2+1)) / 8 = 11 / 8

@@ -37,18 +37,33 @@ AHD_KS = (1, 5, 20)
 DISTANCE_RULE = "d(a, b) = max(depth(a), depth(b)) - depth(LCA(a, b)); depth(root) = 0; d(a, a) = 0"
 
 
-def lca_distances(tree: Tree, class_ids: Sequence[str]) -> torch.Tensor:
-    """(k, k) float matrix of d(a, b) between the classes (rule above; classes of `tree`)."""
+def common_depths(tree: Tree, class_ids: Sequence[str]) -> torch.Tensor:
+    """(k, k) long matrix: depth of the LCA of every two classes (a class with itself: its depth).
+
+    Also |A(a) ∩ A(b)|, the overlap of the two root paths, since both paths start at level 1.
+    """
     paths = [tree.path(c) for c in class_ids]
     k = len(paths)
-    out = torch.zeros(k, k)
-    for i in range(k):
-        for j in range(i + 1, k):
-            a, b = paths[i], paths[j]
-            common = 0
-            while common < min(len(a), len(b)) and a[common] == b[common]:
-                common += 1
-            out[i, j] = out[j, i] = max(len(a), len(b)) - common
+    depth = max((len(p) for p in paths), default=0)
+    ids: dict[str, int] = {}
+    codes = torch.empty(depth, k, dtype=torch.long)
+    for j, p in enumerate(paths):
+        for d in range(depth):  # past its own depth a class gets a code no other class has
+            codes[d, j] = ids.setdefault(p[d], len(ids)) if d < len(p) else -1 - j
+    same = torch.ones(k, k, dtype=torch.bool)
+    common = torch.zeros(k, k, dtype=torch.long)
+    for d in range(depth):
+        same &= codes[d][:, None] == codes[d][None, :]
+        common += same
+    return common
+
+
+def lca_distances(tree: Tree, class_ids: Sequence[str]) -> torch.Tensor:
+    """(k, k) float matrix of d(a, b) between the classes (rule above; classes of `tree`)."""
+    depths = torch.tensor([tree.depth(c) for c in class_ids], dtype=torch.long)
+    deeper = torch.maximum(depths[:, None], depths[None, :])
+    out = (deeper - common_depths(tree, class_ids)).float()
+    out.fill_diagonal_(0.0)
     return out
 
 
@@ -76,12 +91,14 @@ def ancestor_sets(tree: Tree, class_ids: Sequence[str]) -> list[frozenset[str]]:
 
 
 def hierarchical_prf(
-    preds: torch.Tensor, labels: torch.Tensor, sets: Sequence[frozenset[str]]
+    preds: torch.Tensor, labels: torch.Tensor, tree: Tree, class_ids: Sequence[str]
 ) -> tuple[float, float, float]:
-    """Micro-averaged hierarchical precision, recall and F1 in percent (Kiritchenko 2006)."""
-    k = len(sets)
-    overlap = torch.tensor([[len(sets[i] & sets[j]) for j in range(k)] for i in range(k)])
-    size = torch.tensor([len(s) for s in sets])
+    """Micro-averaged hierarchical precision, recall and F1 in percent (Kiritchenko 2006).
+
+    |A(ŷ) ∩ A(y)| is the depth of their LCA (both sets are paths down from level 1), |A(c)| the
+    depth of c."""
+    overlap = common_depths(tree, class_ids)
+    size = torch.tensor([tree.depth(c) for c in class_ids], dtype=torch.long)
     common = int(overlap[preds, labels].sum())
     pred_total, true_total = int(size[preds].sum()), int(size[labels].sum())
     hp = 100.0 * common / pred_total if pred_total else 0.0
@@ -133,7 +150,7 @@ def hierarchical_metrics(
     dist = lca_distances(tree, class_ids)
     preds = ranked[:, 0] if labels.numel() else labels
     ks = list(dict.fromkeys(min(k, ranked.shape[1]) for k in ahd_ks(len(class_ids))))
-    hp, hr, hf = hierarchical_prf(preds, labels, ancestor_sets(tree, class_ids))
+    hp, hr, hf = hierarchical_prf(preds, labels, tree, class_ids)
     return HierarchicalMetrics(
         mistake_severity=mistake_severity(preds, labels, dist),
         ahd={k: average_hierarchical_distance(ranked, labels, dist, k) for k in ks},
