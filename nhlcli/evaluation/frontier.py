@@ -275,7 +275,8 @@ def frontier_png(frontier: Frontier) -> bytes:
         )  # fmt: skip
         fig.colorbar(sc, ax=ax, label="open-set FPR @ 95% TPR (%): share of other images accepted")
         for r in experts:
-            ax.annotate(r.name, (r.gmacs, r.top1), fontsize=7, xytext=(4, 4),
+            label = r.name if len(r.name) <= 22 else r.name[:20] + "…"  # long class lists
+            ax.annotate(label, (r.gmacs, r.top1), fontsize=7, xytext=(4, 4),
                         textcoords="offset points")  # fmt: skip
     if full.top1 is not None:
         ax.scatter([full.gmacs], [full.top1], marker="*", s=260, color="crimson", zorder=4,
