@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from nhlcli.errors import NhlError
 
 if TYPE_CHECKING:
+    from nhlcli.evaluation.frontier import Frontier
     from nhlcli.evaluation.runner import EvalReport
     from nhlcli.exporters.exporter import ExportResult
     from nhlcli.hierarchy.classsets import ClassSet
@@ -46,6 +47,7 @@ __all__ = [
     "compare_trees",
     "cutout",
     "evaluate",
+    "expert_frontier",
     "export",
     "load_model",
     "load_tree",
@@ -128,6 +130,8 @@ def compare_trees(
     *,
     group_score: str = "sum",
     evidence: ClassEvidence | None = None,
+    random_control: bool = False,
+    seed: int = 0,
     **options: Any,
 ) -> TreeComparison:
     """Scores of candidate trees for a nested network, per group level (docs/trees.md).
@@ -137,7 +141,8 @@ def compare_trees(
     the share of the model's confusions inside groups, the silhouette of its class features, and
     the top-1 of the right group from its class scores (`group_score`: "sum" of member softmax
     probabilities, or "max" member score). `ranking` orders the trees by fit (mean confusion
-    gain). Other options go to `collect_evidence`.
+    gain). `random_control` adds a control row: the first tree with its classes shuffled over its
+    class slots (same shape, `seed`), what chance gets. Other options go to `collect_evidence`.
 
     >>> compare_trees(["imagenette-wordnet-L3"]).trees[0].rows[0].nodes
     2
@@ -152,6 +157,13 @@ def compare_trees(
             (f"tree {i + 1}", t) if isinstance(t, Tree) else (str(t), load_tree(t))
             for i, t in enumerate(trees)
         ]
+    if random_control and named:
+        from nhlcli.hierarchy.random_tree import random_tree_like
+
+        shape = named[0][0]
+        named.append(
+            (f"random (shape of {shape}, seed {seed})", random_tree_like(named[0][1], seed))
+        )
     if (model is None) != (data is None) and evidence is None:
         raise NhlError("give a model and a data folder together (--model CKPT --data DIR)")
     if evidence is None and model is not None:
@@ -363,6 +375,35 @@ def evaluate(
     return run_eval(model, data, classes, attend, **options)
 
 
+def expert_frontier(
+    model: str | Path | HierNet,
+    data: str | Path,
+    *,
+    level: int = 1,
+    sets: Sequence[str | Path] = (),
+    latency: bool = False,
+    project: str | Path | None = None,
+    name: str = "exp",
+    exist_ok: bool = False,
+    **options: Any,
+) -> Frontier:
+    """The expert frontier: every node of tree `level`, every class set in `sets` and the full
+    model, each with params/GMACs (Δ % vs full), closed-set top-1 on its own classes, FPR at 95 %
+    TPR and AUROC of in- vs out-of-subset images by max softmax, and latency if `latency`
+    (docs/experts.md). One pass of the full model serves every candidate. With `project`, writes
+    `project/NAME/` (experts.csv, report.json, frontier.png). Other options go to
+    `nhlcli.evaluation.frontier.expert_frontier` (batch_size, device, max_batches, ...). (Not
+    `nhl.experts`: that name is the `nhlcli.experts` package, which would shadow a function.)
+    """
+    from nhlcli.evaluation.frontier import expert_frontier as run_frontier
+    from nhlcli.evaluation.frontier import write_frontier_dir
+
+    result = run_frontier(model, data, level=level, sets=sets, latency=latency, **options)
+    if project is not None:
+        write_frontier_dir(result, project, name, exist_ok)
+    return result
+
+
 def predict(
     model: str | Path,
     images: Sequence[str | Path] | str | Path,
@@ -374,19 +415,39 @@ def predict(
     device: str = "cpu",
     progress: Any = None,
     trust_torchscript: bool = False,
+    decode: str = "argmax",
+    tree: Tree | str | Path | None = None,
 ) -> PredictReport:
     """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file.
 
     A TorchScript .pt file runs code stored in it when it loads: it is refused unless
-    `trust_torchscript` (model folders and ONNX files never run code from the file)."""
+    `trust_torchscript` (model folders and ONNX files never run code from the file).
+    `decode="crm"` ranks the classes by least expected tree distance (conditional risk
+    minimisation) under `tree` (default: a model folder's own tree)."""
     from nhlcli.prediction import list_images, open_predictor, predict_images
 
     inputs = [images] if isinstance(images, str | Path) else list(images)
     predictor = open_predictor(
         model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
     )
+    distances = None
+    if decode not in ("argmax", "crm"):
+        raise NhlError(f"--decode '{decode}' is not one of argmax, crm")
+    if decode == "crm":
+        from nhlcli.evaluation.hierarchical_distance import lca_distances
+
+        own = getattr(getattr(predictor, "model", None), "tree", None)
+        yardstick = load_tree(tree) if isinstance(tree, str | Path) else tree or own
+        if yardstick is None:
+            raise NhlError("--decode crm on an exported file needs --tree (a tree of its classes)")
+        missing = [c for c in predictor.class_ids if not yardstick.is_class(c)]
+        if missing:
+            raise NhlError(f"--tree: {len(missing)} class(es) of the model are not in it")
+        distances = lca_distances(yardstick, predictor.class_ids).numpy().astype("float64")
     files = list_images(inputs, predictor.img_size)
-    return predict_images(predictor, files, top=top, batch_size=batch_size, progress=progress)
+    return predict_images(
+        predictor, files, top=top, batch_size=batch_size, progress=progress, distances=distances
+    )
 
 
 def export(

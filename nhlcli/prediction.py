@@ -305,8 +305,12 @@ def predict_images(
     batch_size: int = 16,
     workers: int | None = None,
     progress: ProgressFn | None = None,
+    distances: np.ndarray | None = None,
 ) -> PredictReport:
-    """Top-`top` classes (softmax probabilities, best first) for every decodable image."""
+    """Top-`top` classes (softmax probabilities, best first) for every decodable image.
+
+    With `distances` (k x k tree distances between the classes), the classes are ranked by CRM
+    risk, least first (`nhlcli.evaluation.hierarchical_distance`), not by probability."""
     check_options(top, batch_size)
     k = min(top, len(predictor.class_ids))
     report = PredictReport(
@@ -332,7 +336,8 @@ def predict_images(
         if len(batch.labels):
             logits = _checked_logits(predictor, predictor.logits(normalize(batch.images)))
             probs = _softmax(logits)
-            order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            key = -probs if distances is None else probs @ distances.T
+            order = np.argsort(key, axis=1, kind="stable")[:, :k]
             for row, idx in enumerate(batch.labels.tolist()):
                 ranked = tuple(
                     (predictor.class_ids[j], predictor.names[j], float(probs[row, j]))

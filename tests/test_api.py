@@ -28,7 +28,7 @@ def test_cli_commands_call_the_api() -> None:
 
     cli = Path(nhlcli.__file__).parent / "cli"
     for name in ("model_cmds", "profile_cmd", "train_cmd", "eval_cmd", "export_cmd",
-                 "predict_cmd", "build_tree_cmd", "demo_cmd"):  # fmt: skip
+                 "predict_cmd", "build_tree_cmd", "demo_cmd", "experts_cmd"):  # fmt: skip
         text = (cli / f"{name}.py").read_text(encoding="utf-8")
         assert "import nhlcli as nhl" in text or "from nhlcli.api import" in text, name
         for private in ("make_expert", "init_model", "build_profile", "BuildRequest"):

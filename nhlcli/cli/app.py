@@ -18,6 +18,7 @@ from nhlcli.cli import (
     classes_cmd,
     demo_cmd,
     eval_cmd,
+    experts_cmd,
     export_cmd,
     model_cmds,
     predict_cmd,
@@ -68,6 +69,7 @@ profile_cmd.register(app)
 model_cmds.register(app)
 train_cmd.register(app)
 eval_cmd.register(app)
+experts_cmd.register(app)
 export_cmd.register(app)
 predict_cmd.register(app)
 

@@ -4,12 +4,16 @@ top-down attention; report.json and the confusion files go to runs/eval/NAME."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+
+if TYPE_CHECKING:
+    from nhlcli.evaluation.runner import EvalReport
 
 EPILOG = examples(
     "nhl eval runs/train/exp/best --data imagenette2/val",
@@ -18,6 +22,7 @@ EPILOG = examples(
     "nhl eval runs/train/exp/best --data imagenette2 --attend tench=1.8",
     "nhl eval runs/train/exp/best --data imagenette2 --attend-sweep 1.0:2.0:0.1 --json",
     "nhl eval runs/train/exp --data imagenette2 --name r50-val   # runs/eval/r50-val/confusion.png",
+    "nhl eval runs/train/exp --data imagenette2 --decode both --tree my-tree.json",
 )
 
 
@@ -94,6 +99,18 @@ def eval_command(
     exist_ok: bool = typer.Option(
         False, "--exist-ok", help="Reuse PROJECT/NAME instead of NAME-2."
     ),
+    decode: str = typer.Option(
+        "argmax",
+        "--decode",
+        help="argmax, crm (least expected tree distance, Karthik et al. 2021) or both "
+        "(argmax, with crm beside it).",
+    ),
+    metric_tree: str | None = typer.Option(
+        None,
+        "--tree",
+        help="Measure the hierarchical metrics under another tree (file or shipped name) over "
+        "the same classes; the network is unchanged.",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top-1/top-5 over the model's classes (or a subset), accuracy at each tree level, the share
@@ -134,6 +151,8 @@ def eval_command(
             exist_ok=exist_ok,
             on_start=lambda n: progress.update(task, total=n),
             on_batch=lambda n: progress.advance(task, n),
+            decode=decode,
+            metric_tree=metric_tree,
         )
     if json_out:
         print_json(report.to_dict())
@@ -171,6 +190,8 @@ def eval_command(
     )
     if report.levels:
         console.print(_levels_table(report.levels))
+    if report.hierarchical:
+        console.print(_hierarchical_table(report))
     if report.output_dir:
         console.print(
             f"wrote {report.output_dir}/: report.json, confusion.csv, confusion.png", markup=False
@@ -194,4 +215,22 @@ def _levels_table(levels: list[dict]) -> Table:
     for row in levels:
         within = "-" if row["errors_within"] is None else f"{row['errors_within']:.1f}%"
         t.add_row(str(row["level"]), str(row["nodes"]), f"{row['top1']:.2f}%", within)
+    return t
+
+
+def _hierarchical_table(report: EvalReport) -> Table:
+    own = {"decode": report.decode, "top1": report.top1, **(report.hierarchical or {})}
+    rows = report.decodings or [own]
+    ks = list(rows[0]["ahd"])
+    t = Table(
+        "decoding", "top-1", "mistake severity", *(f"AHD{k}" for k in ks), "hP", "hR", "hF",
+        title="hierarchical metrics (d = height of the lowest common ancestor"
+        + (f", tree {safe(report.metric_tree)})" if report.metric_tree else ")"),
+    )  # fmt: skip
+    for r in rows:
+        t.add_row(
+            r["decode"], f"{r['top1']:.2f}%", f"{r['mistake_severity']:.3f}",
+            *(f"{r['ahd'][k]:.3f}" for k in ks), f"{r['hierarchical_precision']:.2f}%",
+            f"{r['hierarchical_recall']:.2f}%", f"{r['hierarchical_f1']:.2f}%",
+        )  # fmt: skip
     return t

@@ -72,6 +72,12 @@ def predict(
     ),
     project: str = typer.Option("runs/predict", "--project", help="Parent folder for --save."),
     name: str = typer.Option("exp", "--name", help="Folder for --save: PROJECT/NAME."),
+    decode: str = typer.Option(
+        "argmax", "--decode", help="argmax, or crm: rank by least expected tree distance."
+    ),
+    tree: str | None = typer.Option(
+        None, "--tree", help="Tree for --decode crm (default: a model folder's own tree)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Top classes of each image with their probabilities (softmax over the model's classes)."""
@@ -84,6 +90,7 @@ def predict(
         report = nhl.predict(
             model, images, top=top, batch_size=batch_size, attend=attend, img_size=img_size,
             device=device, progress=progress, trust_torchscript=trust_torchscript,
+            decode=decode, tree=tree,
         )  # fmt: skip
     if csv_file:
         report.write_csv(csv_file)

@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
             "nhl tree compare imagenette-wordnet-L3 induced.json",
             "nhl tree compare wordnet.json induced.json --model runs/train/r50 --data imagenette2",
             "nhl tree compare a.json b.json --model runs/train/r50 --data imagenette2 --json",
+            "nhl tree compare a.json --model runs/train/r50 --data imagenette2 --random-control",
             "nhl tree compare a.json b.json --model runs/train/r50 --data imagenette2 -o cmp.png",
         ),
     )(compare)
@@ -282,6 +283,12 @@ def compare(
     output: str | None = typer.Option(
         None, "--output", "-o", help="Also draw the scores to a picture (.png, .svg, .pdf)."
     ),
+    random_control: bool = typer.Option(
+        False,
+        "--random-control",
+        help="Add a control row: the first tree with its classes shuffled (same shape).",
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed of the --random-control tree."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Score candidate trees for a nested network, per level: nodes, singleton groups, balance,
@@ -294,6 +301,7 @@ def compare(
         result = nhl.compare_trees(
             trees, model, data, group_score=group_score, batch_size=batch_size,
             img_size=img_size, max_batches=max_batches, device=device,
+            random_control=random_control, seed=seed,
         )  # fmt: skip
     if output is not None:
         from nhlcli.hierarchy.score_chart import draw_comparison

@@ -28,6 +28,9 @@ class InferenceResult:
     preds: dict[float | None, torch.Tensor]  # attention scale (None: as configured) -> (N,) preds
     skipped: list[str]  # unreadable files
     ranked: dict[float | None, torch.Tensor] | None = None  # scale -> (N, TOP_K) best first
+    # (N, k) softmax over the evaluated classes (the subset's logits only, eq. 3), in subset order,
+    # of the first key (no attention sweep: the model as configured; a sweep: its first scale)
+    probs: torch.Tensor | None = None
 
 
 def forward_from_level(model: HierNet, h: torch.Tensor, start: int) -> torch.Tensor:
@@ -114,6 +117,7 @@ def run_inference(
     keys: list[float | None] = list(oracle_scales) if oracle_scales else [None]
     preds_all: dict[float | None, list[torch.Tensor]] = {k: [] for k in keys}
     ranked_all: dict[float | None, list[torch.Tensor]] = {k: [] for k in keys}
+    probs_all: list[torch.Tensor] = []
     skipped: list[str] = []
     level = oracle_level if oracle_level is not None else len(model.levels)
     for batch in batches:
@@ -137,6 +141,9 @@ def run_inference(
                 require_finite_logits(logits, model_name)
                 preds_all[k].append(restricted_argmax(logits, sub).cpu())
                 ranked_all[k].append(restricted_topk(logits, sub, TOP_K).cpu())
+            first = outs[keys[0]].float()
+            scores = first if sub is None else first.index_select(1, sub)
+            probs_all.append(scores.softmax(1).cpu())
             labels_all.append(y.cpu())
         if on_batch is not None:
             on_batch(int(batch.labels.numel()) + len(batch.bad_paths))
@@ -149,4 +156,6 @@ def run_inference(
         k: (torch.cat(v) if v else torch.zeros(0, width, dtype=torch.long))
         for k, v in ranked_all.items()
     }
-    return InferenceResult(labels, preds, skipped, ranked)
+    classes = len(subset) if subset is not None else model.num_classes
+    probs = torch.cat(probs_all) if probs_all else torch.zeros(0, classes)
+    return InferenceResult(labels, preds, skipped, ranked, probs)

@@ -22,8 +22,15 @@ from nhlcli.data.folders import index_image_folder, split_dir
 from nhlcli.data.loader import ShardSampler, balanced_subset, default_workers, make_loader
 from nhlcli.errors import NhlError
 from nhlcli.evaluation.confusion import confusion_matrix
-from nhlcli.evaluation.inference import run_inference
+from nhlcli.evaluation.hierarchical_distance import (
+    AHD_KS,
+    crm_rank,
+    hierarchical_metrics,
+    lca_distances,
+)
+from nhlcli.evaluation.inference import TOP_K, run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
+from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics
 from nhlcli.model.attention import apply_attend, attention_level, check_scale
 from nhlcli.model.config import check_img_size
@@ -64,6 +71,7 @@ def oracle_scales(oracle: float | None, sweep: str | None) -> list[float] | None
 
 
 AMP_MODES = ("auto", "bf16", "fp16", "none")
+DECODES = ("argmax", "crm", "both")  # both: argmax is the report's prediction, crm beside it
 
 
 @dataclass
@@ -85,6 +93,10 @@ class EvalReport:
     top5: float | None = None
     levels: list[dict[str, Any]] = field(default_factory=list)  # LevelAccuracy.to_dict() rows
     output_dir: str | None = None  # where report.json and the confusion files were written
+    decode: str = "argmax"  # how the prediction is chosen: argmax or crm (`DECODES`)
+    hierarchical: dict[str, Any] | None = None  # HierarchicalMetrics.to_dict() of the prediction
+    decodings: list[dict[str, Any]] | None = None  # --decode both: argmax and crm side by side
+    metric_tree: str | None = None  # the tree the hierarchical metrics use, when not the model's
     confusion: Any = field(default=None, repr=False)  # (k, k) counts over the evaluated classes
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,6 +111,10 @@ class EvalReport:
             "top1": self.top1,
             "top5": self.top5,
             "levels": self.levels,
+            "decode": self.decode,
+            "hierarchical": self.hierarchical,
+            "decodings": self.decodings,
+            "metric_tree": self.metric_tree,
             "per_class": self.per_class,
             "attention": self.attention,
             "attention_level": self.attention_level,
@@ -131,17 +147,24 @@ def evaluate(
     exist_ok: bool = False,
     on_start: Callable[[int], None] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    decode: str = "argmax",
+    metric_tree: Tree | str | Path | None = None,
 ) -> EvalReport:
     """Top-1, top-5, per-level and per-class accuracy of a model directory (or a loaded `model`).
 
     With `project`, also writes `project/NAME` (numbered unless `exist_ok`): report.json,
-    confusion.csv and confusion.png; `report.output_dir` says where.
+    confusion.csv and confusion.png; `report.output_dir` says where. `decode="crm"` picks each
+    image's class by conditional risk minimisation instead of the arg-max ("both": arg-max, with
+    CRM reported beside it); `metric_tree` measures the per-level and hierarchical metrics (and
+    the CRM cost) under another tree over the same classes: the network is unchanged.
     """
     from nhlcli.checkpoint import load_model
     from nhlcli.devices import resolve_device
 
     if amp not in AMP_MODES:
         raise NhlError(f"--amp '{amp}' is not one of {', '.join(AMP_MODES)}")
+    if decode not in DECODES:
+        raise NhlError(f"--decode '{decode}' is not one of {', '.join(DECODES)}")
     dev = resolve_device(device)
     ckpt = resolve_checkpoint(checkpoint) if model is None else Path(str(checkpoint))
     net = load_model(ckpt) if model is None else model
@@ -155,6 +178,7 @@ def evaluate(
         apply_attend(net, attend, attend_level, level_also_with="--attend-oracle or --attend-sweep")
 
     eval_ids = select_classes(tree, classes) if classes else tree.class_ids
+    yardstick = tree if metric_tree is None else _metric_tree(metric_tree, eval_ids)
     subset = classes is not None
     folder = index_image_folder(
         split_dir(data, "val"), tree, allow_extra=allow_extra, required=eval_ids
@@ -229,17 +253,43 @@ def evaluate(
         report.oracle_note = ORACLE_NOTE
         key = 1.0  # top-1 and the per-class table are those of the unamplified model
     preds = result.preds[key]
+    position = torch.full((net.num_classes,), -1, dtype=torch.long)  # model index -> eval index
+    position[idx] = torch.arange(len(idx))
+    y = position[result.labels]
+    assert result.probs is not None
+    dist = lca_distances(yardstick, eval_ids)
+    wide = min(max(AHD_KS), len(idx))
+    rankings = {"argmax": result.probs.topk(wide, dim=1).indices}
+    if decode != "argmax":
+        rankings["crm"] = crm_rank(result.probs, dist, wide)
+    model_index = torch.tensor(idx, dtype=torch.long)
+    ranked = result.ranked[key] if result.ranked is not None else None
+    if decode == "crm":
+        preds = model_index[rankings["crm"][:, 0]]
+        ranked = model_index[rankings["crm"][:, :TOP_K]]
+    report.decode = "crm" if decode == "crm" else "argmax"
+    measured = {
+        name: hierarchical_metrics(r, y, yardstick, eval_ids).to_dict()
+        for name, r in rankings.items()
+    }
+    report.hierarchical = measured[report.decode]
+    if decode == "both":
+        report.decodings = [
+            {"decode": name, "top1": top1(r[:, 0], y), **measured[name]}
+            for name, r in rankings.items()
+        ]
+    if metric_tree is not None:
+        report.metric_tree = str(metric_tree if not isinstance(metric_tree, Tree) else "<tree>")
     report.top1 = top1(preds, result.labels)
     report.per_class = [
         c.to_dict() for c in per_class_accuracy(preds, result.labels, idx, eval_ids, names)
     ]
-    assert result.ranked is not None
-    report.top5 = topk_accuracy(result.ranked[key], result.labels)
-    position = torch.full((net.num_classes,), -1, dtype=torch.long)  # model index -> eval index
-    position[idx] = torch.arange(len(idx))
-    p, y = position[preds], position[result.labels]
+    assert ranked is not None
+    report.top5 = topk_accuracy(ranked, result.labels)
+    p = position[preds]
     report.confusion = confusion_matrix(p, y, len(idx))
-    report.levels = [r.to_dict() for r in level_metrics(p, y, ancestors_by_level(tree, eval_ids))]
+    anc = ancestors_by_level(yardstick, eval_ids)
+    report.levels = [r.to_dict() for r in level_metrics(p, y, anc)]
     if project is not None:
         from nhlcli.evaluation.outputs import write_eval_dir
 
@@ -248,3 +298,17 @@ def evaluate(
         )
         report.output_dir = str(out)
     return report
+
+
+def _metric_tree(spec: Tree | str | Path, class_ids: Sequence[str]) -> Tree:
+    """The tree of `--tree` (a file or shipped name), which must hold every evaluated class."""
+    from nhlcli.hierarchy.shipped_trees import resolve_tree
+
+    other = spec if isinstance(spec, Tree) else resolve_tree(spec)
+    missing = [c for c in class_ids if not other.is_class(c)]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise NhlError(f"--tree {spec}: {len(missing)} evaluated class(es) are not in it: {shown}")
+    return other
