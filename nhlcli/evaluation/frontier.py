@@ -304,7 +304,7 @@ def write_frontier_dir(
 ) -> Path:
     """`project/NAME` (numbered): experts.csv, report.json, frontier.png, each atomically."""
     from nhlcli.fileio import write_bytes_atomic, write_text_atomic
-    from nhlcli.training.rundir import numbered_dir
+    from nhlcli.rundirs import numbered_dir
 
     picture = frontier_png(frontier)
     table = frontier_csv(frontier)
