@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from nhlcli.hierarchy.tree_scores import TreeComparison
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import Preset
-    from nhlcli.profiling.bench import BenchReport
     from nhlcli.prediction import PredictReport
+    from nhlcli.profiling.bench import BenchReport
     from nhlcli.profiling.report import Profile
     from nhlcli.selection import Selection
     from nhlcli.training.config import TrainConfig

@@ -50,9 +50,10 @@ def check_precision(precision: str, device: torch.device | str = "cpu") -> None:
         )
 
 
-def autocast(precision: str, device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
+def autocast(
+    precision: str, device: torch.device | str = "cpu"
+) -> contextlib.AbstractContextManager:
     """The context a forward pass of this precision runs in (fp32: none)."""
     if precision == "bf16":
         return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
-

@@ -1,4 +1,4 @@
-"""Edge deployment of a small model trained a few steps on real Imagenette images: int8, bf16, bench."""
+"""Edge deployment of a small model trained a few steps on real Imagenette images."""
 
 from __future__ import annotations
 
@@ -80,7 +80,9 @@ def test_int8_export_agrees_with_fp32_on_real_images_and_predicts(
     want = nhl.predict(fp32.path, val, top=1)
     got = nhl.predict(int8.path, val, top=1)
     assert got.kind == "onnx" and len(got.predictions) == len(val) == 24
-    same = [a.top[0][0] == b.top[0][0] for a, b in zip(want.predictions, got.predictions)]
+    same = [
+        a.top[0][0] == b.top[0][0] for a, b in zip(want.predictions, got.predictions, strict=True)
+    ]
     assert np.mean(same) >= AGREEMENT, np.mean(same)
     # the CLI: the table names the check and what stayed fp32
     code, out, _ = run_cli(
@@ -105,8 +107,19 @@ def test_quantize_bad_inputs_exit_2_and_write_nothing(
         (["--quantize", "int8", "--calibration", str(tmp_path / "none")], "not found"),
         (["--quantize", "int8", "--calibration", str(data), "--calibration-images", "0"], "least"),
         # an impossible floor: the check fails the export
-        (["--quantize", "int8", "--calibration", str(data), "--min-agreement", "1.01",
-          "--calibration-images", "8"], "agrees with fp32"),  # fmt: skip
+        (
+            [
+                "--quantize",
+                "int8",
+                "--calibration",
+                str(data),
+                "--min-agreement",
+                "1.01",
+                "--calibration-images",
+                "8",
+            ],
+            "agrees with fp32",
+        ),
     ]
     for extra, message in cases:
         code, _, err = run_cli(["export", folder, "--format", "onnx", "-o", out, *extra], capsys)
@@ -131,7 +144,7 @@ def test_bf16_unsupported_cpu_is_one_clear_error(
         ["predict", folder, data / "val", "--precision", "bf16"],
         ["eval", folder, "--data", data, "--precision", "bf16"],
     ):
-        code, out, err = run_cli(args, capsys)
+        code, _, err = run_cli(args, capsys)
         assert code == 2 and "Traceback" not in err, err
         assert "bf16 instructions" in err and "NHL_CPU_BF16=0" in err
         assert len(err.strip().splitlines()) == 1
@@ -152,10 +165,15 @@ def test_bf16_agrees_with_fp32_on_real_images(
     val = sorted(str(p) for p in (data / "val").rglob("*.JPEG"))
     want = nhl.predict(folder, val, top=3)
     got = nhl.predict(folder, val, top=3, precision="bf16")
-    same = [a.top[0][0] == b.top[0][0] for a, b in zip(want.predictions, got.predictions)]
+    same = [
+        a.top[0][0] == b.top[0][0] for a, b in zip(want.predictions, got.predictions, strict=True)
+    ]
     assert np.mean(same) >= BF16_AGREEMENT, np.mean(same)
     # bf16 really ran: the probabilities differ from fp32 (bf16 keeps 8 bits of mantissa)
-    diffs = [abs(a.top[0][2] - b.top[0][2]) for a, b in zip(want.predictions, got.predictions)]
+    diffs = [
+        abs(a.top[0][2] - b.top[0][2])
+        for a, b in zip(want.predictions, got.predictions, strict=True)
+    ]
     assert 0 < max(diffs) < 0.1
     code, out, err = run_cli(
         ["eval", folder, "--data", data, "--precision", "bf16", "--json", "--workers", "0"], capsys
@@ -182,8 +200,8 @@ def test_bench_a_folder_and_onnx_files_writes_its_csv(
     ).path  # fmt: skip
     out = tmp_path / "bench"
     code, stdout, err = run_cli(
-        ["bench", folder, fp32, int8, "--batch-size", "1", "--batch-size", "2", "--precision",
-         "fp32", "--precision", "int8", "--runs", "2", "--warmup", "1", "-o", out],
+        ["bench", folder, fp32, int8, "--batch-size", "1,2", "--precision", "fp32",
+         "--precision", "int8", "--runs", "2", "--warmup", "1", "-o", out],
         capsys,
     )  # fmt: skip
     assert code == 0, err
@@ -194,9 +212,13 @@ def test_bench_a_folder_and_onnx_files_writes_its_csv(
     want = sorted(
         (n, rt, p, b)
         for b in ("1", "2")
-        for n, rt, p in [("m", "torch", "fp32"), ("m", "onnxruntime", "fp32"),
-                         ("m.onnx", "onnxruntime", "fp32"), ("m8.onnx", "onnxruntime", "int8"),
-                         ("resnet50 (baseline)", "torch", "fp32")]  # fmt: skip
+        for n, rt, p in [
+            ("m", "torch", "fp32"),
+            ("m", "onnxruntime", "fp32"),
+            ("m.onnx", "onnxruntime", "fp32"),
+            ("m8.onnx", "onnxruntime", "int8"),
+            ("resnet50 (baseline)", "torch", "fp32"),
+        ]
     )
     assert got == want
     for r in rows:
@@ -210,7 +232,7 @@ def test_bench_a_folder_and_onnx_files_writes_its_csv(
     assert abs(float(base["ratio"]) - 1.0) < 1e-9
     report = json.loads((out / "bench.json").read_text())
     assert report["runs"] == 2 and len(report["rows"]) == 10
-    assert "images/s" in stdout
+    assert "bench.csv" in stdout and "baseline" in stdout
     # bad input: one line, exit 2
     code, _, err = run_cli(["bench", fp32, "--runtime", "tensorrt", "-o", tmp_path / "x"], capsys)
     assert code == 2 and "unknown --runtime" in err and not (tmp_path / "x").exists()

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
         "bench",
         epilog=examples(
             "nhl bench experts/cats experts/cats.onnx experts/cats-int8.onnx",
-            "nhl bench runs/train/exp --batch-size 1 32 --precision fp32 bf16 --runtime torch",
+            "nhl bench runs/train/exp --batch-size 1,32 --precision fp32,bf16 --runtime torch",
             "nhl bench experts/cats-int8.onnx resnet50-int8.onnx --precision int8 --baseline ''",
         ),
     )(bench)
@@ -42,10 +42,12 @@ def bench(
         metavar="MODELS",
         help="Model/expert folders, training runs, .onnx files (int8 too) or preset names.",
     ),
-    batch_size: list[int] = typer.Option([1, 32], "--batch-size", "-b", help="Batch sizes."),
-    precision: list[str] = typer.Option(["fp32"], "--precision", help="fp32, bf16, int8."),
+    batch_size: list[str] = typer.Option(
+        ["1,32"], "--batch-size", "-b", help="Batch sizes: 1,32 or the option repeated."
+    ),
+    precision: list[str] = typer.Option(["fp32"], "--precision", help="fp32, bf16, int8 (1,2)."),
     runtime: list[str] = typer.Option(
-        ["torch", "onnxruntime"], "--runtime", help="torch and/or onnxruntime."
+        ["torch,onnxruntime"], "--runtime", help="torch and/or onnxruntime."
     ),
     baseline: str = typer.Option(
         "resnet50", "--baseline", help="Preset timed alongside (same classes); '' for none."
@@ -62,15 +64,21 @@ def bench(
 ) -> None:
     """Images/s, ms/batch, GMAC/s and the ratio to a baseline, timed interleaved with warm-up.
 
-    Several values: repeat the option or list them (--batch-size 1 32)."""
+    Several values: list them with commas (--batch-size 1,32) or repeat the option."""
     import nhlcli as nhl
+    from nhlcli.errors import NhlError
+
+    sizes = _split(batch_size)
+    if not all(s.isdigit() for s in sizes):
+        raise NhlError(f"--batch-size takes whole numbers, not {','.join(sizes)}")
     from nhlcli.cli.common import progress_bar
     from nhlcli.training.rundir import numbered_dir
 
     plain = _plain_progress(not json_out)
     with progress_bar("bench (rows in turn)", enabled=not json_out) as bar:
         report = nhl.bench(
-            targets, batch_sizes=batch_size, precisions=precision, runtimes=runtime,
+            targets, batch_sizes=[int(s) for s in sizes], precisions=_split(precision),
+            runtimes=_split(runtime),
             baseline=baseline or None, img_size=img_size, runs=runs, warmup=warmup,
             progress=plain or bar,
         )  # fmt: skip
@@ -82,10 +90,13 @@ def bench(
     for why in report.skipped:
         err_console.print(f"[yellow]skipped[/]: {safe(why)}")
     if report.noisy:
-        err_console.print(
-            f"[yellow]noisy (slowest runs > 25 % above the median)[/]: {safe(', '.join(report.noisy))}"
-        )
+        rows = safe(", ".join(report.noisy))
+        err_console.print(f"[yellow]noisy (slowest runs > 25 % above the median)[/]: {rows}")
     console.print(f"wrote {safe(str(folder))}/: bench.csv, bench.json")
+
+
+def _split(values: list[str]) -> list[str]:
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
 
 
 def _f(v: Any, fmt: str) -> str:

@@ -8,8 +8,8 @@ itself.
 
 Two parts stay fp32 (`nodes_to_exclude`), and the file says which:
 
-* the first convolution (the stem): it sees the raw normalised image, three channels wide; int8 there
-  costs the most accuracy for the least time;
+* the first convolution (the stem): it sees the raw normalised image, three channels wide; int8
+  there costs the most accuracy for the least time;
 * the heads: every node after the last global pooling (a few thousand MACs, and the logits'
   range is what the check compares).
 
@@ -56,9 +56,7 @@ def check_quantize(quantize: str | None, fmt: str, calibration: Any) -> None:
         raise NhlError("--quantize int8 needs --calibration DIR (a folder of real images)")
 
 
-def calibration_batch(
-    tree: Any, folder: str | Path, n: int, img_size: int
-) -> torch.Tensor:
+def calibration_batch(tree: Any, folder: str | Path, n: int, img_size: int) -> torch.Tensor:
     """`n` normalised images (N, 3, S, S) of the tree's classes, class-balanced (module doc)."""
     from nhlcli.data.augment import Normalize
     from nhlcli.data.dataset import ImageFileDataset, collate_decoded

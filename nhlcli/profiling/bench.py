@@ -239,15 +239,16 @@ def bench(
             for i, (t, runtime, p) in enumerate(plans):
                 st = summary(times[str(i)])
                 ips = batch / (st["median"] / 1000.0)
-                row = {
+                rate = ips * t.gmacs if t.gmacs is not None else None
+                row: dict[str, Any] = {
                     "name": t.name, "runtime": runtime, "precision": p, "batch_size": batch,
                     "ms_median": st["median"], "ms_min": st["min"], "ms_max": st["max"],
                     "spread": st["spread"], "images_per_s": ips, "gmacs": t.gmacs,
-                    "gmac_per_s": ips * t.gmacs if t.gmacs is not None else None,
+                    "gmac_per_s": rate,
                     "ratio": None, "efficiency": None, "baseline": baseline and t is base,
                 }  # fmt: skip
                 if baseline and t is base:
-                    base_rate[p] = (ips, row["gmac_per_s"])
+                    base_rate[p] = (ips, rate)
                 if st["spread"] > BUSY_SPREAD:
                     noisy.append(f"{t.name} {runtime} {p} batch {batch}")
                 rows.append(row)
