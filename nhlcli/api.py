@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from nhlcli.model.network import HierNet
     from nhlcli.model.presets import Preset
     from nhlcli.prediction import PredictReport
+    from nhlcli.profiling.bench import BenchReport
     from nhlcli.profiling.report import Profile
     from nhlcli.selection import Selection
     from nhlcli.training.config import TrainConfig
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from nhlcli.training.progress import TrainReporter
 
 __all__ = [
+    "bench",
     "build_model",
     "build_tree",
     "collect_evidence",
@@ -417,18 +419,26 @@ def predict(
     trust_torchscript: bool = False,
     decode: str = "argmax",
     tree: Tree | str | Path | None = None,
+    precision: str = "fp32",
 ) -> PredictReport:
     """The top classes of image files and/or folders for a model folder, an .onnx or a .pt file.
 
     A TorchScript .pt file runs code stored in it when it loads: it is refused unless
     `trust_torchscript` (model folders and ONNX files never run code from the file).
     `decode="crm"` ranks the classes by least expected tree distance (conditional risk
-    minimisation) under `tree` (default: a model folder's own tree)."""
+    minimisation) under `tree` (default: a model folder's own tree).
+    `precision="bf16"` runs a model folder under bf16 autocast on CPUs with bf16 instructions
+    (`nhlcli.precision`)."""
     from nhlcli.prediction import list_images, open_predictor, predict_images
 
     inputs = [images] if isinstance(images, str | Path) else list(images)
     predictor = open_predictor(
-        model, attend=attend, img_size=img_size, device=device, trust_torchscript=trust_torchscript
+        model,
+        attend=attend,
+        img_size=img_size,
+        device=device,
+        trust_torchscript=trust_torchscript,
+        precision=precision,
     )
     distances = None
     if decode not in ("argmax", "crm"):
@@ -450,6 +460,16 @@ def predict(
     )
 
 
+def bench(targets: Sequence[str | Path] | str | Path, **options: Any) -> BenchReport:
+    """Images per second, ms per batch and GMAC/s of models, experts, .onnx files (int8 too) or
+    presets, timed interleaved against a baseline (`nhlcli.profiling.bench.bench`: `batch_sizes`,
+    `precisions`, `runtimes`, `baseline`, `img_size`, `runs`, `warmup`, `progress`)."""
+    from nhlcli.profiling.bench import bench as run_bench
+
+    given = [targets] if isinstance(targets, str | Path) else list(targets)
+    return run_bench([str(t) for t in given], **options)
+
+
 def export(
     model: str | Path | HierNet,
     format: str = "onnx",
@@ -457,6 +477,9 @@ def export(
     *,
     attend: str | None = None,
     attend_level: int | None = None,
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
+    calibration_images: int | None = None,
     **options: Any,
 ) -> ExportResult:
     """Export a model (folder or network) to ONNX or TorchScript, checked before it is written.
@@ -466,9 +489,18 @@ def export(
 
     `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
     `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
-    `exporter`).
+    `exporter`, `min_agreement`).
+
+    `quantize="int8"` (ONNX only) writes an int8 file instead, calibrated on `calibration_images`
+    (default 300) class-balanced images of the folder `calibration` and checked against fp32 on
+    them; the check is in the file's metadata and in the result (`nhlcli.exporters.quantize`).
     """
     from nhlcli.exporters import default_output, export_model
+    from nhlcli.exporters.quantize import (
+        DEFAULT_CALIBRATION_IMAGES,
+        calibration_batch,
+        check_quantize,
+    )
     from nhlcli.model.attention import apply_attend
     from nhlcli.model.fuse import fuse as fuse_model
     from nhlcli.model.network import HierNet
@@ -481,7 +513,18 @@ def export(
     else:
         net = load_model(model)
     apply_attend(net, attend, attend_level)
+    check_quantize(quantize, format, calibration)
     out = Path(output) if output is not None else default_output(Path(str(model)), format)
+    if quantize is not None and output is None:  # experts/cats-int8.onnx beside experts/cats.onnx
+        out = out.with_name(f"{out.stem}-{quantize}{out.suffix}")
     size = int(options.get("img_size") or net.img_size)
     gmacs = compose_profile(net.preset, net.nodes_per_level(), net.num_classes, size).gmacs
-    return export_model(fuse_model(net), out, format, gmacs=gmacs, **options)
+    images = None
+    if quantize is not None and calibration is not None:
+        n = DEFAULT_CALIBRATION_IMAGES if calibration_images is None else calibration_images
+        images = calibration_batch(net.tree, calibration, n, size)
+    elif calibration_images is not None:
+        raise NhlError("--calibration-images needs --quantize int8")
+    return export_model(
+        fuse_model(net), out, format, gmacs=gmacs, quantize=quantize, calibration=images, **options
+    )

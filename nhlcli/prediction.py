@@ -131,15 +131,20 @@ class Predictor:
 class TorchPredictor(Predictor):
     kind = "checkpoint"
 
-    def __init__(self, source: str, model: Any, img_size: int, device: torch.device) -> None:
+    def __init__(
+        self, source: str, model: Any, img_size: int, device: torch.device, precision: str = "fp32"
+    ) -> None:
         super().__init__(source, model.class_ids, [c.name for c in model.tree.classes], img_size)
         self.model = model.to(device).prepare_inference()
         self.device = device
+        self.precision = precision  # fp32 | bf16 (autocast, nhlcli.precision)
         if model.attention_level is not None:
             self.attention = {"level": model.attention_level, "scales": dict(model.attention)}
 
     def logits(self, x: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
+        from nhlcli.precision import autocast
+
+        with torch.no_grad(), autocast(self.precision, self.device):
             return self.model(x.to(self.device)).float().cpu().numpy()
 
 
@@ -192,6 +197,7 @@ def open_predictor(
     img_size: int | None = None,
     device: str = "cpu",
     trust_torchscript: bool = False,
+    precision: str = "fp32",
 ) -> Predictor:
     """A predictor for a model/expert folder, an .onnx file or a TorchScript file.
 
@@ -199,9 +205,17 @@ def open_predictor(
     file. A TorchScript file can run arbitrary code as it loads, so it is refused (NhlError, before
     it is opened) unless `trust_torchscript` is set.
     """
+    from nhlcli.precision import check_precision
+
     path = Path(source)
+    check_precision(precision, "cpu" if device == "cpu" else "cuda")
     if path.is_dir():
-        return _torch_predictor(path, attend, img_size, device)
+        return _torch_predictor(path, attend, img_size, device, precision)
+    if precision != "fp32":
+        raise NhlError(
+            f"--precision {precision} applies to model folders; an exported file runs at the "
+            "precision it was exported in (nhl export --quantize int8 for int8)"
+        )
     if not path.exists():
         raise NhlError(f"model not found: {path}")
     kind = special_kind(path)
@@ -248,7 +262,7 @@ def _check_size(path: Path, exported: int, wanted: int | None) -> None:
 
 
 def _torch_predictor(
-    path: Path, attend: str | None, img_size: int | None, device: str
+    path: Path, attend: str | None, img_size: int | None, device: str, precision: str = "fp32"
 ) -> Predictor:
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
@@ -261,7 +275,7 @@ def _torch_predictor(
     size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
     from nhlcli.devices import resolve_device
 
-    return TorchPredictor(str(path), model, size, resolve_device(device))
+    return TorchPredictor(str(path), model, size, resolve_device(device), precision)
 
 
 # ------------------------------------------------------------------------------------------ images

@@ -97,3 +97,17 @@ def test_cli_cutout_fuse_writes_a_fused_expert(
     assert_close(
         logits(fast, images(2, 32)), logits(nhl.cutout(model, model.class_ids[:2]), images(2, 32))
     )
+
+
+def test_fused_expert_trunk_included_equals_unfused() -> None:
+    """The trunk's batch norms (stem and stages) are folded too, not only the levels'."""
+    model = tiny_model(2)
+    expert = nhl.cutout(model, model.tree.class_ids[:3])
+    assert batch_norms(expert.trunk) > 0
+    fused = fuse(expert)
+    assert batch_norms(fused.trunk) == 0 and batch_norms(fused) == 0
+    assert sum(isinstance(m, Folded) for m in fused.trunk.modules()) >= batch_norms(expert.trunk)
+    x = images(3, 32, seed=5)
+    with torch.no_grad():
+        assert_close(fused.trunk(x), expert.trunk(x))
+    assert_close(logits(fused, x), logits(expert, x))

@@ -13,6 +13,7 @@ import typer
 
 from nhlcli import __version__
 from nhlcli.cli import (
+    bench_cmd,
     build_tree_cmd,
     checks_cmd,
     classes_cmd,
@@ -72,6 +73,7 @@ eval_cmd.register(app)
 experts_cmd.register(app)
 export_cmd.register(app)
 predict_cmd.register(app)
+bench_cmd.register(app)
 
 
 # Click's usage error (typer may vendor its own click): the base of parse, type and range errors.

@@ -76,6 +76,12 @@ def eval_command(
     img_size: int | None = typer.Option(
         None, "--img-size", help="Resolution (default: the model's)."
     ),
+    precision: str | None = typer.Option(
+        None,
+        "--precision",
+        help="fp32, or bf16 (autocast; on a CPU only where it has bf16 instructions; "
+        "NHL_CPU_BF16=0 turns it off). Replaces --amp.",
+    ),
     amp: str = typer.Option(
         "auto", "--amp", help="auto (bf16 on CUDA GPUs that have it, else none), bf16, fp16, none."
     ),
@@ -145,6 +151,7 @@ def eval_command(
             img_size=img_size,
             allow_extra=allow_extra,
             amp=amp,
+            precision=precision,
             max_batches=max_val_batches,
             project=project if save else None,
             name=name,

@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
             "nhl export experts/cats --format onnx --dynamic-batch -o cats.onnx",
             "nhl export experts/cats --format torchscript --attend tabby=1.8 -o cats-tabby.pt",
             "nhl export runs/train/exp --format onnx --img-size 160 --json",
+            "nhl export experts/cats --format onnx --quantize int8 --calibration data/cats/train",
         ),
     )(export)
 
@@ -62,6 +63,27 @@ def export(
     exporter: str = typer.Option(
         "auto", "--exporter", help="ONNX exporter: auto (legacy, else dynamo), legacy or dynamo."
     ),
+    quantize: str | None = typer.Option(
+        None,
+        "--quantize",
+        help="int8: ONNX Runtime static quantisation (QDQ, per-channel weights); needs "
+        "--calibration. The stem and the heads stay fp32.",
+    ),
+    calibration: str | None = typer.Option(
+        None,
+        "--calibration",
+        help="Image folder (one sub-folder per class; its train/ if present) to calibrate int8 "
+        "on and to check it against fp32. Use training images, never the validation set.",
+    ),
+    calibration_images: int | None = typer.Option(
+        None, "--calibration-images", help="How many images, class-balanced (default 300)."
+    ),
+    min_agreement: float | None = typer.Option(
+        None,
+        "--min-agreement",
+        help="Fail (write nothing) when int8 and fp32 agree on top-1 for fewer of the "
+        "calibration images than this share (default 0.9).",
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Export a model or expert to ONNX or TorchScript; the file carries its class list.
@@ -80,6 +102,8 @@ def export(
         result = nhl.export(
             model_dir, fmt, output, attend=attend, attend_level=attend_level, img_size=img_size,
             dynamic_batch=dynamic_batch, batch_size=batch_size, opset=opset, exporter=exporter,
+            quantize=quantize, calibration=calibration, calibration_images=calibration_images,
+            min_agreement=min_agreement,
         )  # fmt: skip
     data = {"model": model_dir, **result.to_dict()}
     if json_out:
@@ -109,6 +133,14 @@ def _table(d: dict[str, Any]) -> Table:
         f"[green]ok[/]: largest logit difference {d['max_abs_diff']:.2e} ≤ {d['tolerance']:.2e} "
         f"(batch of {d['check_batch']})",
     )
+    q = d.get("quantization")
+    if q:
+        t.add_row(
+            "int8 check",
+            f"top-1 agrees with fp32 on {q['top1_agreement']:.1%} of {q['calibration_images']} "
+            f"calibration images; largest softmax difference {q['max_softmax_diff']:.3f}",
+        )
+        t.add_row("kept fp32", f"the first convolution and {q['fp32_nodes']['heads']} head nodes")
     att = d.get("attention")
     if att:
         scales = safe(", ".join(f"{k}={v:g}" for k, v in att["scales"].items()))

@@ -67,6 +67,12 @@ def predict(
         "the file, which can do anything your account can; use it only for files you exported "
         "yourself. Model folders and ONNX files never run code from the file.",
     ),
+    precision: str = typer.Option(
+        "fp32",
+        "--precision",
+        help="fp32, or bf16: autocast on CPUs with bf16 instructions (model folders only; "
+        "NHL_CPU_BF16=0 turns it off).",
+    ),
     save: bool = typer.Option(
         False, "--save", help="Also write predictions.json and .csv to PROJECT/NAME."
     ),
@@ -90,7 +96,7 @@ def predict(
         report = nhl.predict(
             model, images, top=top, batch_size=batch_size, attend=attend, img_size=img_size,
             device=device, progress=progress, trust_torchscript=trust_torchscript,
-            decode=decode, tree=tree,
+            decode=decode, tree=tree, precision=precision,
         )  # fmt: skip
     if csv_file:
         report.write_csv(csv_file)

@@ -163,8 +163,8 @@ def expert_frontier(
     from nhlcli.checkpoint import load_model
     from nhlcli.checkpoint_dirs import resolve_checkpoint
     from nhlcli.evaluation.embeddings import collect_evidence
-    from nhlcli.profiling.compose import compose_profile
     from nhlcli.model.config import nodes_per_level
+    from nhlcli.profiling.compose import compose_profile
     from nhlcli.profiling.report import baseline_for
 
     net = model if isinstance(model, HierNet) else load_model(resolve_checkpoint(model))

@@ -140,6 +140,7 @@ def evaluate(
     img_size: int | None = None,
     allow_extra: bool = False,
     amp: str = "auto",
+    precision: str | None = None,
     max_batches: int | None = None,
     model: HierNet | None = None,
     project: str | Path | None = None,
@@ -166,6 +167,11 @@ def evaluate(
     if decode not in DECODES:
         raise NhlError(f"--decode '{decode}' is not one of {', '.join(DECODES)}")
     dev = resolve_device(device)
+    if precision is not None:  # --precision fp32 | bf16 (nhlcli.precision); it replaces --amp
+        from nhlcli.precision import check_precision
+
+        check_precision(precision, dev)
+        amp = "bf16" if precision == "bf16" else "none"
     ckpt = resolve_checkpoint(checkpoint) if model is None else Path(str(checkpoint))
     net = load_model(ckpt) if model is None else model
     net = net.to(dev)

@@ -75,6 +75,7 @@ class ExportResult:
     max_abs_diff: float
     tolerance: float
     attention: dict[str, Any] | None
+    quantization: dict[str, Any] | None = None  # int8: the check against fp32 (quantize.py)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -100,10 +101,20 @@ def export_model(
     gmacs: float | None = None,
     atol: float = ATOL,
     rtol: float = RTOL,
+    quantize: str | None = None,
+    calibration: torch.Tensor | None = None,
+    min_agreement: float | None = None,
 ) -> ExportResult:
-    """Export `model` (CPU, eval mode) to `out`, check it, write it atomically (module doc)."""
+    """Export `model` (CPU, eval mode) to `out`, check it, write it atomically (module doc).
+
+    `quantize="int8"` (ONNX only) quantises the checked fp32 file on the normalised `calibration`
+    images and checks it against fp32 on them (`nhlcli.exporters.quantize`).
+    """
+    from nhlcli.exporters.quantize import DEFAULT_MIN_AGREEMENT, check_quantize, quantize_onnx
+
     if fmt not in FORMATS:
         raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    check_quantize(quantize, fmt, calibration)
     if exporter not in EXPORTERS:
         raise NhlError(f"unknown ONNX exporter '{exporter}' (choose from {', '.join(EXPORTERS)})")
     size = check_img_size(img_size if img_size is not None else model.img_size, "--img-size")
@@ -152,6 +163,10 @@ def export_model(
             f"the exported {fmt} model does not match PyTorch: largest logit difference {diff:.3g} "
             f"> tolerance {tolerance:.3g}; nothing was written"
         )
+    quantization = None
+    if quantize is not None and calibration is not None:
+        floor = DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement
+        data, quantization = quantize_onnx(data, calibration, floor)
     try:
         write_bytes_atomic(out_path, data)
     except OSError as e:
@@ -173,6 +188,7 @@ def export_model(
         max_abs_diff=diff,
         tolerance=tolerance,
         attention=att,
+        quantization=quantization,
     )
 
 

@@ -33,10 +33,17 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _runner(model: nn.Module, batch_size: int, img_size: int, device: torch.device) -> Any:
-    """A function that runs one timed forward pass of `model` (a network is prepared for
-    inference first, `HierNet.prepare_inference`) and returns its milliseconds."""
+def torch_runner(
+    model: nn.Module,
+    batch_size: int,
+    img_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+) -> Any:
+    """A function that runs one timed forward pass of `model` and returns its milliseconds
+    (`precision` bf16: under autocast, `nhlcli.precision`)."""
     from nhlcli.model.network import HierNet
+    from nhlcli.precision import autocast
 
     if isinstance(model, HierNet):
         model.prepare_inference()
@@ -45,7 +52,7 @@ def _runner(model: nn.Module, batch_size: int, img_size: int, device: torch.devi
     x = torch.randn(batch_size, 3, img_size, img_size, device=device)
 
     def run() -> float:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision, device):
             _sync(device)
             t0 = time.perf_counter()
             model(x)
@@ -67,7 +74,19 @@ def time_interleaved(
     """Milliseconds per forward pass of each model, timed in turn (run r of every model, then
     run r + 1), after `warmup` untimed runs each; `progress(done, total)` after every run."""
     check_counts(batch_size, runs, warmup)
-    runners = {role: _runner(m, batch_size, img_size, device) for role, m in models.items()}
+    runners = {role: torch_runner(m, batch_size, img_size, device) for role, m in models.items()}
+    return time_runners(runners, runs, warmup, progress)
+
+
+def time_runners(
+    runners: dict[str, Callable[[], float]],
+    runs: int = 20,
+    warmup: int = 3,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, list[float]]:
+    """The interleaved timing of `time_interleaved` for any runners (a function that runs one
+    timed pass and returns its milliseconds: a torch model, an ONNX Runtime session, ...)."""
+    check_counts(1, runs, warmup)
     total = (runs + warmup) * len(runners)
     done = 0
     for run in runners.values():
