@@ -343,3 +343,22 @@ def test_every_official_key_maps_to_its_timm_key_and_shape() -> None:
         name, tensor = official_to_timm(key, torch.zeros(dims))
         assert name == timm_key
         assert "x".join(map(str, tensor.shape)) == timm_shapes[timm_key]
+
+
+@pytest.mark.parametrize("arch", ["convnextv2-nhl", "n3hl"])
+def test_channels_last_keeps_the_logits(arch: str) -> None:
+    """`model.to(memory_format=channels_last)` (training's default on CUDA) works on every level
+    kind's 5-D per-node conv weights and changes no logit; ConvNeXt's raised before."""
+    from nhlcli.model.network import build_model
+    from nhlcli.model.reference import synthetic_tree
+
+    torch.manual_seed(0)
+    model = build_model(arch, synthetic_tree([2, 4, 10], seed=0), img_size=64).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        plain = model(x)
+        params = [id(p) for p in model.parameters()]
+        model.to(memory_format=torch.channels_last)
+        assert [id(p) for p in model.parameters()] == params  # optimizers keep their references
+        last = model(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(last, plain, rtol=1e-4, atol=1e-4)

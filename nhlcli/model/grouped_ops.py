@@ -198,6 +198,34 @@ def range_inputs(
     return sizes, pieces, wirings
 
 
+def apply_as_conv_weight(module: nn.Module, apply: Any, fn: Any, recurse: bool) -> nn.Module:
+    """`Module._apply` for a module whose ``weight`` is a per-node conv weight (n, out, in, kh, kw).
+
+    `Module.to(memory_format=torch.channels_last)` only accepts 4-D conv weights: the weight is
+    handed to `apply` (the module's inherited `_apply`) as one 4-D conv weight (n·out, in, kh, kw)
+    and the result viewed back, keeping the Parameter object (optimizers keep their references).
+    Every level kind with per-node conv weights uses it (`GroupedConv`, ConvNeXt's `NodeParams`).
+    """
+    p = module._parameters["weight"]
+    if p is None or p.dim() != 5:
+        return apply(fn, recurse)  # type: ignore[no-any-return]
+    flat_shape = (p.shape[0] * p.shape[1], *p.shape[2:])
+    flat = nn.Parameter(p.data.reshape(flat_shape), requires_grad=p.requires_grad)
+    if p.grad is not None:
+        flat.grad = p.grad.reshape(flat_shape)
+    module._parameters["weight"] = flat
+    try:
+        apply(fn, recurse)
+        new = module._parameters["weight"]
+        assert new is not None
+        p.data = new.data.view(p.shape)
+        if new.grad is not None:
+            p.grad = new.grad.view(p.shape)
+    finally:
+        module._parameters["weight"] = p
+    return module
+
+
 class GroupedConv(nn.Module):
     """n convolutions of the same shape, weight (n, out, in, k, k), run as one grouped conv."""
 
@@ -217,29 +245,7 @@ class GroupedConv(nn.Module):
         nn.init.normal_(self.weight, 0.0, std)
 
     def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        """Apply `fn` (`Module.to`, `.cuda()`, ...) to the weight seen as one 4-D conv weight.
-
-        `Module.to(memory_format=torch.channels_last)` only accepts 4-D conv weights; this converts
-        (n·out, in, kh, kw) and views the result back as (n, out, in, kh, kw), keeping the Parameter
-        object (optimizers keep their references).
-        """
-        p = self._parameters["weight"]
-        assert p is not None
-        flat_shape = (self.n * self.cout, self.cin, self.kernel, self.kernel)
-        flat = nn.Parameter(p.data.reshape(flat_shape), requires_grad=p.requires_grad)
-        if p.grad is not None:
-            flat.grad = p.grad.reshape(flat_shape)
-        self._parameters["weight"] = flat
-        try:
-            super()._apply(fn, recurse)
-            new = self._parameters["weight"]
-            assert new is not None
-            p.data = new.data.view(p.shape)
-            if new.grad is not None:
-                p.grad = new.grad.view(p.shape)
-        finally:
-            self._parameters["weight"] = p
-        return self
+        return apply_as_conv_weight(self, super()._apply, fn, recurse)
 
     def forward(self, x: torch.Tensor, nodes: NodeRange | None = None) -> torch.Tensor:
         """x holds the nodes' inputs side by side: (N, n·in, H, W) -> (N, n·out, H', W').

@@ -47,7 +47,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nhlcli.model.grouped_ops import NodeRange, Wiring, bucket_rows, parent_convs
+from nhlcli.model.grouped_ops import (
+    NodeRange,
+    Wiring,
+    apply_as_conv_weight,
+    bucket_rows,
+    parent_convs,
+)
 from nhlcli.model.kinds import BlockKind, WeightLayout, register_kind
 from nhlcli.model.kinds.formulas import CONVNEXT_STEM_CHANNELS, ConvNeXtV2Formula
 from nhlcli.model.levels import Level
@@ -187,6 +193,9 @@ class NodeParams(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.full((n, *weight), fill))
         self.bias = nn.Parameter(torch.zeros(n, bias)) if bias is not None else None
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        return apply_as_conv_weight(self, super()._apply, fn, recurse)  # 5-D conv weights
 
 
 class GroupedMlp(nn.Module):
