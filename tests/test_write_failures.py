@@ -138,7 +138,7 @@ def test_a_full_disk_during_a_training_checkpoint(
         assert err == f"error: cannot write checkpoint {checkpoint}: No space left on device"
         # nothing half-written: the run is marked incomplete, without a checkpoint or a temporary
         assert everything_under(small) == [
-            "r", "r/.checkpoints", "r/.incomplete", "r/.lock", "r/args.yaml",
+            "r", "r/.checkpoints", "r/.incomplete", "r/.lock", "r/args.yaml", "r/data.json",
         ]  # fmt: skip
 
 
