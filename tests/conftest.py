@@ -40,3 +40,18 @@ def tree_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tree") / "tree.json"
     small_tree().save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A saved, randomly initialised n3hl over the hand-made Imagenette tree, at 32 px."""
+    import torch
+    from imagenette_sample import small_tree
+
+    from nhlcli.checkpoint import save_model
+    from nhlcli.model.network import build_model
+
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("model") / "n3hl"
+    save_model(build_model("n3hl", small_tree(), img_size=32), out)
+    return out

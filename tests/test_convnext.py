@@ -60,7 +60,7 @@ def test_node_modules_reproduce_timm(node: str, level: int) -> None:
     with torch.no_grad():
         out = module(state[f"{node}.input"])
         if node == "leaf":
-            head = ClassHead(64, 1, norm=True).eval()
+            head = ClassHead(64, 1, get_kind("convnextv2").head_norm(64)).eval()
             head.load_state_dict(sub_state(state, "leaf.head."))
             out = head(out)
     torch.testing.assert_close(out, state[f"{node}.output"], atol=1e-4, rtol=1e-4)
@@ -329,7 +329,7 @@ def test_init_cli_loads_an_official_layout_trunk(
 
 @needs_reference
 def test_every_official_key_maps_to_its_timm_key_and_shape() -> None:
-    from nhlcli.training.weight_layouts import official_to_timm
+    from nhlcli.model.kinds.convnextv2 import official_to_timm
 
     timm_shapes = dict(
         row.split("\t")

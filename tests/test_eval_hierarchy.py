@@ -11,14 +11,12 @@ import torch
 from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 
-from nhlcli.checkpoint import save_model
 from nhlcli.evaluation.confusion_files import group_matrix
 from nhlcli.evaluation.metrics import topk_accuracy
 from nhlcli.evaluation.outputs import confusion_picture
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics, tree_order
-from nhlcli.model.network import build_model
 
 PNG = b"\x89PNG\r\n\x1a\n"
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -87,14 +85,6 @@ def test_thousand_classes_are_summarised_by_group() -> None:
 @pytest.fixture(scope="module")
 def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 1, 2)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "n3hl"
-    save_model(build_model("n3hl", small_tree(), img_size=32), out)
-    return out
 
 
 def read_confusion(path: Path) -> tuple[list[str], list[list[int]]]:

@@ -9,14 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from cli_helpers import run_cli
-from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
+from imagenette_sample import IMAGENETTE, copy_sample, one_thread
 
 import nhlcli as nhl
-from nhlcli.checkpoint import save_model
 from nhlcli.evaluation.frontier import auroc, expert_scores, fpr_at_tpr
-from nhlcli.model.network import build_model
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -48,14 +45,6 @@ def test_expert_scores_from_restricted_logits() -> None:
 @pytest.fixture(scope="module")
 def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 1, 3)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "n3hl"
-    save_model(build_model("n3hl", small_tree(), img_size=32), out)
-    return out
 
 
 def test_frontier_shortcut_equals_real_cut_experts(

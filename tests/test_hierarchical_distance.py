@@ -11,7 +11,6 @@ import torch
 from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 
-from nhlcli.checkpoint import save_model
 from nhlcli.evaluation.hierarchical_distance import (
     ahd_ks,
     ancestor_sets,
@@ -24,7 +23,6 @@ from nhlcli.evaluation.hierarchical_distance import (
     mistake_severity,
 )
 from nhlcli.hierarchy.tree import Tree, TreeNode
-from nhlcli.model.network import build_model
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
 
@@ -116,14 +114,6 @@ def test_crm_composes_with_the_subset_restriction() -> None:
 @pytest.fixture(scope="module")
 def nette(imagenette_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_sample(imagenette_dir, tmp_path_factory.mktemp("nette"), 1, 2)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("model") / "n3hl"
-    save_model(build_model("n3hl", small_tree(), img_size=32), out)
-    return out
 
 
 def flat_tree_file(path: Path) -> Path:

@@ -38,7 +38,7 @@ from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.config import MODEL_FORMAT, check_img_size, level_node_ids
 from nhlcli.model.grouped_ops import Wiring
-from nhlcli.model.kinds import HEAD_NORM_EPS, get_kind
+from nhlcli.model.kinds import get_kind
 from nhlcli.model.presets import Preset, get_preset
 
 
@@ -98,16 +98,13 @@ class ClassHead(nn.Module):
 
     The per-branch reference and the profile composition use it (module types as in torchvision's
     ResNet and timm's NormMlpClassifierHead, so every counter counts it as on those). `norm`: the
-    norm module (`head_norm_module`: the head kind's type), True for ``nn.LayerNorm(C,
-    eps=1e-6)``, or False/None for none.
+    norm module (`head_norm_module`: the head kind's `BlockKind.head_norm`), or None for none.
     """
 
-    def __init__(self, channels: int, outputs: int, norm: bool | nn.Module | None = False) -> None:
+    def __init__(self, channels: int, outputs: int, norm: nn.Module | None = None) -> None:
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        if norm is True:
-            norm = nn.LayerNorm(channels, eps=HEAD_NORM_EPS)
-        self.norm: nn.Module | None = norm if isinstance(norm, nn.Module) else None
+        self.norm = norm
         self.fc = nn.Linear(channels, outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

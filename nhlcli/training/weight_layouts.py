@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from nhlcli.model.kinds import WeightLayout, all_weight_layouts
-from nhlcli.model.kinds.convnextv2 import official_to_timm
 
-__all__ = ["OTHER_NETWORKS", "describe_keys", "detect_layout", "official_to_timm"]
+__all__ = ["OTHER_NETWORKS", "describe_keys", "detect_layout"]
 
 # what other common networks' keys start with (for the one-line error)
 OTHER_NETWORKS = (
