@@ -7,13 +7,19 @@ one, then the accuracy rows mean nothing) and a ResNet50 (--resnet, or random) o
    (`nhl export --quantize int8`, calibrated on --calibration-images TRAIN images, never val);
 2. accuracy: top-1 of fp32 and int8 files on the val images of their classes (goal: within 1.0
    point);
+   The full n3hl is checked the same way (fp32 vs int8 top-1 on all its classes' val images).
 3. speed: `nhl.bench` of the expert (torch fp32/bf16), its fp32 and int8 ONNX files and both
    ResNet50 files, interleaved, at --batch-sizes (goals: int8 expert ≥ 2× fp32 ONNX at batch 32,
    ≥ 1.5× at batch 1; against int8 ResNet50 its latency ratio ≤ 1.05× its GMAC ratio).
+4. the trunk's share of the expert's latency (torch fp32), unfused and fully fused (`fuse`: the
+   trunk's batch norms folded too), trunk and whole expert timed interleaved.
+5. with --wide: batch 1 of the wide models (phl-latesp k=100, n2hl k=1000, random weights at
+   --wide-size) in torch fp32 (and bf16 where the CPU has it), fp32 ONNX and int8 ONNX, each
+   with its efficiency (GMAC/s) against ResNet50 of the same runtime and precision.
 
     python benchmarks/bench_edge.py --data ../shared/data/imagenette [--model DIR] [--resnet DIR]
         [--img-size 224] [--batch-sizes 1 32] [--runs 20] [--calibration-images 300]
-        [--val-per-class N] [--out DIR]
+        [--val-per-class N] [--wide] [--wide-size 224] [--out DIR]
 """
 
 from __future__ import annotations
@@ -39,6 +45,64 @@ def top1(model_file: Path, val: Path, classes: list[str], per_class: int | None)
     return 100.0 * right / len(report.predictions)
 
 
+def trunk_share(expert: torch.nn.Module, size: int, batches: list[int], runs: int) -> None:
+    """The trunk's share of the expert's forward time, unfused and fully fused (item 4)."""
+    from nhlcli.model.fuse import fuse
+    from nhlcli.profiling.latency import summary, time_runners, torch_runner
+
+    cpu = torch.device("cpu")
+    versions = {"unfused": expert, "fused": fuse(expert)}
+    for b in batches:
+        runners = {}
+        for name, m in versions.items():
+            runners[f"{name} expert"] = torch_runner(m, b, size, cpu)
+            runners[f"{name} trunk"] = torch_runner(m.trunk, b, size, cpu)
+        ms = {k: summary(v)["median"] for k, v in time_runners(runners, runs, 3).items()}
+        for name in versions:
+            whole, trunk = ms[f"{name} expert"], ms[f"{name} trunk"]
+            print(f"trunk share batch {b} {name}: trunk {trunk:.1f} ms of {whole:.1f} ms "
+                  f"= {100 * trunk / whole:.0f} %")  # fmt: skip
+        print(f"trunk share batch {b}: fusing makes the trunk "
+              f"{ms['unfused trunk'] / ms['fused trunk']:.2f}x and the expert "
+              f"{ms['unfused expert'] / ms['fused expert']:.2f}x faster")  # fmt: skip
+
+
+def wide_rows(data: Path, size: int, runs: int, tmp: Path) -> None:
+    """Batch 1 of the wide models against ResNet50 at every precision (item 5)."""
+    from bench_efficiency import tree_for
+
+    from nhlcli.exporters.quantize import calibration_batch, quantize_onnx
+
+    calib = calibration_batch(resolve_tree("imagenette-wordnet-L3"), data, 32, size)
+    for arch, k in (("phl-latesp", 100), ("n2hl", 1000)):
+        tree = tree_for(arch, k)
+        targets: list[Path] = []
+        for name in (arch, "resnet50"):
+            folder = tmp / f"wide-{name}-{k}"
+            nhl.save_model(nhl.build_model(name, tree, img_size=size, seed=0), folder)
+            fp = nhl.export(folder, "onnx", tmp / f"wide-{name}-{k}.onnx", dynamic_batch=True)
+            q = tmp / f"wide-{name}-{k}-int8.onnx"
+            q.write_bytes(quantize_onnx(fp.path.read_bytes(), calib, min_agreement=0.0)[0])
+            targets += [folder, fp.path, q]
+        precisions = ["fp32", "int8"] + (["bf16"] if cpu_bf16_supported() else [])
+        report = nhl.bench(
+            targets, batch_sizes=[1], precisions=precisions, runtimes=["torch", "onnxruntime"],
+            baseline=None, img_size=size, runs=runs,
+        )  # fmt: skip
+        rows = report.rows
+        for r in rows:
+            if r["name"].startswith("wide-resnet50"):
+                continue
+            base = next(
+                b for b in rows if b["name"].startswith("wide-resnet50")
+                and (b["runtime"], b["precision"]) == (r["runtime"], r["precision"])
+            )  # fmt: skip
+            print(f"wide {arch} k={k} batch 1 {r['runtime']} {r['precision']}: "
+                  f"{r['ms_median']:.1f} ms, {r['gmac_per_s']:.1f} GMAC/s vs ResNet50's "
+                  f"{base['gmac_per_s']:.1f} ({base['ms_median']:.1f} ms): efficiency "
+                  f"{r['gmac_per_s'] / base['gmac_per_s']:.2f}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -49,6 +113,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--calibration-images", type=int, default=300)
     ap.add_argument("--val-per-class", type=int, help="reduced scale: the first N val images")
+    ap.add_argument("--wide", action="store_true", help="also the wide models at batch 1")
+    ap.add_argument("--wide-size", type=int, default=224)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/edge"))
     o = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-edge-"))
@@ -66,14 +132,17 @@ def main() -> None:
     expert = nhl.cutout(full, EXPERT)
     nhl.save_model(expert, tmp / "expert")
     nhl.save_model(r50, tmp / "resnet50")
+    nhl.save_model(full, tmp / "n3hl")
     files: dict[str, Path] = {}
-    for name, classes in (("expert", EXPERT), ("resnet50", r50.class_ids)):
+    checked = (("expert", EXPERT), ("n3hl", full.class_ids), ("resnet50", r50.class_ids))
+    for name, classes in checked:
         fp = nhl.export(tmp / name, "onnx", tmp / f"{name}.onnx", dynamic_batch=True)
         q = nhl.export(
             tmp / name, "onnx", tmp / f"{name}-int8.onnx", dynamic_batch=True, quantize="int8",
             calibration=o.data, calibration_images=o.calibration_images, min_agreement=0.0,
         )  # fmt: skip
-        files[name], files[f"{name}-int8"] = fp.path, q.path
+        if name != "n3hl":  # the full model is checked for accuracy only
+            files[name], files[f"{name}-int8"] = fp.path, q.path
         acc_fp, acc_q = (
             top1(fp.path, o.data / "val", classes, o.val_per_class),
             top1(q.path, o.data / "val", classes, o.val_per_class),
@@ -89,6 +158,10 @@ def main() -> None:
         progress=lambda d, t: print(f"bench {d}/{t}", flush=True) if d % 50 == 0 else None,
     )  # fmt: skip
     report.write(o.out)
+    for r in report.rows:
+        print(f"bench {r['name']} {r['runtime']} {r['precision']} batch {r['batch_size']}: "
+              f"{r['ms_median']:.1f} ms (spread {r['spread']:.2f}), {r['images_per_s']:.1f} img/s, "
+              f"{r['gmacs']:.3f} GMACs, ratio {r['ratio']}")  # fmt: skip
     rows = {(r["name"], r["precision"], r["batch_size"]): r for r in report.rows}
     for b in o.batch_sizes:
         fp, q = rows[("expert.onnx", "fp32", b)], rows[("expert-int8.onnx", "int8", b)]
@@ -102,6 +175,9 @@ def main() -> None:
               f"{lat_ratio:.3f} = {lat_ratio / mac_ratio:.2f}× GMAC ratio {mac_ratio:.3f} "
               f"(goal ≤ 1.05: "
               f"{'met' if lat_ratio <= 1.05 * mac_ratio else 'MISSED'})")  # fmt: skip
+    trunk_share(expert, full.img_size if o.model else o.img_size, o.batch_sizes, o.runs)
+    if o.wide:
+        wide_rows(o.data, o.wide_size, o.runs, tmp)
     print(json.dumps({"threads": torch.get_num_threads(), "bf16": cpu_bf16_supported(),
                       "out": str(o.out)}))  # fmt: skip
 
