@@ -89,10 +89,11 @@ def profile(
         print_profile(report)
 
 
-def print_profile(profile: Profile) -> None:
-    """The tables on stdout; the one fvcore line and latency warnings on stderr."""
+def print_profile(profile: Profile, parts: bool = True) -> None:
+    """The tables on stdout (`parts`: with the per-part one); the one fvcore line and latency
+    warnings on stderr."""
     report = profile.to_dict()
-    render_profile(report)
+    render_profile(report, parts)
     if report["fvcore_skipped"]:
         err_console.print(f"[dim]note: {escape(report['fvcore_skipped'])}[/]", soft_wrap=True)
     lat = report.get("latency", {})
@@ -119,8 +120,8 @@ def _model_label(r: dict[str, Any]) -> str:
     return f"{name}, k={r['classes']:,}"
 
 
-def render_profile(report: dict[str, Any]) -> None:
-    """The model table (baseline / full / cutout) and the per-part breakdown."""
+def render_profile(report: dict[str, Any], parts: bool = True) -> None:
+    """The model table (baseline / full / cutout) and (`parts`) the per-part breakdown."""
     lat = report.get("latency")
     title = f"{report['arch']} at {report['img_size']} px"
     if report.get("extrapolated"):
@@ -146,7 +147,8 @@ def render_profile(report: dict[str, Any]) -> None:
     console.print(table)
     if lat:
         console.print(latency_table(report))
-    console.print(breakdown_table(report))
+    if parts:
+        console.print(breakdown_table(report))
 
 
 def latency_table(report: dict[str, Any]) -> Table:
