@@ -66,7 +66,7 @@ def profile(
     """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).
 
     GMACs are the counter's count at batch 1 (fvcore by default: one multiply-accumulate = one
-    flop; thop as the paper's Table 2 and paper 003). The model is profiled
+    flop; thop as the main paper's Table 2 and the workshop paper). The model is profiled
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
@@ -130,7 +130,8 @@ def render_profile(report: dict[str, Any], parts: bool = True) -> None:
     caption = (
         f"GMACs: {counter} at batch 1 (one multiply-accumulate = one MAC). "
         "Δ: change in % of params / GMACs, negative = smaller. "
-        "Papers: Table 2 and paper 003 count with thop, Table 4 counts every parameter."
+        "The papers: the main paper's Table 2 and the workshop paper count with thop, the main "
+        "paper's Table 4 counts every parameter."
     )
     table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, collapse_padding=True)
     table.add_column("model", min_width=10)
