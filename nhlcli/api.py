@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from nhlcli.profiling.bench import BenchReport
     from nhlcli.profiling.report import Profile
     from nhlcli.selection import Selection
+    from nhlcli.tour import DemoResult
     from nhlcli.training.config import TrainConfig
     from nhlcli.training.engine import TrainResult
-    from nhlcli.tour import DemoResult
     from nhlcli.training.progress import TrainReporter
 
 __all__ = [

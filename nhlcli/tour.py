@@ -75,7 +75,11 @@ class DemoResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "arch": self.arch,
-            "headline": {**self.headline.to_dict(), "cue": "meow", "seconds": self.headline_seconds},
+            "headline": {
+                **self.headline.to_dict(),
+                "cue": "meow",
+                "seconds": self.headline_seconds,
+            },
             "imagenette": {
                 **self.small.to_dict(),
                 "checkpoint": str(self.checkpoint),

@@ -65,8 +65,8 @@ def demo(
         print_json(result.to_dict())
         return
     head, small = result.headline, result.small
-    full = head.profile.row("full")
-    console.rule(f'1. the papers\' example: {full.counts.num_classes:,} ImageNet classes and "meow"')
+    classes = head.profile.row("full").counts.num_classes
+    console.rule(f'1. the papers\' example: {classes:,} ImageNet classes and "meow"')
     console.print(
         f'"meow" → {head.group}: {", ".join(c["name"] for c in head.classes)} '
         f"(shipped tree {head.tree})",
@@ -75,7 +75,7 @@ def demo(
     print_profile(head.profile)
     console.print(
         f'[bold]the "meow" expert: {_cut(head)}[/] ({len(head.classes)} of '
-        f"{full.counts.num_classes:,} classes; counted in {result.headline_seconds:.1f} s, nothing "
+        f"{classes:,} classes; counted in {result.headline_seconds:.1f} s, nothing "
         "allocated)"
     )
 
