@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from nhlcli.profiling.bench import BenchReport
     from nhlcli.profiling.report import Profile
     from nhlcli.selection import Selection
+    from nhlcli.tour import DemoResult
     from nhlcli.training.config import TrainConfig
     from nhlcli.training.engine import TrainResult
     from nhlcli.training.progress import TrainReporter
@@ -48,6 +49,7 @@ __all__ = [
     "collect_evidence",
     "compare_trees",
     "cutout",
+    "demo",
     "evaluate",
     "expert_frontier",
     "export",
@@ -322,6 +324,29 @@ def profile(
 
 
 # ------------------------------------------------------------------------------------- workflows
+def demo(
+    output: str | Path = "nhl-demo",
+    *,
+    arch: str = "n3hl",
+    expert_classes: int = 5,
+    img_size: int = 224,
+) -> DemoResult:
+    """The papers' example, then a small network end to end (`nhl demo`; `nhlcli/tour.py`).
+
+    1. `arch` for the 1000 ImageNet classes (shipped tree `imagenet1k-wordnet-L3`) and its "meow"
+       expert, the 5 domestic cats: counted at 224 px with nothing allocated (`.headline`;
+       n3hl: -89.6 % parameters, -73.8 % GMACs).
+    2. `arch` for Imagenette's 10 classes (`imagenette-wordnet-L3`), random weights, saved to
+       `output/<arch>-imagenette`, and an expert of `expert_classes` classes that share one group
+       of the tree, cut out and saved to `output/<arch>-expert-<n>` (`.small`, `.cutout`).
+
+    Returns a `DemoResult`; `.to_dict()` is the JSON of `nhl demo --json`.
+    """
+    from nhlcli.tour import run_demo
+
+    return run_demo(output, arch, expert_classes, img_size)
+
+
 def train(
     config: TrainConfig | dict[str, Any] | None = None,
     *,

@@ -1,18 +1,17 @@
-"""The application shell: --version, --help examples, checks, the demo, fast start-up."""
+"""The application shell: --version, --help examples, checks, fast start-up (the demo:
+test_demo.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from nhlcli import __version__
 from nhlcli.cli.app import app, main
-from nhlcli.model.presets import get_preset
 
 runner = CliRunner()
 COMMANDS = [
@@ -58,24 +57,6 @@ def test_user_error_is_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> No
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err and "Traceback" not in err
-
-
-def test_demo_writes_checkpoint_and_expert_with_profile(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "-o", str(tmp_path), "--img-size", "64", "--json"])
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.output)
-    expert = out["expert"]
-    assert len(expert["classes"]) == 5
-    preset = get_preset("n3hl")
-    full_params = preset.params(expert["nodes_per_level"]["full"], 10)
-    assert expert["params"]["full"] == full_params
-    assert expert["params"]["expert"] == preset.params(expert["nodes_per_level"]["expert"], 5)
-    rows = {r["role"]: r for r in out["profile"]["models"]}
-    assert rows["cutout"]["params"] == expert["params"]["expert"]
-    assert rows["baseline"]["params"] == 23_508_032 + 2049 * 10
-    for name in ("n3hl-imagenette", "n3hl-expert-5"):
-        assert (tmp_path / name / "model.safetensors").is_file()
-        assert (tmp_path / name / "config.json").is_file()
 
 
 def test_cli_start_does_not_import_torch() -> None:

@@ -20,7 +20,7 @@ thop = pytest.importorskip("thop")
 
 
 def test_thop_reproduces_the_papers_convnext_figures() -> None:
-    """Table 2 (ImageNet1k) and paper 003 Table 1: thop parameters and GMACs at 224 px."""
+    """The main paper's Table 2 (ImageNet1k) and the workshop paper's Table 1: thop, 224 px."""
     full = compose_profile("convnextv2-nhl", (17, 161, 1000), 1000, counter="thop")
     meow = compose_profile("convnextv2-nhl", (1, 1, 5), 5, counter="thop")
     assert (full.params, round(full.gmacs, 2)) == (119_879_336, 14.55)
@@ -30,7 +30,7 @@ def test_thop_reproduces_the_papers_convnext_figures() -> None:
     for k, paper in ((5, 27_801_029), (1000, 28_566_184)):
         assert compose_profile("convnextv2-tiny", (), k, counter="thop").params == paper
     assert round(compose_profile("convnextv2-tiny", (), 1000, counter="thop").gmacs, 2) == 4.46
-    # Table 4 counts every parameter: fvcore and ptflops count them all
+    # the main paper's Table 4 counts every parameter: fvcore and ptflops count them all
     for counter in ("fvcore", "ptflops"):
         assert compose_profile("convnextv2-nhl", (17, 161, 1000), 1000, counter=counter).params == (
             121_381_352

@@ -1,27 +1,32 @@
-"""`nhl demo`: the main job on a built-in default, end to end, with nothing to download.
+"""`nhl demo`: renders `nhl.demo` (nhlcli/tour.py), with nothing to download.
 
-The shipped WordNet tree of Imagenette (3 levels) → shown with its stats → a randomly initialised
-N3HL checkpoint for it → a 5-class expert cut out of it, written to disk, with the parameter/GMAC
-table (ResNet50 baseline, full model, expert) from fvcore. Every step is an ordinary command
-(`nhl tree show`, `nhl init`, `nhl cutout --profile`); the demo only chains them.
+1. the papers' example: an N3HL for the 1000 ImageNet classes and its "meow" expert (the 5
+   domestic cats), counted with nothing allocated; 2. the shipped Imagenette tree, with the
+   expert's classes (one group) highlighted; 3. a random N3HL for it, saved; 4. the expert cut out
+   of it, saved, with its profile. Each step is an ordinary command (`nhl profile`,
+   `nhl tree show`, `nhl init`, `nhl cutout --profile`); the demo only chains them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
+from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
 
-DEMO_TREE = "imagenette-wordnet-L3"
+if TYPE_CHECKING:
+    from nhlcli.tour import DemoExpert
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "demo",
         epilog=examples(
-            "nhl demo", "nhl demo -o /tmp/nhl-demo --arch n3hl --experts 5", "nhl demo --json"
+            "nhl demo",
+            "nhl demo -o /tmp/nhl-demo --arch n3hl --expert-classes 2",
+            "nhl demo --json",
         ),
     )(demo)
 
@@ -31,45 +36,73 @@ def demo(
         Path("nhl-demo"), "--output", "-o", help="Folder for the checkpoint and the expert."
     ),
     arch: str = typer.Option("n3hl", "--arch", "-a", help="Preset to build (3-level presets)."),
-    experts: int = typer.Option(5, "--experts", min=1, help="Classes in the expert (the first N)."),
-    img_size: int = typer.Option(224, "--img-size", help="Input size for the profile."),
+    expert_classes: int = typer.Option(
+        5,
+        "--expert-classes",
+        min=1,
+        max=10,
+        help="Classes in the Imagenette expert: the first N of the smallest tree group that "
+        "holds N.",
+    ),
+    experts: int | None = typer.Option(None, "--experts", min=1, max=10, hidden=True),
+    img_size: int = typer.Option(
+        224, "--img-size", help="Input size of the Imagenette network (the headline: 224)."
+    ),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Build-free tour: shipped Imagenette WordNet tree → N3HL model → 5-class expert + profile."""
+    """The papers' example, counted: a 1000-class N3HL and its "meow" expert, then a small
+    Imagenette N3HL built, saved and cut into an expert."""
     import nhlcli as nhl
     from nhlcli.cli.model_cmds import render_cutout
     from nhlcli.cli.profile_cmd import print_profile
     from nhlcli.cli.tree_cmd import render_rich, stats_table, tree_summary
-    from nhlcli.model.cutout import cutout_summary
 
-    tree = nhl.load_tree(DEMO_TREE)
-    subset = tree.class_ids[:experts]
-    model_dir, expert_dir = output / f"{arch}-imagenette", output / f"{arch}-expert-{len(subset)}"
-
-    if not json_out:
-        console.rule(f"1. the category tree ({DEMO_TREE}, shipped; built by nhl build-tree)")
-        console.print(render_rich(tree, tree.levels or 3, title=DEMO_TREE, highlight=subset))
-        console.print(stats_table(tree, tree_summary(tree)))
-        console.rule(f"2. a {arch} network for it (random init: nhl init)")
-    model = nhl.build_model(arch, tree, img_size=img_size, seed=0)
-    nhl.save_model(model, model_dir, extra={"init": {"seed": 0}})
-    if not json_out:
-        console.print(
-            f"wrote [bold]{safe(model_dir)}[/]: {model.num_classes} classes, nodes per level "
-            f"{model.nodes_per_level()}, {model.num_params():,} parameters"
-        )
-        console.rule(f"3. a {len(subset)}-class expert cut out of it (nhl cutout --profile)")
-    expert = nhl.cutout(nhl.load_model(model_dir), subset, origin=str(model_dir))
-    nhl.save_model(expert, expert_dir, extra={"cut_from_checkpoint": str(model_dir)})
-    summary = {**cutout_summary(model, expert), "path": str(expert_dir)}
-    report = nhl.profile(model, subset=expert.class_ids)
+    if experts is not None:
+        err_console.print("[yellow]note:[/] --experts is now spelled --expert-classes")
+        expert_classes = experts
+    result = nhl.demo(output, arch=arch, expert_classes=expert_classes, img_size=img_size)
     if json_out:
-        print_json({"tree": DEMO_TREE, "checkpoint": str(model_dir), "expert": summary,
-                    "profile": report.to_dict()})  # fmt: skip
+        print_json(result.to_dict())
         return
-    render_cutout(summary)
-    print_profile(report)
+    head, small = result.headline, result.small
+    classes = head.profile.row("full").counts.num_classes
+    console.rule(f'1. the papers\' example: {classes:,} ImageNet classes and "meow"')
     console.print(
-        f"\nnext: [bold]nhl train --arch {arch} --tree {DEMO_TREE} --data path/to/imagenette[/] "
-        f"then [bold]nhl cutout runs/train/exp/best --classes tench,church --profile[/]"
+        f'"meow" → {head.group}: {", ".join(c["name"] for c in head.classes)} '
+        f"(shipped tree {head.tree})",
+        markup=False,
     )
+    print_profile(head.profile)
+    console.print(
+        f'[bold]the "meow" expert: {_cut(head)}[/] ({len(head.classes)} of '
+        f"{classes:,} classes; counted in {result.headline_seconds:.1f} s, nothing "
+        "allocated)"
+    )
+
+    tree = nhl.load_tree(small.tree)
+    ids = [c["id"] for c in small.classes]
+    console.rule(f"2. a network you can hold: Imagenette ({small.tree}, shipped)")
+    console.print(render_rich(tree, tree.levels or 3, title=small.tree, highlight=ids))
+    console.print(stats_table(tree, tree_summary(tree)))
+    console.rule(f"3. the {result.arch} network for it (random init: nhl init)")
+    model = small.profile.row("full").counts
+    console.print(
+        f"wrote [bold]{safe(result.checkpoint)}[/]: {model.num_classes} classes, nodes per level "
+        f"{result.cutout['nodes_per_level']['full']}, {model.params:,} parameters"
+    )
+    console.rule(
+        f"4. a {len(ids)}-class expert of one group, {safe(small.group)} (nhl cutout --profile)"
+    )
+    render_cutout({**result.cutout, "path": str(result.expert_dir)})
+    print_profile(small.profile, parts=False)
+    console.print(f"[bold]the {safe(small.group)} expert: {_cut(small)}[/]")
+    console.print(
+        f"\nnext: [bold]nhl train --arch {result.arch} --tree {small.tree} "
+        "--data path/to/imagenette[/] then [bold]nhl cutout runs/train/exp/best "
+        "--classes instrumentality --profile[/]"
+    )
+
+
+def _cut(expert: DemoExpert) -> str:
+    red = expert.reduction_pct
+    return f"−{red['params']:.1f} % parameters, −{red['gmacs']:.1f} % GMACs"

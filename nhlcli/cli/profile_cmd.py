@@ -66,7 +66,7 @@ def profile(
     """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).
 
     GMACs are the counter's count at batch 1 (fvcore by default: one multiply-accumulate = one
-    flop; thop as the paper's Table 2 and paper 003). The model is profiled
+    flop; thop as the main paper's Table 2 and the workshop paper). The model is profiled
     one distinct block shape at a time and multiplied by the node counts, so even 2.6 G-parameter
     models are never allocated (only --latency allocates the models it times).
     """
@@ -89,10 +89,11 @@ def profile(
         print_profile(report)
 
 
-def print_profile(profile: Profile) -> None:
-    """The tables on stdout; the one fvcore line and latency warnings on stderr."""
+def print_profile(profile: Profile, parts: bool = True) -> None:
+    """The tables on stdout (`parts`: with the per-part one); the one fvcore line and latency
+    warnings on stderr."""
     report = profile.to_dict()
-    render_profile(report)
+    render_profile(report, parts)
     if report["fvcore_skipped"]:
         err_console.print(f"[dim]note: {escape(report['fvcore_skipped'])}[/]", soft_wrap=True)
     lat = report.get("latency", {})
@@ -119,8 +120,8 @@ def _model_label(r: dict[str, Any]) -> str:
     return f"{name}, k={r['classes']:,}"
 
 
-def render_profile(report: dict[str, Any]) -> None:
-    """The model table (baseline / full / cutout) and the per-part breakdown."""
+def render_profile(report: dict[str, Any], parts: bool = True) -> None:
+    """The model table (baseline / full / cutout) and (`parts`) the per-part breakdown."""
     lat = report.get("latency")
     title = f"{report['arch']} at {report['img_size']} px"
     if report.get("extrapolated"):
@@ -129,7 +130,8 @@ def render_profile(report: dict[str, Any]) -> None:
     caption = (
         f"GMACs: {counter} at batch 1 (one multiply-accumulate = one MAC). "
         "Δ: change in % of params / GMACs, negative = smaller. "
-        "Papers: Table 2 and paper 003 count with thop, Table 4 counts every parameter."
+        "The papers: the main paper's Table 2 and the workshop paper count with thop, the main "
+        "paper's Table 4 counts every parameter."
     )
     table = Table(title=title, box=box.SIMPLE_HEAD, caption=caption, collapse_padding=True)
     table.add_column("model", min_width=10)
@@ -146,7 +148,8 @@ def render_profile(report: dict[str, Any]) -> None:
     console.print(table)
     if lat:
         console.print(latency_table(report))
-    console.print(breakdown_table(report))
+    if parts:
+        console.print(breakdown_table(report))
 
 
 def latency_table(report: dict[str, Any]) -> Table:

@@ -1,8 +1,9 @@
 """Trees with exactly the wanted number of nodes per level (`nhl build-tree --exact-groups`).
 
-The paper's trees are unknown; only their node counts are (e.g. 17 / 161 / 1000 for Table 2's and
-Table 4's ImageNet-1k NHLs). A source's levelling gets close (WordNet gives 16 or 18 top groups
-for ImageNet-1k, not 17); `fit_node_counts` then reaches the counts exactly, level by level:
+The papers' trees are unknown; only their node counts are (e.g. 17 / 161 / 1000 for the
+ImageNet-1k NHLs of the main paper's Tables 2 and 4). A source's levelling gets close (WordNet
+gives 16 or 18 top groups for ImageNet-1k, not 17); `fit_node_counts` then reaches the counts
+exactly, level by level:
 
 * too few nodes at a level: the node with the most children is split in two (the second half of
   its children, in tree order, move to a new sibling ``<id>~2`` named ``<name> (2)``);

@@ -13,10 +13,11 @@ install error are generated from the table; `register_counter` adds a row.
   FLOPs of the aten operators it has a formula for (convolutions, matrix products, attention), two
   per multiply-accumulate; reported halved, as MACs. Norms, pooling, activations and additions are
   not counted. Its convolution and linear MACs equal fvcore's exactly.
-* ``thop`` (`thop.profile`, the counter of the paper's Table 2 and paper 003): forward hooks on
-  modules whose type it knows EXACTLY (Conv, Linear, plain BatchNorm/LayerNorm, pooling, ...);
-  parameters and MACs of any other module type (timm's LayerNorm subclasses, GRN, a layer-scale
-  parameter held by a block) are invisible to it. The module types it ignored are listed.
+* ``thop`` (`thop.profile`, the counter of the main paper's Table 2 and the workshop paper):
+  forward hooks on modules whose type it knows EXACTLY (Conv, Linear, plain BatchNorm/LayerNorm,
+  pooling, ...); parameters and MACs of any other module type (timm's LayerNorm subclasses, GRN, a
+  layer-scale parameter held by a block) are invisible to it. The module types it ignored are
+  listed.
 * ``ptflops`` (`get_model_complexity_info`, PyTorch backend): hooks on known module types for
   MACs; parameters are all trainable parameters.
 
@@ -186,10 +187,11 @@ register_counter(
     CounterSpec(
         "thop",
         _thop_count,
-        macs="thop.profile MACs at batch 1, as the paper's Table 2 and paper 003 count: only "
+        macs="thop.profile MACs at batch 1, as the main paper's Table 2 and the workshop paper "
+        "count: only "
         "module types thop knows exactly are counted (parameters too), so LayerNorm subclasses, "
         "GRN and layer scale are invisible to it",
-        summary="the paper's Table 2 and paper 003",
+        summary="as the main paper's Table 2 and the workshop paper",
         params="parameters of the module types thop knows (see macs)",
         package="thop",
         install=EXTRA_HINT,

@@ -29,8 +29,8 @@ from nhlcli.profiling.fvcore_count import SkippedOps
 
 #: which counter the papers used where (in the report and in docs/profiling.md)
 PAPER_COUNTERS = (
-    "the paper's Table 2 and paper 003's Table 1 count with thop; Table 4 counts every parameter "
-    "(fvcore and ptflops parameters)"
+    "the main paper's Table 2 and the workshop paper's Table 1 count with thop; the main paper's "
+    "Table 4 counts every parameter (fvcore and ptflops parameters)"
 )
 
 
