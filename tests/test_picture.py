@@ -161,9 +161,10 @@ def test_nothing_is_cut_at_the_png_edges(case: int) -> None:
     assert 3 < first < 60  # the title is the first thing drawn, just below the top margin
 
 
-def test_groups_that_only_continue_a_class_are_not_labelled_twice() -> None:
+def test_continuing_groups_are_not_labelled_twice_and_columns_name_their_level() -> None:
     tree = resolve_tree("imagenette-wordnet-L3")  # tench@2 continues tench at level 2
     svg = render_tree(tree, "svg").decode("utf-8")
     assert svg.count(">tench</text>") == 1 and svg.count(">church</text>") == 1
     assert ">vertebrate</text>" in svg and ">instrumentality</text>" in svg
     assert "10 classes; nodes per level: 2 / 4 / 10" in svg
+    assert all(f">level {k}</text>" in svg for k in (1, 2, 3)) and ">level 4<" not in svg

@@ -340,8 +340,11 @@ def _matplotlib_bytes(layout: TreeLayout, fmt: str, title: str) -> bytes:
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                 zorder=5,
             )
+    bottom = layout.rows - 0.5 if layout.rows else 0.5
+    for d in range(1, layout.depth + 1):  # which level of the network each column is
+        ax.text(d, bottom + 0.2, f"level {d}", ha="center", va="top", fontsize=6.5, color=MUTED)
     ax.set_xlim(-0.3, layout.depth + 0.1 + 0.075 * min(label_len, 60) / 1.9)
-    ax.set_ylim(layout.rows - 0.5 if layout.rows else 0.5, -1.2)
+    ax.set_ylim(bottom + 0.7, -1.2)
     buf = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     # SVG keeps its text as text (searchable, smaller) and fixed ids (reproducible files)
