@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -101,16 +102,16 @@ def test_confusion_picture_names_the_groups_readably(name: str, shown: int | Non
     top, right = ax.child_axes  # the group names: along the top (columns), the right (rows)
     class_font = ax.get_yticklabels()[0].get_fontsize()
     page = fig.bbox
-    for side, labels, lo, hi in (
-        (top, top.get_xticklabels(), "x0", "x1"),
-        (right, right.get_yticklabels(), "y0", "y1"),
+    for labels, lo, hi in (
+        (top.get_xticklabels(), "x0", "x1"),
+        (right.get_yticklabels(), "y0", "y1"),
     ):
         assert [t.get_text() for t in labels] == tops  # every top group, in tree order
         boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: getattr(b, lo))
         for b in boxes:  # inside the picture, beside (not over) the colour bar
             assert page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1
             assert not b.overlaps(bar.get_window_extent())
-        for a, b in zip(boxes, boxes[1:]):  # no two names touch
+        for a, b in pairwise(boxes):  # no two names touch
             assert getattr(a, hi) < getattr(b, lo)
         assert all(t.get_fontsize() >= max(class_font, 6.0) for t in labels)  # readable
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -139,7 +140,7 @@ def _name_groups(
     a letter's width."""
     centres = [(a + b) / 2 for _, a, b in spans]
     text = [names.get(g, g) for g, _, _ in spans]
-    style = {"fontsize": font, "color": GROUP_COLOR, "fontweight": "bold"}
+    style: dict[str, Any] = {"fontsize": font, "color": GROUP_COLOR, "fontweight": "bold"}
     top = ax.secondary_xaxis("top")
     top.set_xticks(centres, text, **style)
     top.tick_params(length=0)
@@ -151,7 +152,7 @@ def _name_groups(
     fig.draw_without_rendering()
     boxes = [t.get_window_extent() for t in top.get_xticklabels()]
     gap = font  # points at 72 dpi: about a letter's width between two names
-    if any(a.x1 + gap * fig.dpi / 72 > b.x0 for a, b in zip(boxes, boxes[1:], strict=False)):
+    if any(a.x1 + gap * fig.dpi / 72 > b.x0 for a, b in pairwise(boxes)):
         top.set_xticks(centres, text, rotation=90, **style)
 
 
