@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
 
 from nhlcli.evaluation.confusion_files import group_matrix
 from nhlcli.evaluation.metrics import topk_accuracy
-from nhlcli.evaluation.outputs import confusion_picture
+from nhlcli.evaluation.outputs import confusion_picture, confusion_picture_figure
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics, tree_order
@@ -80,6 +81,39 @@ def test_thousand_classes_are_summarised_by_group() -> None:
     matrix = torch.eye(k, dtype=torch.long) * 3
     png = confusion_picture(tree, matrix, tree.class_ids, "test")
     assert png.startswith(PNG)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("imagenette-wordnet-L3", None), ("imagenet100-wordnet-L3", None),
+     ("imagenet1k-wordnet-L3", 10)],
+)  # fmt: skip
+def test_confusion_picture_names_the_groups_readably(name: str, shown: int | None) -> None:
+    tree = resolve_tree(name)
+    k = tree.num_classes
+    fig = confusion_picture_figure(tree, torch.eye(k, dtype=torch.long) * 3, tree.class_ids, "t")
+    fig.draw_without_rendering()
+    ax, bar = fig.axes  # the matrix and its colour bar
+    tops = [tree.node(n).name for n in tree.children(None)]
+    if shown is not None:  # summarised by the top groups: the rows name them, nothing more to add
+        assert [t.get_text() for t in ax.get_yticklabels()] == tops and len(tops) == shown
+        assert not ax.child_axes
+        return
+    top, right = ax.child_axes  # the group names: along the top (columns), the right (rows)
+    class_font = ax.get_yticklabels()[0].get_fontsize()
+    page = fig.bbox
+    for labels, lo, hi in (
+        (top.get_xticklabels(), "x0", "x1"),
+        (right.get_yticklabels(), "y0", "y1"),
+    ):
+        assert [t.get_text() for t in labels] == tops  # every top group, in tree order
+        boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: getattr(b, lo))
+        for b in boxes:  # inside the picture, beside (not over) the colour bar
+            assert page.x0 <= b.x0 and b.x1 <= page.x1 and page.y0 <= b.y0 and b.y1 <= page.y1
+            assert not b.overlaps(bar.get_window_extent())
+        for a, b in pairwise(boxes):  # no two names touch
+            assert getattr(a, hi) < getattr(b, lo)
+        assert all(t.get_fontsize() >= max(class_font, 6.0) for t in labels)  # readable
 
 
 @pytest.fixture(scope="module")

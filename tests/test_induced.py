@@ -27,11 +27,13 @@ NETTE = builtin_set("imagenette")
 CLUSTERS = [[0, 1], [2, 3, 5, 6, 7, 9], [4, 8]]
 
 
-def evidence(seed: int = 0, dims: int = 16, **kw: Any) -> ClassEvidence:
+def evidence(
+    seed: int = 0, dims: int = 16, clusters: list[list[int]] = CLUSTERS, **kw: Any
+) -> ClassEvidence:
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(len(CLUSTERS), dims)) * 5
+    centres = rng.normal(size=(len(clusters), dims)) * 5
     feats = np.zeros((len(NETTE), dims))
-    for c, members in enumerate(CLUSTERS):
+    for c, members in enumerate(clusters):
         for m in members:
             feats[m] = centres[c] + rng.normal(size=dims) * 0.3
     source = {"model": "runs/x/best", "arch": "resnet50", "weights_sha256": "ab" * 32,
@@ -126,11 +128,54 @@ def test_wordnet_names_are_the_lowest_common_hypernym() -> None:
     assert tree.provenance["naming"] == {"rule": "wordnet"}
 
 
-def test_names_clashing_in_a_level_get_the_central_member() -> None:
+def test_names_clashing_in_a_level_get_their_members() -> None:
     tree = build(2, [4])  # the six artifacts split: two groups are both "instrumentality"
     level1 = [tree.node(n).name for n in tree.level(1)]
     assert len(set(level1)) == len(level1)
-    assert any(n.startswith("instrumentality (") for n in level1)
+    clashing = sorted(n for n in level1 if n.startswith("instrumentality: "))
+    assert len(clashing) == 2 and not any("(" in n for n in level1)
+    for n in clashing:  # "instrumentality: gas pump + 2 more": the hypernym, then its members
+        shown = n.removeprefix("instrumentality: ").split(" + ")[0]
+        assert shown in [c.name for c in NETTE.classes]
+
+
+def name_of(tree: Tree, level: int) -> dict[tuple[int, ...], str]:
+    return {tuple(sorted(tree.class_index(c) for c in tree.leaves_under(n))): tree.node(n).name
+            for n in tree.level(level)}  # fmt: skip
+
+
+def test_a_too_general_hypernym_gives_way_to_the_members() -> None:
+    # a model that mixes fish, tools and buildings: WordNet holds them together only as "whole"
+    mixed = [[0, 7, 3], [1, 2, 4], [5, 6, 8, 9]]
+    tree = build(2, [3], evidence=evidence(clusters=mixed))
+    names = name_of(tree, 1)
+    assert names[(5, 6, 8, 9)] == "instrumentality"  # specific enough: kept
+    for group in ((0, 3, 7), (1, 2, 4)):  # "whole", twice: named after the members instead
+        first, rest = names[group].split(" + ")
+        assert rest == "2 more" and first in [NETTE.classes[i].name for i in group]
+    every = [n.name for n in tree.nodes]
+    assert not any("whole" in n or "(" in n for n in every)
+    for n in every:  # no word twice in a name
+        words = n.replace("+", " ").split()
+        assert len(words) == len(set(words)), n
+
+
+def test_the_naming_rule_on_single_members_pairs_and_general_hypernyms() -> None:
+    from nhlcli.hierarchy.group_names import members_name, unique_per_level, wordnet_namer
+
+    namer = wordnet_namer(NETTE)
+    assert namer is not None
+    assert namer.name([4]) == "church"  # one member names its group
+    assert namer.name([0, 1]) == "vertebrate" and namer.name([5, 6]) == "instrumentality"
+    assert namer.name([4, 8]) == "artifact"  # depth 4: specific enough
+    assert namer.name([0, 4]) is None and namer.name([1, 7, 3]) is None  # "whole": too general
+    names = [c.name for c in NETTE.classes]
+    assert members_name(names, [4]) == "church"
+    assert members_name(names, [0, 4]) == "tench + church"
+    assert members_name(names, [7, 0, 3]) == "gas pump + 2 more"
+    assert unique_per_level(
+        ["dog", "dog", "dog", "cat"], [1, 1, 2, 1], ["beagle + 2 more", "pug + Shih-Tzu", "x", "y"]
+    ) == ["dog: beagle + 2 more", "dog: pug + Shih-Tzu", "dog", "cat"]
 
 
 @pytest.fixture
@@ -151,9 +196,9 @@ def test_without_wordnet_groups_are_named_after_central_members(no_wordnet: None
     tree = nhl.build_tree("induced", NETTE, 2, groups=[3], context=ctx, evidence=evidence())
     notes = ctx.notes
     names = sorted(tree.node(n).name for n in tree.level(1))
-    assert all(n.startswith("group of ") for n in names)
-    assert "group of tench, English springer" in names  # two members: no "…"
-    assert sum(n.endswith(", …") for n in names) == 1  # the 6-class group; 2-class ones list both
+    assert {"tench + English springer", "English springer + tench"} & set(names)  # both listed
+    assert sum(n.endswith(" + 5 more") for n in names) == 1  # the 6-class group
+    assert not any(n.startswith("group of") for n in names)
     assert tree.provenance["naming"] == {"rule": "central"}
     assert any("WordNet data is not installed" in n for n in notes)
     with pytest.raises(NhlError, match="--names wordnet needs WordNet"):
@@ -169,7 +214,7 @@ def test_central_member_is_nearest_to_the_group_mean() -> None:
     ev2 = ClassEvidence(ev.class_ids, ev.class_names, features=feats, source=ev.source)
     tree = build(2, [3], evidence=ev2, names="central")
     names = {tree.node(n).name for n in tree.level(1)}
-    assert any(n.startswith("group of chain saw, ") for n in names)
+    assert "chain saw + 5 more" in names
 
 
 def test_provenance_records_model_embedding_linkage_and_data() -> None:

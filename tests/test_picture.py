@@ -117,3 +117,54 @@ def test_tree_show_highlight_cli(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert code == 2
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt", "cats.txt", "cutout.png"]
+
+
+def small_trees() -> list[tuple[str, Tree, list[str]]]:
+    nette = resolve_tree("imagenette-wordnet-L3")
+    expert = nette.subtree(nette.class_ids[:2])  # the tree of a 2-class cutout
+    return [
+        ("nette-L3", nette, []),
+        ("nette-L1 expert", resolve_tree("imagenette-wordnet-L1"), nette.class_ids[:2]),
+        ("2-class cutout", expert, []),
+        ("2-class cutout expert", expert, expert.class_ids[:1]),
+        ("1k cats", resolve_tree("imagenet1k-wordnet-L3"), CATS[:2]),
+    ]
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_the_title_is_inside_the_svg_canvas(case: int) -> None:
+    _, tree, chosen = small_trees()[case]
+    root = ET.fromstring(render_tree(tree, "svg", chosen))
+    _, _, width, height = (float(v) for v in root.attrib["viewBox"].split())
+    texts = [t for t in root.iter() if t.tag.endswith("text")]
+    title = next(t for t in texts if (t.text or "").startswith(("expert:", f"{tree.num_classes}")))
+    size = float(title.attrib["style"].split("font-size:")[1].split("px")[0])
+    x, y = float(title.attrib["x"]), float(title.attrib["y"])
+    assert size == 10
+    assert y - size >= 0 and y <= height and 0 <= x < width  # the whole line, ascenders included
+    for t in texts:  # no label starts outside the canvas either
+        assert 0 <= float(t.attrib["x"]) < width and 0 < float(t.attrib["y"]) <= height
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_nothing_is_cut_at_the_png_edges(case: int) -> None:
+    import io
+
+    import numpy as np
+
+    _, tree, chosen = small_trees()[case]
+    with Image.open(io.BytesIO(render_tree(tree, "png", chosen))) as img:
+        ink = np.asarray(img.convert("L")) < 200
+    assert not ink[:3].any() and not ink[-3:].any()  # top and bottom rows blank: nothing cut
+    assert not ink[:, :3].any() and not ink[:, -3:].any()
+    first = int(np.argmax(ink.any(axis=1)))
+    assert 3 < first < 60  # the title is the first thing drawn, just below the top margin
+
+
+def test_continuing_groups_are_not_labelled_twice_and_columns_name_their_level() -> None:
+    tree = resolve_tree("imagenette-wordnet-L3")  # tench@2 continues tench at level 2
+    svg = render_tree(tree, "svg").decode("utf-8")
+    assert svg.count(">tench</text>") == 1 and svg.count(">church</text>") == 1
+    assert ">vertebrate</text>" in svg and ">instrumentality</text>" in svg
+    assert "10 classes; nodes per level: 2 / 4 / 10" in svg
+    assert all(f">level {k}</text>" in svg for k in (1, 2, 3)) and ">level 4<" not in svg

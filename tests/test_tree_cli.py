@@ -165,6 +165,41 @@ def test_tree_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "placed by" in out and "llm: 1" in out
 
 
+def test_tree_show_explains_its_notation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(["tree", "show", "imagenette-wordnet-L3"], capsys)
+    assert code == 0, err
+    text = " ".join(out.split())  # the legend wraps at the console width
+    assert "vertebrate n01471682 (2 classes)" in text and "tench n01440764@2 (1 class)" in text
+    assert "tench n01440764 #0" in text
+    assert "legend: after each name its id (--classes and --highlight take it)" in text
+    assert "#i: a class's output (logit) index" in text
+    assert "<class id>@k: a group holding only that class, at level k" in text
+    assert "instrumentality (7 children)" in text and "(1 children)" not in text
+    table = tmp_path / "t.csv"
+    table.write_text(
+        "class,parent,grandparent\ntench,fish,animal\nEnglish springer,dog,animal\n"
+        "church,building,artifact\n",
+        encoding="utf-8",
+    )
+    classes = tmp_path / "three.txt"
+    classes.write_text("tench\nEnglish springer\nchurch\n", encoding="utf-8")
+    tree = tmp_path / "t.json"
+    code, _, err = run_cli(
+        ["build-tree", "-s", "superclass", "--table", table, "-c", classes, "-o", tree], capsys
+    )
+    assert code == 0, err
+    code, out, err = run_cli(["tree", "show", tree], capsys)
+    text = " ".join(out.split())
+    assert "animal (2 classes)" in text and "fish (1 class)" in text  # the id is the name
+    assert "animal animal" not in text and "fish fish" not in text
+    assert "an id equal to its name is not repeated" in text and "@" not in text
+    code, out, _ = run_cli(["tree", "show", "imagenet1k-wordnet-L3", "--depth", "1"], capsys)
+    text = " ".join(out.split())
+    assert "…: more below (raise --depth)" in text and "#i" not in text  # no class shown
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pydot on new pyparsing
 def test_export_graph_formats_read_back_with_networkx(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]

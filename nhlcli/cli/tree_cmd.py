@@ -126,6 +126,7 @@ def show(
         return
     if depth > 0:
         console.print(render_rich(tree, depth, title=tree_spec, highlight=marked))
+        console.print(legend(tree, depth), style="dim", markup=False)
     console.print(stats_table(tree, stats))
 
 
@@ -145,12 +146,11 @@ def render_rich(tree: Tree, depth: int, title: str, highlight: Sequence[str] = (
                 )
                 name = _esc(item["name"])
                 name = f"[bold red]{name}[/]" if item["id"] in marked else name
-                branch.add(f"{name} [dim]{safe(item['id'])} #{item['index']}[/]{tags}")
+                branch.add(f"{name}{_id(item)} [dim]#{item['index']}[/]{tags}")
                 continue
             style = "bold red" if item["id"] in on_path else "bold cyan"
-            text = (
-                f"[{style}]{_esc(item['name'])}[/] [dim]{safe(item['id'])}[/] ({item['classes']})"
-            )
+            n = item["classes"]
+            text = f"[{style}]{_esc(item['name'])}[/]{_id(item)} ({n} class{'es' * (n != 1)})"
             if "children" in item:
                 add(branch.add(text), item["children"])
             else:
@@ -158,6 +158,26 @@ def render_rich(tree: Tree, depth: int, title: str, highlight: Sequence[str] = (
 
     add(root, outline(tree, depth))
     return root
+
+
+def _id(item: dict[str, Any]) -> str:
+    """The node's id after its name, dimmed; left out when it is the name (table trees)."""
+    return "" if item["id"] == item["name"] else f" [dim]{safe(item['id'])}[/]"
+
+
+def legend(tree: Tree, depth: int) -> str:
+    """One line saying what the printout's notation means (the parts it shows)."""
+    shown = [n for n in tree.nodes if tree.depth(n.id) <= depth]
+    parts = ["after each name its id (--classes and --highlight take it)"]
+    if any(tree.depth(c) <= depth for c in tree.class_ids):
+        parts.append("#i: a class's output (logit) index")
+    if any("@" in n.id for n in shown):
+        parts.append("<class id>@k: a group holding only that class, at level k")
+    if any(tree.depth(n.id) == depth for n in tree.nodes):
+        parts.append("…: more below (raise --depth)")
+    if any(n.id == n.name for n in shown):
+        parts.append("an id equal to its name is not repeated")
+    return "legend: " + "; ".join(parts)
 
 
 def _tag(key: str, value: Any) -> str:
@@ -184,7 +204,8 @@ def stats_table(tree: Tree, stats: dict[str, Any]) -> Table:
     t.add_row("nodes per level", " / ".join(map(str, stats["nodes_per_level"])))
     t.add_row("singleton groups", f"{stats['singleton_groups']} (nodes with one child)")
     lg = stats["largest_group"]
-    t.add_row("largest group", f"{safe(lg['name'])} ({lg['children']} children)")
+    kids = f"{lg['children']} {'child' if lg['children'] == 1 else 'children'}"
+    t.add_row("largest group", f"{safe(lg['name'])} ({kids})")
     placed = _count_attr(tree, "placed_by")
     if placed:
         t.add_row("placed by", safe(", ".join(f"{k}: {v}" for k, v in sorted(placed.items()))))

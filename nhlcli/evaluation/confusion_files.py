@@ -11,13 +11,20 @@ most that many nodes, with its counts summed per (true group, predicted group).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import pairwise
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nhlcli.csvsafe import csv_text
 
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
 MAX_PICTURE_CLASSES = 100
+GROUP_COLOR = "crimson"
 
 
 def confusion_csv(matrix: torch.Tensor, class_ids: Sequence[str], names: Sequence[str]) -> str:
@@ -51,28 +58,45 @@ def _boundaries(groups: Sequence[str]) -> list[float]:
     return [i - 0.5 for i in range(1, len(groups)) if groups[i] != groups[i - 1]]
 
 
-def confusion_png(
+def group_spans(groups: Sequence[str]) -> list[tuple[str, int, int]]:
+    """(group, first cell, last cell) of each run of equal groups, in order.
+
+    >>> group_spans(["A", "A", "B", "C", "C", "C"])
+    [('A', 0, 1), ('B', 2, 2), ('C', 3, 5)]
+    """
+    spans: list[tuple[str, int, int]] = []
+    for i, g in enumerate(groups):
+        if spans and spans[-1][0] == g:
+            spans[-1] = (g, spans[-1][1], i)
+        else:
+            spans.append((g, i, i))
+    return spans
+
+
+def confusion_figure(
     matrix: torch.Tensor,
     labels: Sequence[str],
     top_groups: Sequence[str],
     parent_groups: Sequence[str] | None = None,
     title: str = "",
     shares_in_cells: bool = False,
-) -> bytes:
-    """A row-normalised confusion matrix picture (already in tree order), group lines drawn.
+    group_names: Mapping[str, str] | None = None,
+) -> Figure:
+    """A row-normalised confusion matrix picture (already in tree order): group lines drawn (thick
+    between the top-level groups, thin between the groups one level above the classes) and the
+    top-level groups named along the top and the right side (`group_names`: id -> name).
 
-    Up to 30 rows, each cell shows its count (or, with `shares_in_cells`, its row share in %)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    Up to 30 rows, each cell shows its count (or, with `shares_in_cells`, its row share in %).
+    A matplotlib Figure without pyplot (no global state); `figure_png` turns it into a file."""
+    from matplotlib.figure import Figure
 
     k = matrix.shape[0]
     rows = matrix.double()
     shares = (rows / rows.sum(1, keepdim=True).clamp(min=1)).numpy()
     side = min(22.0, 3.5 + 0.16 * k)
     font = max(3.0, min(9.0, 0.55 * side * 54.0 / max(k, 1)))  # ~55% of a cell's height in pt
-    fig, ax = plt.subplots(figsize=(side + 1.5, side))
+    fig = Figure(figsize=(side + 2.0, side + 0.4), layout="constrained")
+    ax = fig.add_subplot()
     im = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks(range(k))
     ax.set_yticks(range(k))
@@ -93,13 +117,47 @@ def confusion_png(
             ax.axhline(b, color="0.55", linewidth=0.6)
             ax.axvline(b, color="0.55", linewidth=0.6)
     for b in _boundaries(top_groups):
-        ax.axhline(b, color="crimson", linewidth=1.4)
-        ax.axvline(b, color="crimson", linewidth=1.4)
+        ax.axhline(b, color=GROUP_COLOR, linewidth=1.4)
+        ax.axvline(b, color=GROUP_COLOR, linewidth=1.4)
+    spans = group_spans(top_groups)
+    if len(spans) < k:  # name the groups (unless every group is one cell: the labels name them)
+        _name_groups(fig, ax, spans, group_names or {}, min(10.0, 1.2 * font))
     fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="share of the true class's images")
     if title:
         ax.set_title(title, fontsize=10)
-    fig.tight_layout()
+    return fig
+
+
+def _name_groups(
+    fig: Figure,
+    ax: Axes,
+    spans: list[tuple[str, int, int]],
+    names: Mapping[str, str],
+    font: float,
+) -> None:
+    """The top-level groups' names along the top (columns) and the right side (rows), each at the
+    middle of its group; the top names turn vertical when side by side they would come closer than
+    a letter's width."""
+    centres = [(a + b) / 2 for _, a, b in spans]
+    text = [names.get(g, g) for g, _, _ in spans]
+    style: dict[str, Any] = {"fontsize": font, "color": GROUP_COLOR, "fontweight": "bold"}
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(centres, text, **style)
+    top.tick_params(length=0)
+    right = ax.secondary_yaxis("right")
+    right.set_yticks(centres, text, **style)
+    right.tick_params(length=0)
+    for side in (top, right):
+        side.set_gid("group-names")
+    fig.draw_without_rendering()
+    boxes = [t.get_window_extent() for t in top.get_xticklabels()]
+    gap = font  # points at 72 dpi: about a letter's width between two names
+    if any(a.x1 + gap * fig.dpi / 72 > b.x0 for a, b in pairwise(boxes)):
+        top.set_xticks(centres, text, rotation=90, **style)
+
+
+def figure_png(fig: Figure) -> bytes:
+    """The picture as PNG bytes."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()

@@ -9,20 +9,24 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nhlcli.evaluation.confusion_files import (
     MAX_PICTURE_CLASSES,
     confusion_csv,
-    confusion_png,
+    confusion_figure,
+    figure_png,
     group_matrix,
 )
 from nhlcli.fileio import write_bytes_atomic, write_text_atomic
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy_metrics import ancestors_by_level, tree_order
 from nhlcli.rundirs import numbered_dir
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 REPORT_JSON = "report.json"
 CONFUSION_CSV = "confusion.csv"
@@ -34,6 +38,13 @@ def confusion_picture(
 ) -> bytes:
     """confusion.png of a matrix over class_ids (any order; drawn in tree order, by group when
     there are more than `MAX_PICTURE_CLASSES` classes)."""
+    return figure_png(confusion_picture_figure(tree, matrix, class_ids, title))
+
+
+def confusion_picture_figure(
+    tree: Tree, matrix: torch.Tensor, class_ids: Sequence[str], title: str = ""
+) -> Figure:
+    """The Figure behind `confusion_picture`."""
     order = tree_order(tree, class_ids)
     m = matrix[order][:, order]
     ids = [class_ids[i] for i in order]
@@ -41,7 +52,7 @@ def confusion_picture(
     if len(ids) <= MAX_PICTURE_CLASSES:
         names = [tree.node(c).name for c in ids]
         parent = anc[-2] if len(anc) >= 3 else None
-        return confusion_png(m, names, anc[0], parent, title)
+        return confusion_figure(m, names, anc[0], parent, title, group_names=_names(tree, anc[0]))
     level = next(
         (d for d in range(len(anc) - 2, -1, -1) if len(set(anc[d])) <= MAX_PICTURE_CLASSES), 0
     )
@@ -51,7 +62,13 @@ def confusion_picture(
     note = f"{len(ids)} classes by their {len(groups)} level-{level + 1} groups\n"
     note += "cells: % of the true group's images"
     heading = f"{title}\n{note}" if title else note
-    return confusion_png(grouped, names, top, None, heading, shares_in_cells=True)
+    return confusion_figure(
+        grouped, names, top, None, heading, shares_in_cells=True, group_names=_names(tree, top)
+    )
+
+
+def _names(tree: Tree, node_ids: Sequence[str]) -> dict[str, str]:
+    return {n: tree.node(n).name for n in set(node_ids)}
 
 
 def write_eval_dir(

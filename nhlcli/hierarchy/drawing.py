@@ -39,6 +39,7 @@ ROOT = "__root__"
 HIGHLIGHT = "#d62728"
 MUTED = "#9a9a9a"
 TEXT = "#333333"
+MARGIN = 0.15  # inches of white around everything drawn
 
 
 @dataclass(frozen=True)
@@ -263,7 +264,8 @@ def write_picture(path: Path, data: bytes) -> Path:
 
 
 def _default_title(tree: Tree, selected: list[str], layout: TreeLayout) -> str:
-    text = f"{tree.num_classes} classes, {len(tree.nodes)} groups"
+    per_level = " / ".join(map(str, tree.stats()["nodes_per_level"]))
+    text = f"{tree.num_classes} classes; nodes per level: {per_level}"
     if selected:
         text = f"expert: {len(selected)} of {tree.num_classes} classes (red paths)"
         if layout.summarised:
@@ -285,6 +287,10 @@ def _matplotlib_bytes(layout: TreeLayout, fmt: str, title: str) -> bytes:
     ax.set_axis_off()
     ax.set_title(title, fontsize=10, color=TEXT, loc="left")
     by_key = {n.key: n for n in layout.nodes}
+    children: dict[str, list[DrawnNode]] = {}
+    for n in layout.nodes:
+        if n.parent is not None:
+            children.setdefault(n.parent, []).append(n)
     for lit in (False, True):  # red paths on top
         for n in layout.nodes:
             if n.parent is None or n.highlighted != lit:
@@ -322,7 +328,7 @@ def _matplotlib_bytes(layout: TreeLayout, fmt: str, title: str) -> bytes:
                 fontweight="bold" if n.highlighted else "normal",
                 fontstyle="italic" if n.kind == "collapsed" else "normal",
             )
-        else:
+        elif not _continues(n, children.get(n.key, [])):
             ax.text(
                 n.depth,
                 n.y - 0.35,
@@ -334,14 +340,27 @@ def _matplotlib_bytes(layout: TreeLayout, fmt: str, title: str) -> bytes:
                 bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
                 zorder=5,
             )
+    bottom = layout.rows - 0.5 if layout.rows else 0.5
+    for d in range(1, layout.depth + 1):  # which level of the network each column is
+        ax.text(d, bottom + 0.2, f"level {d}", ha="center", va="top", fontsize=6.5, color=MUTED)
     ax.set_xlim(-0.3, layout.depth + 0.1 + 0.075 * min(label_len, 60) / 1.9)
-    ax.set_ylim(layout.rows - 0.5 if layout.rows else 0.5, -1.2)
+    ax.set_ylim(bottom + 0.7, -1.2)
     buf = io.BytesIO()
     metadata = {"Date": None} if fmt == "svg" else {"Software": None}
     # SVG keeps its text as text (searchable, smaller) and fixed ids (reproducible files)
+    # the canvas is cut to what is drawn, plus a margin: the title and the longest labels are
+    # always inside it, however small or large the tree
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "nhl"}):
-        fig.savefig(buf, format=fmt, dpi=150, metadata=metadata)
+        fig.savefig(
+            buf, format=fmt, dpi=150, metadata=metadata, bbox_inches="tight", pad_inches=MARGIN
+        )
     return buf.getvalue()
+
+
+def _continues(group: DrawnNode, children: list[DrawnNode]) -> bool:
+    """A group that only continues its one child to the next level (`<class>@k`, named after
+    the class) is drawn unlabelled: the child's label already names it."""
+    return len(children) == 1 and children[0].label == group.label
 
 
 def _html_page(tree: Tree, selected: list[str], svg: str, title: str) -> str:

@@ -16,8 +16,8 @@ model and an image folder (`nhlcli.evaluation.embeddings.collect_evidence`; `nhl
    `groups` targets (default round(C^(k/N))).
 4. **Names and ids.** Groups get ids `g<level>.<position>` in network order; a class continued to a
    lower level keeps `<class>@k`. Names: `group_names.py` (the lowest WordNet hypernym of the
-   members when WordNet is installed and every class is a WordNet noun, else the most central
-   members), or a chat model (`names="llm"`).
+   members when WordNet is installed and every class is a WordNet noun and the hypernym is not too
+   general, else the members: "gas pump + 2 more"), or a chat model (`names="llm"`).
 
 Deterministic: the same evidence and options give a byte-identical tree (scipy's linkage breaks
 ties by cluster index; nothing depends on the clock or on dict order). Provenance records the model
@@ -36,8 +36,8 @@ from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import ClassSet
 from nhlcli.hierarchy.evidence import EMBEDDINGS, ClassEvidence
 from nhlcli.hierarchy.group_names import (
-    central_name,
     central_order,
+    members_name,
     unique_per_level,
     wordnet_namer,
 )
@@ -193,7 +193,7 @@ def _names(
     members = {n.id: [tree.class_index(c) for c in tree.leaves_under(n.id)] for n in groups}
     order = {gid: central_order(vectors, m) for gid, m in members.items()}
     class_names = [c.name for c in classes.classes]
-    central = {gid: class_names[o[0]] for gid, o in order.items()}
+    by_members = {gid: members_name(class_names, o) for gid, o in order.items()}
     how = opts.names
     names: dict[str, str] = {}
     naming: dict[str, Any] = {"rule": how}
@@ -213,9 +213,9 @@ def _names(
                 )
         else:
             how = "wordnet"
-            names = {gid: namer.name(m) for gid, m in members.items()}
+            names = {gid: namer.name(m) or by_members[gid] for gid, m in members.items()}
     if how == "central":
-        names = {gid: central_name(class_names, o) for gid, o in order.items()}
+        names = dict(by_members)
     if how == "llm":
         from nhlcli.hierarchy.llm.labels import make_labels
         from nhlcli.hierarchy.llm.naming import name_groups
@@ -228,7 +228,7 @@ def _names(
     naming["rule"] = how
     ids = [g.id for g in groups]
     final = unique_per_level(
-        [names[g] for g in ids], [tree.depth(g) for g in ids], [central[g] for g in ids]
+        [names[g] for g in ids], [tree.depth(g) for g in ids], [by_members[g] for g in ids]
     )
     final_name = dict(zip(ids, final, strict=True))
 
