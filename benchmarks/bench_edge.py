@@ -89,7 +89,8 @@ def wide_rows(data: Path, size: int, runs: int, tmp: Path) -> None:
             targets, batch_sizes=[1], precisions=precisions, runtimes=["torch", "onnxruntime"],
             baseline=None, img_size=size, runs=runs,
         )  # fmt: skip
-        rows = report.rows
+        # the folders give the torch rows, the files the ONNX Runtime rows
+        rows = [r for r in report.rows if (r["runtime"] == "torch") != r["name"].endswith(".onnx")]
         for r in rows:
             if r["name"].startswith("wide-resnet50"):
                 continue
@@ -97,7 +98,7 @@ def wide_rows(data: Path, size: int, runs: int, tmp: Path) -> None:
                 b for b in rows if b["name"].startswith("wide-resnet50")
                 and (b["runtime"], b["precision"]) == (r["runtime"], r["precision"])
             )  # fmt: skip
-            print(f"wide {arch} k={k} batch 1 {r['runtime']} {r['precision']}: "
+            print(f"wide {r['name']} batch 1 {r['runtime']} {r['precision']}: "
                   f"{r['ms_median']:.1f} ms, {r['gmac_per_s']:.1f} GMAC/s vs ResNet50's "
                   f"{base['gmac_per_s']:.1f} ({base['ms_median']:.1f} ms): efficiency "
                   f"{r['gmac_per_s'] / base['gmac_per_s']:.2f}")  # fmt: skip
