@@ -21,11 +21,11 @@ from nhlcli.checkpoint_dirs import read_config_json
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import (
     BUILTIN_SETS,
-    CLASS_FILE_SUFFIXES,
     ClassRef,
     Resolver,
     imagenet,
     load_classes,
+    names_a_file,
 )
 from nhlcli.hierarchy.names import (
     SUGGESTIONS,
@@ -145,7 +145,7 @@ def select_classes(tree: Tree, selection: Selection) -> list[str]:
         chosen = load_classes(spec, _tree_resolver(tree), partial(tree_candidates, tree))
         _not_in_tree(tree, chosen.wnids, {c.wnid: c.name for c in chosen.classes}, "")
         return chosen.wnids
-    if spec.endswith(CLASS_FILE_SUFFIXES) or "/" in spec:
+    if names_a_file(spec):
         raise NhlError(f"class file not found: {spec}")
     return resolve_tokens(tree, [t.strip() for t in spec.split(",") if t.strip()])
 

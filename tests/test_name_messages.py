@@ -16,7 +16,7 @@ from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, small_tree
 
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.classsets import imagenet, parse_class_lines
+from nhlcli.hierarchy.classsets import imagenet, load_classes, parse_class_lines
 from nhlcli.hierarchy.names import sense_label, suggest
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.selection import select_classes
@@ -51,6 +51,22 @@ def test_a_class_list_on_the_command_line_gets_a_did_you_mean(
     from_file = one_line(["cutout", model_dir, "-c", class_file], capsys)
     assert "line 2: 'chruch'" in from_file
     assert SUGGESTION.findall(from_file) == SUGGESTION.findall(listed) == ["did you mean 'church'?"]
+
+
+def test_a_class_list_without_a_tree_is_read_like_a_class_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # profile and init without --tree take the model's classes from -c
+    listed = one_line(["profile", "-a", "phl-small", "-c", "tench,chruch"], capsys)
+    assert "item 2: 'chruch' is not an ImageNet class name" in listed
+    class_file = tmp_path / "mine.txt"
+    class_file.write_text("tench\nchruch\n", encoding="utf-8")
+    from_file = one_line(["profile", "-a", "phl-small", "-c", class_file], capsys)
+    assert "line 2: 'chruch'" in from_file
+    assert SUGGESTION.findall(from_file) == SUGGESTION.findall(listed)
+    assert SUGGESTION.findall(listed)[0].startswith("did you mean 'church'")
+    chosen = load_classes("tench, English springer ,church")
+    assert chosen.wnids == ["n01440764", "n02102040", "n03028079"]
 
 
 def test_class_files_and_class_lists_suggest_the_same_names() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache, cached_property
 from pathlib import Path
 
@@ -175,7 +175,8 @@ def load_classes(
     extra: Resolver | None = None,
     candidates: Candidates | None = None,
 ) -> ClassSet:
-    """A built-in class set by name, or a class file by path.
+    """A built-in class set by name, a class file by path, or comma-separated class tokens
+    (`tench,church`: each token as a line of a class file).
 
     `extra` resolves tokens before the ImageNet rules (e.g. tree node names selecting all classes
     under a superclass); it returns None when it does not know the token. `candidates` are the
@@ -185,6 +186,10 @@ def load_classes(
     if text_spec in BUILTIN_SETS:
         return builtin_set(text_spec)
     path = Path(text_spec)
+    if "," in text_spec and not path.is_file() and not names_a_file(text_spec):
+        tokens = text_spec.split(",")
+        listed = parse_class_lines(tokens, text_spec, extra, candidates, item="item")
+        return replace(listed, name=text_spec)
     if not path.is_file():
         raise NhlError(
             f"'{text_spec}' is neither a built-in class set ({', '.join(BUILTIN_SETS)}) "
@@ -194,12 +199,19 @@ def load_classes(
     return parse_class_lines(text.splitlines(), str(path), extra, candidates)
 
 
+def names_a_file(spec: str) -> bool:
+    """Whether a --classes value is meant as a file: a class-file suffix or a folder in it."""
+    return spec.endswith(CLASS_FILE_SUFFIXES) or "/" in spec
+
+
 def parse_class_lines(
     lines: Iterable[str],
     origin: str = "<classes>",
     extra: Resolver | None = None,
     candidates: Candidates | None = None,
+    item: str = "line",
 ) -> ClassSet:
+    """The classes of a class file's lines (`item` names a line in messages: "line 3")."""
     refs: list[ClassRef] = []
     first_line: dict[str, int] = {}
     problems: list[str] = []
@@ -215,13 +227,13 @@ def parse_class_lines(
             suggest = len(problems) < MAX_SHOWN_PROBLEMS
             found = resolve_token(token, extra, suggest, candidates)
         except NhlError as e:
-            problems.append(f"line {lineno}: {e}")
+            problems.append(f"{item} {lineno}: {e}")
             continue
         for ref in found:
             if ref.wnid in first_line:
                 problems.append(
-                    f"line {lineno}: '{token}' repeats {ref.wnid} ({ref.name}) "
-                    f"already given on line {first_line[ref.wnid]}"
+                    f"{item} {lineno}: '{token}' repeats {ref.wnid} ({ref.name}) "
+                    f"already given on {item} {first_line[ref.wnid]}"
                 )
                 continue
             first_line[ref.wnid] = lineno
