@@ -142,7 +142,7 @@ def select_classes(tree: Tree, selection: Selection) -> list[str]:
         _not_in_tree(tree, ids, {}, f"{spec}: ")
         return ids
     if spec in BUILTIN_SETS or path.is_file():
-        chosen = load_classes(spec, _tree_resolver(tree), partial(tree_candidates, tree))
+        chosen = load_classes(spec, _tree_resolver(tree), cache(partial(tree_candidates, tree)))
         _not_in_tree(tree, chosen.wnids, {c.wnid: c.name for c in chosen.classes}, "")
         return chosen.wnids
     if names_a_file(spec):

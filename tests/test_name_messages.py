@@ -16,7 +16,7 @@ from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, small_tree
 
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.classsets import imagenet, load_classes, parse_class_lines
+from nhlcli.hierarchy.classsets import imagenet, load_classes, parse_class_lines, resolve_token
 from nhlcli.hierarchy.names import sense_label, suggest
 from nhlcli.hierarchy.tree import Tree, TreeNode
 from nhlcli.selection import select_classes
@@ -117,6 +117,9 @@ def test_an_ambiguous_name_shows_each_definition(capsys: pytest.CaptureFixture[s
     assert "ambiguous in this tree" in in_tree and "bird" in in_tree and "lifts" in in_tree
     # a class outside WordNet: its id and name
     assert sense_label("my-crane", "crane") == "my-crane (crane)"
+    # a message nobody reads (folder matching) looks nothing up
+    quiet = error_of(lambda: resolve_token("crane", suggest=False))
+    assert "n02012849 (crane), n03126707 (crane)" in quiet
 
 
 def test_a_file_given_for_data_is_named_a_file(

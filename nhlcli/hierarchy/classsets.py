@@ -254,7 +254,8 @@ def resolve_token(
 ) -> list[ClassRef]:
     """Resolve one class-file token to its class(es) or raise NhlError saying why not: the
     classes of an ambiguous name with their definitions, close names of `candidates` (default:
-    the ImageNet classes) for an unknown one, unless `suggest` is off."""
+    the ImageNet classes) for an unknown one; neither when `suggest` is off (a message nobody
+    reads: no WordNet lookups)."""
     if extra is not None:
         found = extra(token)
         if found is not None:
@@ -272,7 +273,9 @@ def resolve_token(
     if len(matches) == 1:
         return [matches[0].ref]
     if len(matches) > 1:
-        senses = ", ".join(sense_label(c.wnid, ", ".join(c.synonyms[:2])) for c in matches)
+        senses = ", ".join(
+            sense_label(c.wnid, ", ".join(c.synonyms[:2]), define=suggest) for c in matches
+        )
         raise NhlError(f"'{token}' is ambiguous: {senses}; write the wnid instead")
     hint = ""
     if suggest:

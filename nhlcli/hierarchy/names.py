@@ -100,9 +100,10 @@ def did_you_mean(text: str, candidates: Iterable[Candidate], n: int = SUGGESTION
     return f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-def sense_label(class_id: str, name: str) -> str:
-    """`id (name: short WordNet definition)`, or `id (name)` where WordNet has no definition."""
+def sense_label(class_id: str, name: str, define: bool = True) -> str:
+    """`id (name: short WordNet definition)`, or `id (name)` where WordNet has no definition (or
+    `define` is off)."""
     from nhlcli.hierarchy.wordnet_data import short_definition
 
-    definition = short_definition(class_id, DEFINITION_CHARS)
+    definition = short_definition(class_id, DEFINITION_CHARS) if define else None
     return f"{class_id} ({name}: {definition})" if definition else f"{class_id} ({name})"
