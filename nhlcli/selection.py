@@ -14,29 +14,65 @@ that is not in the tree is one NhlError listing every such class. No torch here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache, partial
 from pathlib import Path
 
 from nhlcli.checkpoint_dirs import read_config_json
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.classsets import BUILTIN_SETS, ClassRef, Resolver, load_classes
+from nhlcli.hierarchy.classsets import (
+    BUILTIN_SETS,
+    ClassRef,
+    Resolver,
+    imagenet,
+    load_classes,
+    names_a_file,
+)
+from nhlcli.hierarchy.names import (
+    SUGGESTIONS,
+    Candidate,
+    Candidates,
+    did_you_mean,
+    sense_label,
+    suggest,
+)
 from nhlcli.hierarchy.tree import Tree
 
 Selection = str | Path | Sequence[str]
 
 
-def resolve_node(tree: Tree, token: str) -> str:
+def tree_candidates(tree: Tree) -> list[Candidate]:
+    """The tree's classes, then its groups, each with its names: the tree's name, and for a WordNet
+    id its synonyms (the ImageNet catalogue's, else WordNet's when its data is installed)."""
+    from nhlcli.hierarchy.wordnet_data import lemma_names
+
+    catalog = imagenet()
+    out = []
+    for node in (*tree.classes, *tree.nodes):
+        synonyms = catalog.synonyms(node.id) or lemma_names(node.id)
+        out.append(Candidate(node.name, (node.name, *synonyms)))
+    return out
+
+
+def similar_names(tree: Tree, text: str, n: int = SUGGESTIONS) -> list[str]:
+    """Names of the tree's classes and groups that look like `text`, best first."""
+    return suggest(text, tree_candidates(tree), n)
+
+
+def resolve_node(tree: Tree, token: str, candidates: Candidates | None = None) -> str:
     """The one node (class or group) a token names (id or name); NhlError if none or several.
 
     Several nodes with the same name that stand for the same classes (a class continued upwards by
     single-child nodes of its own name, as levelled WordNet trees have) count as one: the deepest.
+    An unknown token's message offers close names of `candidates` (default: the tree's).
     """
     found = tree.find(token)
     if not found:
-        raise NhlError(f"'{token}' is not a class or node of this model's tree")
+        hint = did_you_mean(token, tree_candidates(tree) if candidates is None else candidates())
+        raise NhlError(f"'{token}' is not a class or node of this model's tree{hint}")
     if len(found) > 1 and len({tuple(tree.leaves_under(f)) for f in found}) == 1:
         return max(found, key=tree.depth)
     if len(found) > 1:
-        shown = ", ".join(f"{tree.node(f).name} ({f})" for f in found[:5])
+        shown = ", ".join(sense_label(f, tree.node(f).name) for f in found[:5])
         raise NhlError(f"'{token}' is ambiguous in this tree: {shown}; use the id")
     return found[0]
 
@@ -45,9 +81,10 @@ def resolve_tokens(tree: Tree, tokens: Sequence[str]) -> list[str]:
     """Class ids for tokens: class ids/names, or node ids/names (all classes under them)."""
     out: list[str] = []
     problems: list[str] = []
+    candidates = cache(partial(tree_candidates, tree))  # built on the first unknown token
     for token in tokens:
         try:
-            node = resolve_node(tree, token)
+            node = resolve_node(tree, token, candidates)
         except NhlError as e:
             problems.append(str(e))
             continue
@@ -105,10 +142,10 @@ def select_classes(tree: Tree, selection: Selection) -> list[str]:
         _not_in_tree(tree, ids, {}, f"{spec}: ")
         return ids
     if spec in BUILTIN_SETS or path.is_file():
-        chosen = load_classes(spec, extra=_tree_resolver(tree))
+        chosen = load_classes(spec, _tree_resolver(tree), cache(partial(tree_candidates, tree)))
         _not_in_tree(tree, chosen.wnids, {c.wnid: c.name for c in chosen.classes}, "")
         return chosen.wnids
-    if spec.endswith((".txt", ".tsv")) or "/" in spec:
+    if names_a_file(spec):
         raise NhlError(f"class file not found: {spec}")
     return resolve_tokens(tree, [t.strip() for t in spec.split(",") if t.strip()])
 

@@ -10,13 +10,14 @@ import pytest
 from cli_helpers import run_cli
 from llm_server import LLMServer, Reply
 
-from nhlcli.cues.resolve import resolve_cues, similar_nodes
+from nhlcli.cues.resolve import resolve_cues
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import imagenet
 from nhlcli.hierarchy.llm.settings import LLMSettings
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy.wordnet_data import get_wordnet, wnid
+from nhlcli.selection import similar_names
 
 DOMESTIC_CATS = ["n02123045", "n02123159", "n02123394", "n02123597", "n02124075"]
 WILDCATS = ["n02125311", "n02127052"]  # cougar, lynx
@@ -79,7 +80,7 @@ def test_a_cue_matching_nothing_suggests_similar_tree_nodes(tree1k: Tree) -> Non
     msg = str(err.value)
     assert "'wildcatt' matches none of the model's 1000 classes" in msg
     assert "'wildcat'" in msg and "\n" not in msg
-    assert similar_nodes(tree1k, "domestik cat")[0] == "domestic cat"
+    assert similar_names(tree1k, "domestik cat")[0] == "domestic cat"
     with pytest.raises(NhlError, match="non-empty"):
         resolve_cues(["  "], tree1k)
     with pytest.raises(NhlError, match="unknown cue source"):

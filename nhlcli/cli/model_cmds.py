@@ -56,7 +56,11 @@ def init(
         None, "--tree", "-t", help="Tree file or shipped tree name (imagenette-wordnet-L3)."
     ),
     classes: str | None = typer.Option(
-        None, "--classes", "-c", help="Without --tree, for one-level presets: a class set or file."
+        None,
+        "--classes",
+        "-c",
+        help="Without --tree, for one-level presets: a class set, class file or comma-separated "
+        "classes.",
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Checkpoint directory to write."),
     seed: int = typer.Option(0, "--seed", help="Random seed of the initialisation."),

@@ -37,14 +37,13 @@ A cue that matches nothing is an `NhlError` naming tree nodes with similar names
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from nhlcli.errors import NhlError
-from nhlcli.hierarchy.classsets import normalize_name
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.selection import similar_names
 
 if TYPE_CHECKING:
     from nhlcli.hierarchy.llm.settings import LLMSettings
@@ -127,25 +126,8 @@ def resolve_cues(
     return CueResolution(source, tuple(cleaned), tuple(matches), tuple(notes))
 
 
-def similar_nodes(tree: Tree, text: str, n: int = 5) -> list[str]:
-    """Names of tree nodes (groups and classes) that look like `text` (difflib, then substrings)."""
-    names: dict[str, str] = {}
-    for node in (*tree.nodes, *tree.classes):
-        names.setdefault(normalize_name(node.name), node.name)
-    key = normalize_name(text)
-    close = difflib.get_close_matches(key, list(names), n=n, cutoff=0.6)
-    if len(close) < n:
-        words = [w for w in key.split() if len(w) > 2]
-        for k in names:
-            if k not in close and any(w in k for w in words):
-                close.append(k)
-            if len(close) >= n:
-                break
-    return [names[k] for k in close]
-
-
 def no_match_error(tree: Tree, cue: str, where: str, hint: str = "") -> NhlError:
-    close = similar_nodes(tree, cue)
+    close = similar_names(tree, cue, n=5)
     similar = f"; similar tree nodes: {', '.join(repr(c) for c in close)}" if close else ""
     return NhlError(
         f"cue '{cue}' matches none of the model's {tree.num_classes} classes {where}{similar}{hint}"

@@ -10,13 +10,15 @@ for one class, folders that name several classes.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nhlcli.errors import NhlError
 from nhlcli.fileio import register_input
-from nhlcli.hierarchy.classsets import resolve_token
+from nhlcli.hierarchy.classsets import CLASS_FILE_SUFFIXES, resolve_token
+from nhlcli.hierarchy.names import sense_label
 from nhlcli.hierarchy.tree import Tree
 
 IMAGE_SUFFIXES = frozenset(
@@ -56,19 +58,35 @@ class ImageFolder:
         )
 
 
-def split_dir(root: str | Path, split: str) -> Path:
-    """`root/split` when it exists (the usual train/ val/ layout), else `root` itself."""
-    base = Path(root)
-    if not base.is_dir():
+MAX_LISTED_CLASSES = 10  # a hint spells out a --classes value of at most this many classes
+
+
+def data_folder(path: str | Path, classes_option: str | None = None) -> Path:
+    """`path` when it is a folder; else NhlError: not found, or a file given for a folder (with
+    `classes_option` named when the file looks like a class list)."""
+    base = Path(path)
+    if base.is_dir():
+        return base
+    if not base.exists():
         raise NhlError(f"data folder not found: {base}")
+    hint = ""
+    if classes_option and base.suffix.lower() in CLASS_FILE_SUFFIXES:
+        hint = f"; if it is a class list, pass it with {classes_option}"
+    raise NhlError(
+        f"{base} is a file, not a folder: --data takes a folder of images in class folders{hint}"
+    )
+
+
+def split_dir(root: str | Path, split: str, classes_option: str | None = None) -> Path:
+    """`root/split` when it exists (the usual train/ val/ layout), else `root` itself."""
+    base = data_folder(root, classes_option)
     sub = base / split
     return sub if sub.is_dir() else base
 
 
 def class_folders(root: Path) -> list[str]:
     """Sub-folder names of root (hidden ones skipped), sorted."""
-    if not root.is_dir():
-        raise NhlError(f"data folder not found: {root}")
+    data_folder(root)
     names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not names:
         raise NhlError(f"{root} has no class folders (expected {root}/<class>/<image files>)")
@@ -83,7 +101,7 @@ def match_folder(folder: str, tree: Tree) -> list[str]:
     if by_name:
         return by_name
     try:
-        refs = resolve_token(folder)
+        refs = resolve_token(folder, suggest=False)
     except NhlError:
         return []
     return [r.wnid for r in refs if tree.is_class(r.wnid)]
@@ -145,11 +163,14 @@ def index_image_folder(
     tree: Tree,
     allow_extra: bool = False,
     required: Sequence[str] | None = None,
+    classes_option: str | None = None,
 ) -> ImageFolder:
     """Match the class folders of `root` to the tree's classes and list their images.
 
     `required` is the list of class ids that must have images (default: all classes of the tree).
-    Folders that match no class are an error unless `allow_extra`; they are then ignored.
+    Folders that match no class are an error unless `allow_extra`; they are then ignored. When
+    required classes have no images, the message shows how `classes_option` (the caller's option
+    naming `required`, if it has one) selects only the classes that have images.
     """
     root = Path(root)
     folders = class_folders(root)
@@ -162,7 +183,8 @@ def index_image_folder(
             extra.append(folder)
             continue
         if len(ids) > 1:
-            problems.append(f"folder '{folder}' matches several classes ({', '.join(ids)})")
+            senses = ", ".join(sense_label(i, tree.node(i).name) for i in ids)
+            problems.append(f"folder '{folder}' matches several classes: {senses}")
             continue
         cid = ids[0]
         if cid in owner:
@@ -182,7 +204,8 @@ def index_image_folder(
     if missing:
         shown = ", ".join(f"{c} ({tree.node(c).name})" for c in missing[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        problems.append(f"{len(missing)} class(es) without images: {shown}{more}")
+        hint = _subset_hint(tree, [c for c in need if c not in missing], classes_option)
+        problems.append(f"{len(missing)} class(es) without images: {shown}{more}{hint}")
     if extra and not allow_extra:
         shown = ", ".join(extra[:8]) + (f" and {len(extra) - 8} more" if len(extra) > 8 else "")
         problems.append(
@@ -193,6 +216,21 @@ def index_image_folder(
         raise NhlError(f"{root}: the class folders do not fit the tree", problems)
     samples.sort(key=lambda s: (s[1], s[0]))
     return ImageFolder(root, tuple(tree.class_ids), tuple(samples), owner, tuple(extra))
+
+
+def _subset_hint(tree: Tree, present: Sequence[str], classes_option: str | None) -> str:
+    """` (to use only the N classes with images, pass --classes 'a,b')`, or "" without an option
+    or without such classes; the value is spelled out for up to MAX_LISTED_CLASSES classes."""
+    if not classes_option or not present:
+        return ""
+    if len(present) > MAX_LISTED_CLASSES:
+        return f" (pass {classes_option} to use only the {len(present)} classes with images)"
+    tokens = []
+    for cid in present:  # a class's name where it names only this class, else its id
+        name = tree.node(cid).name
+        tokens.append(name if "," not in name and tree.find(name) == [cid] else cid)
+    value = shlex.quote(",".join(tokens))
+    return f" (to use only the {len(present)} classes with images, pass {classes_option} {value})"
 
 
 def tree_from_folders(root: str | Path) -> Tree:
@@ -208,7 +246,7 @@ def tree_from_folders(root: str | Path) -> Tree:
     problems = []
     for folder in class_folders(Path(root)):
         try:
-            refs = resolve_token(folder)
+            refs = resolve_token(folder, suggest=False)
         except NhlError:
             refs = []
         cid, name = (refs[0].wnid, refs[0].name) if len(refs) == 1 else (folder, folder)

@@ -187,7 +187,11 @@ def evaluate(
     yardstick = tree if metric_tree is None else _metric_tree(metric_tree, eval_ids)
     subset = classes is not None
     folder = index_image_folder(
-        split_dir(data, "val"), tree, allow_extra=allow_extra, required=eval_ids
+        split_dir(data, "val", classes_option="--classes"),
+        tree,
+        allow_extra=allow_extra,
+        required=eval_ids,
+        classes_option="--classes",
     )
     idx = [tree.class_index(c) for c in eval_ids]
     folder = folder.restricted(idx)

@@ -9,19 +9,20 @@ comments are ignored. Every problem of a file is reported at once, with line num
 from __future__ import annotations
 
 import csv
-import difflib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from functools import cache
+from dataclasses import dataclass, replace
+from functools import cache, cached_property
 from pathlib import Path
 
 from nhlcli.errors import MAX_SHOWN_PROBLEMS, NhlError
+from nhlcli.hierarchy.names import Candidate, Candidates, did_you_mean, normalize_name, sense_label
 from nhlcli.resources import shipped
 from nhlcli.textio import read_text
 
 WNID_RE = re.compile(r"^n\d{8}$")
 SYNSET_RE = re.compile(r"^[^\s.]+(?:\.[^\s.]+)*\.n\.\d{2}$")
+CLASS_FILE_SUFFIXES = (".txt", ".tsv")  # a name with one of these is meant as a class file
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,6 @@ class ImageNetClass:
         return ClassRef(self.wnid, self.name)
 
 
-def normalize_name(text: str) -> str:
-    """Case- and separator-insensitive form of a class name: `Tabby_Cat` -> `tabby cat`."""
-    return " ".join(text.replace("_", " ").lower().split())
-
-
 class ImageNetCatalog:
     """The 1000 ImageNet-1k classes with every name that resolves to them."""
 
@@ -70,12 +66,17 @@ class ImageNetCatalog:
     def lookup_name(self, text: str) -> list[ImageNetClass]:
         return [self.by_wnid[w] for w in self.by_name.get(normalize_name(text), [])]
 
-    def suggestions(self, text: str, n: int = 3) -> list[str]:
-        key = normalize_name(text)
-        close = difflib.get_close_matches(key, list(self.by_name), n=n, cutoff=0.6)
-        if not close:  # substring matches help for partial names ("retriever")
-            close = sorted(k for k in self.by_name if key and key in k)[:n]
-        return close
+    @cached_property
+    def candidates(self) -> list[Candidate]:
+        """Every class with all its names, for a did-you-mean (`nhlcli.hierarchy.names`)."""
+        return [
+            Candidate(c.name, (c.name, *c.synonyms, c.synset.split(".")[0])) for c in self.classes
+        ]
+
+    def synonyms(self, wnid: str) -> tuple[str, ...]:
+        """The names of an ImageNet class (() for another id)."""
+        c = self.by_wnid.get(wnid)
+        return (c.name, *c.synonyms) if c is not None else ()
 
 
 @cache
@@ -169,28 +170,48 @@ MAX_CLASSES = 100_000  # WordNet has about 82,000 noun synsets
 MAX_CLASS_FILE_BYTES = 64 * 1024 * 1024
 
 
-def load_classes(spec: str | Path, extra: Resolver | None = None) -> ClassSet:
-    """A built-in class set by name, or a class file by path.
+def load_classes(
+    spec: str | Path,
+    extra: Resolver | None = None,
+    candidates: Candidates | None = None,
+) -> ClassSet:
+    """A built-in class set by name, a class file by path, or comma-separated class tokens
+    (`tench,church`: each token as a line of a class file).
 
     `extra` resolves tokens before the ImageNet rules (e.g. tree node names selecting all classes
-    under a superclass); it returns None when it does not know the token.
+    under a superclass); it returns None when it does not know the token. `candidates` are the
+    names an unknown token's did-you-mean offers (default: the ImageNet classes).
     """
     text_spec = str(spec)
     if text_spec in BUILTIN_SETS:
         return builtin_set(text_spec)
     path = Path(text_spec)
+    if "," in text_spec and not path.is_file() and not names_a_file(text_spec):
+        tokens = text_spec.split(",")
+        listed = parse_class_lines(tokens, text_spec, extra, candidates, item="item")
+        return replace(listed, name=text_spec)
     if not path.is_file():
         raise NhlError(
             f"'{text_spec}' is neither a built-in class set ({', '.join(BUILTIN_SETS)}) "
             "nor a class file"
         )
     text = read_text(path, "class file", limit=MAX_CLASS_FILE_BYTES)
-    return parse_class_lines(text.splitlines(), origin=str(path), extra=extra)
+    return parse_class_lines(text.splitlines(), str(path), extra, candidates)
+
+
+def names_a_file(spec: str) -> bool:
+    """Whether a --classes value is meant as a file: a class-file suffix or a folder in it."""
+    return spec.endswith(CLASS_FILE_SUFFIXES) or "/" in spec
 
 
 def parse_class_lines(
-    lines: Iterable[str], origin: str = "<classes>", extra: Resolver | None = None
+    lines: Iterable[str],
+    origin: str = "<classes>",
+    extra: Resolver | None = None,
+    candidates: Candidates | None = None,
+    item: str = "line",
 ) -> ClassSet:
+    """The classes of a class file's lines (`item` names a line in messages: "line 3")."""
     refs: list[ClassRef] = []
     first_line: dict[str, int] = {}
     problems: list[str] = []
@@ -203,15 +224,16 @@ def parse_class_lines(
         if tokens > MAX_CLASSES:
             raise NhlError(f"{origin}: more than {MAX_CLASSES:,} classes; nhl reads at most that")
         try:  # spelling suggestions only for the problems a message will show
-            found = resolve_token(token, extra, suggest=len(problems) < MAX_SHOWN_PROBLEMS)
+            suggest = len(problems) < MAX_SHOWN_PROBLEMS
+            found = resolve_token(token, extra, suggest, candidates)
         except NhlError as e:
-            problems.append(f"line {lineno}: {e}")
+            problems.append(f"{item} {lineno}: {e}")
             continue
         for ref in found:
             if ref.wnid in first_line:
                 problems.append(
-                    f"line {lineno}: '{token}' repeats {ref.wnid} ({ref.name}) "
-                    f"already given on line {first_line[ref.wnid]}"
+                    f"{item} {lineno}: '{token}' repeats {ref.wnid} ({ref.name}) "
+                    f"already given on {item} {first_line[ref.wnid]}"
                 )
                 continue
             first_line[ref.wnid] = lineno
@@ -225,10 +247,15 @@ def parse_class_lines(
 
 
 def resolve_token(
-    token: str, extra: Resolver | None = None, suggest: bool = True
+    token: str,
+    extra: Resolver | None = None,
+    suggest: bool = True,
+    candidates: Candidates | None = None,
 ) -> list[ClassRef]:
-    """Resolve one class-file token to its class(es) or raise NhlError saying why not
-    (with close spellings unless `suggest` is off)."""
+    """Resolve one class-file token to its class(es) or raise NhlError saying why not: the
+    classes of an ambiguous name with their definitions, close names of `candidates` (default:
+    the ImageNet classes) for an unknown one; neither when `suggest` is off (a message nobody
+    reads: no WordNet lookups)."""
     if extra is not None:
         found = extra(token)
         if found is not None:
@@ -246,10 +273,13 @@ def resolve_token(
     if len(matches) == 1:
         return [matches[0].ref]
     if len(matches) > 1:
-        cands = ", ".join(f"{c.wnid} ({', '.join(c.synonyms[:2])})" for c in matches)
-        raise NhlError(f"'{token}' is ambiguous: {cands}; write the wnid instead")
-    close = cat.suggestions(token) if suggest else []
-    hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        senses = ", ".join(
+            sense_label(c.wnid, ", ".join(c.synonyms[:2]), define=suggest) for c in matches
+        )
+        raise NhlError(f"'{token}' is ambiguous: {senses}; write the wnid instead")
+    hint = ""
+    if suggest:
+        hint = did_you_mean(token, cat.candidates if candidates is None else candidates())
     raise NhlError(f"'{token}' is not an ImageNet class name, wnid or synset{hint}")
 
 

@@ -149,3 +149,34 @@ def synset_ref(token: str):  # -> ClassRef (import kept local: classsets imports
 
     s = synset_from_token(token)
     return ClassRef(wnid(s), display_name(s))
+
+
+def _noun_synset_or_none(class_id: str) -> Any:
+    """The noun synset of a wnid, or None: not a wnid, no such synset, or no WordNet data."""
+    if not (len(class_id) == 9 and class_id[0] == "n" and class_id[1:].isdigit()):
+        return None
+    try:
+        return synset_from_wnid(class_id)
+    except NhlError:  # MissingWordNetError included
+        return None
+
+
+def short_definition(class_id: str, limit: int) -> str | None:
+    """The first clause of a noun synset's gloss (up to `;`), cut at a word to at most `limit`
+    characters; None when `class_id` is not a WordNet noun id or WordNet data is missing."""
+    synset = _noun_synset_or_none(class_id)
+    if synset is None:
+        return None
+    clause = " ".join(str(synset.definition()).split(";")[0].split())
+    if len(clause) <= limit:
+        return clause or None
+    return clause[: limit - 1].rsplit(" ", 1)[0].rstrip(",:") + "…"
+
+
+def lemma_names(class_id: str) -> tuple[str, ...]:
+    """A noun synset's names (`English springer`, `English springer spaniel`); () when
+    `class_id` is not a WordNet noun id or WordNet data is missing."""
+    synset = _noun_synset_or_none(class_id)
+    if synset is None:
+        return ()
+    return tuple(str(n).replace("_", " ") for n in synset.lemma_names())

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nhlcli.data.folders import ImageFolder, index_image_folder, tree_from_folders
+from nhlcli.data.folders import ImageFolder, data_folder, index_image_folder, tree_from_folders
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.shipped_trees import resolve_tree
 from nhlcli.hierarchy.tree import Tree
@@ -16,9 +16,7 @@ from nhlcli.hierarchy.tree import Tree
 
 def train_val_dirs(data: str | Path) -> tuple[Path, Path | None]:
     """DIR/train and DIR/val (val optional); NhlError when DIR/train is missing."""
-    root = Path(data)
-    if not root.is_dir():
-        raise NhlError(f"data folder not found: {root}")
+    root = data_folder(data)
     train = root / "train"
     if not train.is_dir():
         raise NhlError(
