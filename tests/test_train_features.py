@@ -91,7 +91,7 @@ def test_training_with_mixing_accumulation_and_save_every(
 ) -> None:
     cfg = build_config(
         settings(nette, tree_file, tmp_path, epochs=2, mixup=0.5, cutmix=1.0, accumulate=2,
-                 max_train_batches=3, save_every=1, max_val_batches=1)
+                 max_train_batches=3, save_every=1, max_val_batches=1, optimizer="sgd")
     )  # fmt: skip
     result = train(cfg)
     run = result.run_dir

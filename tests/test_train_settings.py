@@ -28,7 +28,8 @@ def test_every_setting_is_a_train_option_and_a_field() -> None:
         assert spec.name in options, spec.name
         long_flag = next(f for f in spec.flag.split("/") if f.startswith("--"))
         assert long_flag in options[spec.name].opts
-    assert [s.name for s in SETTINGS] == list(TrainConfig.__dataclass_fields__)
+    # every field is a setting, but `explicit`: which settings were given (for recipe auto)
+    assert [s.name for s in SETTINGS] + ["explicit"] == list(TrainConfig.__dataclass_fields__)
 
 
 @pytest.mark.parametrize(
