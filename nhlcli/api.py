@@ -143,7 +143,7 @@ def collect_evidence(
 
 
 def compare_trees(
-    trees: Sequence[Tree | str | Path] | dict[str, Tree],
+    trees: Sequence[Tree | str | Path] | dict[str, Tree | str | Path],
     model: str | Path | HierNet | None = None,
     data: str | Path | None = None,
     *,
@@ -170,7 +170,7 @@ def compare_trees(
     from nhlcli.hierarchy.tree_scores import compare_scores
 
     if isinstance(trees, dict):
-        named = list(trees.items())
+        named = [(name, load_tree(t)) for name, t in trees.items()]
     else:
         named = [
             (f"tree {i + 1}" if isinstance(t, Tree) else str(t), load_tree(t))
@@ -191,11 +191,12 @@ def compare_trees(
     return compare_scores(named, evidence, group_score)
 
 
-def select_classes(tree: Tree, selection: Selection) -> list[str]:
-    """Class ids of `tree` that `selection` names: see `nhlcli.selection`."""
+def select_classes(tree: Tree | str | Path, selection: Selection) -> list[str]:
+    """Class ids of `tree` (a `Tree`, tree file or shipped name) that `selection` names: see
+    `nhlcli.selection`."""
     from nhlcli.selection import select_classes as select
 
-    return select(tree, selection)
+    return select(load_tree(tree), selection)
 
 
 # ---------------------------------------------------------------------------------------- models
