@@ -1,4 +1,5 @@
-"""The tree a model is built for: `--tree` (a `Tree`, file or shipped name), or a flat tree of `--classes`."""
+"""The tree a model is built for: `--tree` (a `Tree`, file or shipped name), or a flat tree of
+`--classes`."""
 
 from __future__ import annotations
 
