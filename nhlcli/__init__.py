@@ -1,9 +1,9 @@
 """nhl: hierarchical image classifiers whose class branches can be cut out as experts.
 
-The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `build_tree`, `select_classes`,
-`collect_evidence`, `compare_trees`, `build_model`, `load_model`, `save_model`, `cutout`, `profile`,
-`train`, `evaluate`, `expert_frontier`, `predict`, `export` (`nhlcli/api.py`, which imports torch
-only inside the functions, so `import nhlcli` and `nhl --help` stay fast).
+The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `save_tree`, `build_tree`,
+`select_classes`, `collect_evidence`, `compare_trees`, `build_model`, `load_model`, `save_model`,
+`cutout`, `profile`, `train`, `evaluate`, `expert_frontier`, `predict`, `export` (`nhlcli/api.py`,
+which imports torch only inside the functions, so `import nhlcli` and `nhl --help` stay fast).
 """
 
 from __future__ import annotations

@@ -59,17 +59,34 @@ __all__ = [
     "prepare",
     "profile",
     "save_model",
+    "save_tree",
     "select_classes",
     "train",
 ]
 
 
 # ----------------------------------------------------------------------------------------- trees
-def load_tree(spec: str | Path) -> Tree:
-    """A tree from an `nhl-tree/1` file, or a shipped tree by name (`imagenette-wordnet-L3`)."""
+def load_tree(spec: Tree | str | Path) -> Tree:
+    """A tree from an `nhl-tree/1` file, or a shipped tree by name (`imagenette-wordnet-L3`); a
+    `Tree` is returned as it is (every function that takes a tree takes any of the three)."""
     from nhlcli.hierarchy.shipped_trees import resolve_tree
 
     return resolve_tree(spec)
+
+
+def save_tree(tree: Tree, path: str | Path) -> Path:
+    """Write `tree` as an `nhl-tree/1` file (what `load_tree` and every `--tree` read), atomically.
+
+    >>> save_tree(load_tree("imagenette-wordnet-L3"), "/tmp/t.json").name  # doctest: +SKIP
+    't.json'
+    """
+    from nhlcli.hierarchy.tree import Tree
+
+    if not isinstance(tree, Tree):
+        raise NhlError(f"save_tree needs a Tree, not {type(tree).__name__}")
+    out = Path(path)
+    tree.save(out)
+    return out
 
 
 def build_tree(
@@ -128,7 +145,7 @@ def collect_evidence(
 
 
 def compare_trees(
-    trees: Sequence[Tree | str | Path] | dict[str, Tree],
+    trees: Sequence[Tree | str | Path] | dict[str, Tree | str | Path],
     model: str | Path | HierNet | None = None,
     data: str | Path | None = None,
     *,
@@ -155,10 +172,10 @@ def compare_trees(
     from nhlcli.hierarchy.tree_scores import compare_scores
 
     if isinstance(trees, dict):
-        named = list(trees.items())
+        named = [(name, load_tree(t)) for name, t in trees.items()]
     else:
         named = [
-            (f"tree {i + 1}", t) if isinstance(t, Tree) else (str(t), load_tree(t))
+            (f"tree {i + 1}" if isinstance(t, Tree) else str(t), load_tree(t))
             for i, t in enumerate(trees)
         ]
     if random_control and named:
@@ -176,11 +193,12 @@ def compare_trees(
     return compare_scores(named, evidence, group_score)
 
 
-def select_classes(tree: Tree, selection: Selection) -> list[str]:
-    """Class ids of `tree` that `selection` names: see `nhlcli.selection`."""
+def select_classes(tree: Tree | str | Path, selection: Selection) -> list[str]:
+    """Class ids of `tree` (a `Tree`, tree file or shipped name) that `selection` names: see
+    `nhlcli.selection`."""
     from nhlcli.selection import select_classes as select
 
-    return select(tree, selection)
+    return select(load_tree(tree), selection)
 
 
 # ---------------------------------------------------------------------------------------- models
@@ -215,13 +233,10 @@ def build_model(
 
 
 def _as_tree(preset: Preset, tree: Tree | str | Path | None, classes: str | None) -> Tree:
-    """A `Tree` as given, else the model's tree from a tree spec or (one level) a class set."""
-    from nhlcli.hierarchy.tree import Tree
+    """The model's tree: a `Tree`, tree file or shipped name, or (one level) a class set."""
     from nhlcli.profiling.targets import tree_for_preset
 
-    if isinstance(tree, Tree):
-        return tree
-    return tree_for_preset(preset, None if tree is None else str(tree), classes)
+    return tree_for_preset(preset, tree, classes)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> HierNet:
@@ -278,7 +293,7 @@ def prepare(model: HierNet) -> HierNet:
 # ----------------------------------------------------------------------------------- measurement
 def profile(
     model: HierNet | Preset | str,
-    tree: Tree | str | None = None,
+    tree: Tree | str | Path | None = None,
     *,
     classes: str | None = None,
     subset: Selection | None = None,
@@ -354,30 +369,52 @@ def train(
     resume: str | Path | None = None,
     devices: int | None = None,
     reporter: TrainReporter | None = None,
+    verbose: bool = True,
     json_out: bool = False,
+    **settings: Any,
 ) -> TrainResult | None:
-    """Train (or resume) a run: `config` is a `TrainConfig` or a dict of settings by name.
+    """Train (or resume) a run: settings as keywords, a dict of them by name, or a `TrainConfig`.
 
-    Settings come from defaults < `config_file` (YAML) < `config`; `resume` continues a run (its
-    directory or its last/ checkpoint). `devices > 1` runs torchrun with DDP on this machine and
-    returns None (the processes print their own results).
+    `nhl.train(arch="n3hl", tree="imagenette-wordnet-L3", data="imagenette2", epochs=8)`; the
+    keys are those of docs/training.md (an unknown key is an NhlError naming the close one);
+    `tree` may be a `Tree`, which the run saves as RUN/tree.json. Settings come from defaults <
+    `config_file` (YAML) < `config` < keywords; `resume` continues a run (its directory or its
+    last/ checkpoint). Progress goes to stdout as on the command line (bars on a terminal, plain
+    lines in a file or a notebook); `verbose=False` prints nothing, `reporter` replaces it.
+    `devices > 1` runs torchrun with DDP on this machine and returns None (the processes print
+    their own results).
 
-    >>> train({"arch": "resnet50", "data": "imagenette2", "epochs": 8})  # doctest: +SKIP
+    >>> train(arch="resnet50", data="imagenette2", epochs=8)  # doctest: +SKIP
     """
+    from nhlcli.hierarchy.tree import Tree
     from nhlcli.training.config import TrainConfig, config_from_sources, resolve_resume_dir
     from nhlcli.training.distributed import check_devices, launch_training
     from nhlcli.training.engine import train as run_training
 
     check_devices(devices)
-    options = config.to_dict() if isinstance(config, TrainConfig) else dict(config or {})
+    given = config.given_settings() if isinstance(config, TrainConfig) else dict(config or {})
+    options = {**given, **settings}
+    tree = options.get("tree")
+    if isinstance(tree, Tree):
+        options["tree"] = None  # the run gets the object; args.yaml records RUN/tree.json
+    else:
+        tree = None
     cfg = config_from_sources(config_file, options, resume)
     resume_dir = resolve_resume_dir(resume) if resume is not None else None
     if devices is not None and devices > 1:
-        rc = launch_training(cfg.to_dict(), devices, resume_dir, json_out)
+        if tree is not None:
+            raise NhlError("devices > 1 needs a tree file: save the tree (nhl.save_tree) first")
+        rc = launch_training(cfg.given_settings(), devices, resume_dir, json_out)
         if rc != 0:
             raise SystemExit(rc)
         return None
-    return run_training(cfg, resume_dir=resume_dir, reporter=reporter)
+    if reporter is None:
+        from rich.console import Console
+
+        from nhlcli.training.progress import RichReporter, SilentReporter
+
+        reporter = RichReporter(Console(highlight=False)) if verbose else SilentReporter()
+    return run_training(cfg, resume_dir=resume_dir, reporter=reporter, tree=tree)
 
 
 def evaluate(
@@ -472,7 +509,7 @@ def predict(
         from nhlcli.evaluation.hierarchical_distance import lca_distances
 
         own = getattr(getattr(predictor, "model", None), "tree", None)
-        yardstick = load_tree(tree) if isinstance(tree, str | Path) else tree or own
+        yardstick = load_tree(tree) if tree is not None else own
         if yardstick is None:
             raise NhlError("--decode crm on an exported file needs --tree (a tree of its classes)")
         missing = [c for c in predictor.class_ids if not yardstick.is_class(c)]

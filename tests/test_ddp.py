@@ -13,7 +13,7 @@ import pytest
 from imagenette_sample import copy_sample, small_tree
 
 from nhlcli.training.checkpointing import load_checkpoint_model, load_train_state
-from nhlcli.training.rundir import read_results
+from nhlcli.training.rundir import read_args, read_results
 
 REPO = Path(__file__).resolve().parents[1]
 # `nhl train --devices 2` on the CPU, as a user starts it
@@ -55,6 +55,8 @@ def test_two_process_gloo_run(imagenette_dir: Path, tmp_path: Path) -> None:
     # each of 2 ranks took 2 batches of 8/2 = 4 images per epoch: 16 images, all counted
     assert [r["train_images"] for r in result["history"]] == [16, 16]
     assert len(read_results(run)) == 2
+    # the given settings reached the ranks: recipe auto decided there, as in one process
+    assert read_args(run)["recipe_auto"]["reason"] == "4 optimizer steps < 10,000"
     state = load_train_state(run / "last")
     assert state["epoch"] == 2 and len(state["rng"]) == 2  # both ranks' RNG states
     model = load_checkpoint_model(run / "last")

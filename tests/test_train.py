@@ -58,6 +58,8 @@ def test_train_writes_run_dir_and_resume_is_exact(
         "--max-train-batches",
         "2",
         "--deterministic",
+        "--optimizer",
+        "sgd",
         "--project",
         tmp_path,
         *FAST,
@@ -74,7 +76,8 @@ def test_train_writes_run_dir_and_resume_is_exact(
     assert (straight / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = read_results(straight)
     assert len(rows) == 2 and tuple(rows[0]) == RESULT_COLUMNS
-    # lr is the rate of each epoch's last step; 4 steps, 2 of warm-up, peak 8·0.1/256:
+    # lr is the rate of each epoch's last step; 4 steps, 2 of warm-up, peak 8·0.1/256 (SGD's
+    # default rate: recipe auto, choosing fast, keeps the optimizer given):
     # step 2 is 2/3 of the warm-up, step 4 half-way down the cosine
     assert [float(r["lr"]) for r in rows] == pytest.approx([0.003125 * 2 / 3, 0.0015625], rel=1e-5)
     assert os.path.realpath(straight / "last").endswith("epoch-0002")

@@ -91,7 +91,7 @@ def test_training_with_mixing_accumulation_and_save_every(
 ) -> None:
     cfg = build_config(
         settings(nette, tree_file, tmp_path, epochs=2, mixup=0.5, cutmix=1.0, accumulate=2,
-                 max_train_batches=3, save_every=1, max_val_batches=1)
+                 max_train_batches=3, save_every=1, max_val_batches=1, optimizer="sgd")
     )  # fmt: skip
     result = train(cfg)
     run = result.run_dir
@@ -186,3 +186,31 @@ def test_recipe_print_config_and_resume_from_last(
     assert read_args(first.run_dir)["zero_init_residual"] is True
     code, _, _ = run_cli(["train", "--resume", first.run_dir / "last", "--epochs", "2"], capsys)
     assert code == 0 and len(read_results(first.run_dir)) == 2
+
+
+def test_cli_recipe_auto_is_printed_recorded_and_kept_on_resume(
+    nette: Path, tree_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["train", "--arch", "n3hl", "--tree", tree_file, "--data", nette, "--epochs", "1",
+         "--batch-size", "5", "--img-size", "32", "--workers", "0", "--max-train-batches", "2",
+         "--max-val-batches", "1", "--project", tmp_path, "--name", "auto"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "auto"
+    assert out.splitlines()[0] == "recipe auto → fast: 2 optimizer steps < 10,000"
+    args = read_args(run)
+    assert args["recipe"] == "auto" and list(args)[list(args).index("recipe") + 1] == "recipe_auto"
+    assert args["recipe_auto"]["recipe"] == "fast"
+    assert args["recipe_auto"]["reason"] == "2 optimizer steps < 10,000"
+    assert (args["optimizer"], args["lr"], args["min_crop_scale"]) == ("adamw", 0.002, 0.35)
+    # resumed for more epochs: the recipe chosen at the start is kept, not decided again
+    code, out, err = run_cli(["train", "--resume", run, "--epochs", "3"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == (
+        "recipe auto → fast, as chosen when the run started: 2 optimizer steps < 10,000"
+    )
+    again = read_args(run)
+    assert again["recipe_auto"] == args["recipe_auto"] and again["optimizer"] == "adamw"
+    assert len(read_results(run)) == 3

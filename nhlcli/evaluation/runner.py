@@ -314,11 +314,12 @@ def _metric_tree(spec: Tree | str | Path, class_ids: Sequence[str]) -> Tree:
     """The tree of `--tree` (a file or shipped name), which must hold every evaluated class."""
     from nhlcli.hierarchy.shipped_trees import resolve_tree
 
-    other = spec if isinstance(spec, Tree) else resolve_tree(spec)
+    other = resolve_tree(spec)
     missing = [c for c in class_ids if not other.is_class(c)]
     if missing:
         shown = ", ".join(missing[:5]) + (
             f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         )
-        raise NhlError(f"--tree {spec}: {len(missing)} evaluated class(es) are not in it: {shown}")
+        what = "the tree" if isinstance(spec, Tree) else f"--tree {spec}"
+        raise NhlError(f"{what}: {len(missing)} evaluated class(es) are not in it: {shown}")
     return other

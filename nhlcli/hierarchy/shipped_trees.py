@@ -1,4 +1,4 @@
-"""The WordNet trees shipped in `hierarchies/trees/`; `resolve_tree` for every `--tree` argument.
+"""The WordNet trees shipped in `hierarchies/trees/`; `resolve_tree` for every tree argument.
 
 Shipped trees are named `<class set>-wordnet-L<levels>` (e.g. `imagenette-wordnet-L3`) and are
 built by nhl itself with a pinned (null) date: `python -m nhlcli.hierarchy.regenerate` rewrites
@@ -31,11 +31,16 @@ def shipped_tree_path(name: str) -> Path:
     return shipped("trees", f"{name}.json")
 
 
-def resolve_tree(spec: str | Path) -> Tree:
-    """A tree from a file path, or a shipped tree by name (`imagenette-wordnet-L3`).
+def resolve_tree(spec: Tree | str | Path) -> Tree:
+    """A `Tree` as given, a tree from a file path, or a shipped tree by name
+    (`imagenette-wordnet-L3`): the one resolver of every tree argument, CLI and Python API.
 
     An existing file wins over a shipped name; anything else is an error naming both options.
     """
+    if isinstance(spec, Tree):
+        return spec
+    if not isinstance(spec, str | Path):
+        raise NhlError(f"a tree must be a Tree, a tree file or a shipped tree name, not {spec!r}")
     text = str(spec)
     path = Path(text)
     if path.is_file():

@@ -1,6 +1,9 @@
-"""The tree a model is built for: `--tree` (file or shipped name), or a flat tree of `--classes`."""
+"""The tree a model is built for: `--tree` (a `Tree`, file or shipped name), or a flat tree of
+`--classes`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import ClassSet, load_classes
@@ -18,7 +21,9 @@ def flat_tree(classes: ClassSet) -> Tree:
     )
 
 
-def tree_for_preset(preset: Preset, tree_spec: str | None, classes_spec: str | None) -> Tree:
+def tree_for_preset(
+    preset: Preset, tree_spec: Tree | str | Path | None, classes_spec: str | None
+) -> Tree:
     """The model's tree: `--tree`, or for one-level presets a flat tree of `--classes`."""
     if tree_spec is not None:
         return resolve_tree(tree_spec)

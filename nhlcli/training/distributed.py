@@ -126,14 +126,16 @@ def launch_torchrun(nproc: int, args: list[str]) -> int:
 def launch_training(
     settings: dict[str, Any], devices: int, resume_dir: Path | None, json_out: bool = False
 ) -> int:
-    """`nhl train` in `devices` processes: the resolved settings go to torchrun as a YAML file.
+    """`nhl train` in `devices` processes: the given settings go to torchrun as a YAML file.
 
     Inputs are checked here first, so a bad data folder is one line, not one per process.
     """
     from nhlcli.training.inputs import load_training_data
 
     if resume_dir is None:
-        load_training_data(settings["data"], settings["tree"], settings["allow_extra"])
+        load_training_data(
+            settings["data"], settings.get("tree"), settings.get("allow_extra", False)
+        )
     fd, path = tempfile.mkstemp(prefix="nhl-train-", suffix=".yaml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

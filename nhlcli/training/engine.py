@@ -26,6 +26,7 @@ from typing import Any
 
 from nhlcli.errors import NhlError
 from nhlcli.fileio import interrupts_deferred
+from nhlcli.hierarchy.tree import Tree
 from nhlcli.training.checkpointing import capture_rng_state, save_training_checkpoint
 from nhlcli.training.config import TrainConfig
 from nhlcli.training.distributed import DistContext, setup_distributed, teardown_distributed
@@ -74,8 +75,10 @@ def train(
     cfg: TrainConfig,
     resume_dir: str | Path | None = None,
     reporter: TrainReporter | None = None,
+    tree: Tree | None = None,
 ) -> TrainResult:
-    """Train (or resume) one run; see the module docstring. Returns the per-epoch history."""
+    """Train (or resume) one run; see the module docstring. Returns the per-epoch history.
+    `tree`: a `Tree` object instead of `cfg.tree` (saved as RUN/tree.json)."""
     ctx = setup_distributed(cfg.device)
     held = contextlib.ExitStack()  # the run directory's lock while this process trains in it
     resume_path = Path(resume_dir) if resume_dir else None
@@ -83,7 +86,7 @@ def train(
     rep = reporter if (reporter is not None and ctx.is_main) else SilentReporter()
     try:
         try:
-            run = prepare_run(cfg, resume_path, rep, ctx, held)
+            run = prepare_run(cfg, resume_path, rep, ctx, held, tree)
             _report_start(run, rep)
             _epochs(run, rep)
         except KeyboardInterrupt:
@@ -92,7 +95,7 @@ def train(
         rep.end()
         return TrainResult(
             run.run_dir,
-            cfg.epochs,
+            run.cfg.epochs,
             run.best_epoch,
             run.best_top1,
             run.history,

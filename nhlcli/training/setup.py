@@ -9,6 +9,7 @@ exactly like an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -30,12 +31,14 @@ from nhlcli.data.loader import (
 from nhlcli.data.mixing import BatchMixer
 from nhlcli.errors import NhlError
 from nhlcli.fileio import keep_outputs, write_text_atomic
+from nhlcli.hierarchy.tree import Tree
+from nhlcli.training.auto_recipe import apply_recipe, settle_recipe
 from nhlcli.training.checkpointing import (
     load_checkpoint_model,
     load_train_state,
     restore_rng_state,
 )
-from nhlcli.training.config import SETTINGS, TrainConfig
+from nhlcli.training.config import RECIPES, SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import (
@@ -49,6 +52,7 @@ from nhlcli.training.rundir import (
     is_incomplete,
     locked_run_dir,
     new_run_dir,
+    read_args,
     read_data_fingerprint,
     write_args,
     write_data_fingerprint,
@@ -130,7 +134,8 @@ def absolute_settings(cfg: TrainConfig) -> dict[str, Any]:
 
 def resolved_settings(run: TrainingRun) -> dict[str, Any]:
     """The settings saved in args.yaml: absolute paths, and what 'auto'/unset resolved to (the
-    learning rate and weight decay used, the device, the precision, the loader workers)."""
+    learning rate and weight decay used, the device, the precision, the loader workers, and
+    after `recipe: auto` the recipe it chose and why, as `recipe_auto`)."""
     cfg, ctx, precision = run.cfg, run.ctx, run.precision
     d = absolute_settings(cfg)
     amp = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(precision.dtype, "none")  # type: ignore[arg-type]
@@ -142,6 +147,10 @@ def resolved_settings(run: TrainingRun) -> dict[str, Any]:
         channels_last=precision.channels_last,
         workers=run.workers,
     )
+    if run.recipe_choice is not None:  # right after `recipe: auto`
+        items = list(d.items())
+        at = [k for k, _ in items].index("recipe") + 1
+        d = dict([*items[:at], ("recipe_auto", run.recipe_choice), *items[at:]])
     return d
 
 
@@ -178,12 +187,16 @@ class TrainingRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     trunk_report: dict[str, Any] | None = None
     skipped_files: list[str] = field(default_factory=list)
+    recipe_choice: dict[str, Any] | None = None  # what `recipe: auto` chose (args.yaml)
 
 
 def _model_and_data(
-    cfg: TrainConfig, resume_dir: Path | None, rep: TrainReporter
-) -> tuple[Any, TrainingData, dict[str, Any] | None, dict[str, Any] | None]:
-    """(model, data, saved training state or None, trunk-weights report or None)."""
+    cfg: TrainConfig, resume_dir: Path | None, rep: TrainReporter, tree: Tree | None = None
+) -> tuple[
+    TrainConfig, Any, TrainingData, dict[str, Any] | None, dict[str, Any] | None, dict | None
+]:
+    """(settings with recipe auto decided, model, data, saved training state or None,
+    trunk-weights report or None, what recipe auto chose or None)."""
     if resume_dir is not None:
         last = resume_dir / "last"
         if is_incomplete(resume_dir):
@@ -203,15 +216,27 @@ def _model_and_data(
                 f"{resume_dir} already finished {state['epoch']} of {cfg.epochs} epochs; "
                 "pass --epochs N with a larger N to train longer"
             )
+        chosen = read_args(resume_dir).get("recipe_auto")  # kept, not decided again
+        if isinstance(chosen, dict) and chosen.get("recipe") in RECIPES and cfg.recipe == "auto":
+            cfg, _ = apply_recipe(cfg, chosen["recipe"])
+            rep.message(
+                f"recipe auto → {chosen['recipe']}, as chosen when the run started: "
+                f"{chosen.get('reason')}"
+            )
         return (
+            cfg,
             model,
             load_training_data(cfg.data, None, cfg.allow_extra, tree=model.tree),
             state,
             None,
+            chosen if isinstance(chosen, dict) else None,
         )
     from nhlcli.model.network import build_model, zero_init_residual
 
-    data = load_training_data(cfg.data, cfg.tree, cfg.allow_extra, arch=cfg.arch)
+    data = load_training_data(cfg.data, cfg.tree, cfg.allow_extra, tree=tree, arch=cfg.arch)
+    cfg, choice = settle_recipe(cfg, len(data.train))
+    if choice is not None:
+        rep.message(choice.line())
     model = build_model(cfg.arch, data.tree, img_size=cfg.img_size)
     if cfg.zero_init_residual:
         zero_init_residual(model)  # before trunk weights, which bring their own γ
@@ -220,7 +245,7 @@ def _model_and_data(
         loaded = load_trunk_weights(model, cfg.trunk_weights)
         report = loaded.to_dict()
         rep.message(f"trunk weights: {loaded.summary()}")
-    return model, data, None, report
+    return cfg, model, data, None, report, choice.to_dict() if choice is not None else None
 
 
 def prepare_run(
@@ -229,16 +254,18 @@ def prepare_run(
     rep: TrainReporter,
     ctx: DistContext,
     held: contextlib.ExitStack,
+    tree: Tree | None = None,
 ) -> TrainingRun:
     """Build (or restore) everything one run needs; rank 0 also creates the run directory and
-    holds its lock in `held` (released when the caller closes it)."""
+    holds its lock in `held` (released when the caller closes it). `tree`, a `Tree` object
+    instead of `cfg.tree`, is saved as RUN/tree.json."""
     if resume_dir is not None and ctx.is_main:
         held.enter_context(locked_run_dir(resume_dir))
     device = ctx.device
     configure_determinism(cfg.deterministic, device)
-    precision = resolve_precision(cfg, device)
     torch.manual_seed(cfg.seed)
-    model, data, state, trunk_report = _model_and_data(cfg, resume_dir, rep)
+    cfg, model, data, state, trunk_report, chosen = _model_and_data(cfg, resume_dir, rep, tree)
+    precision = resolve_precision(cfg, device)
     for line in data.notes:
         rep.message(line)
     if cfg.freeze_trunk:
@@ -308,6 +335,7 @@ def prepare_run(
         mixer=BatchMixer(cfg.mixup, cfg.cutmix).to(device),
         ema=make_ema(model, cfg.ema) if cfg.ema else None,
         trunk_report=trunk_report,
+        recipe_choice=chosen,
     )
     if state is not None:
         _restore(run, state, rep)
@@ -316,7 +344,7 @@ def prepare_run(
     else:
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
-        _open_run_dir(run, resume_dir, held)
+        _open_run_dir(run, resume_dir, held, tree if resume_dir is None else None)
         _record_data(run, resume_dir, rep)
     return run
 
@@ -364,7 +392,9 @@ def _record_data(run: TrainingRun, resume_dir: Path | None, rep: TrainReporter) 
     write_data_fingerprint(run.run_dir, now)
 
 
-def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack) -> None:
+def _open_run_dir(
+    run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack, tree: Tree | None
+) -> None:
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
@@ -373,6 +403,9 @@ def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.Ex
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
+    if tree is not None:  # a Tree object: args.yaml names the run's own copy
+        tree.save(run.run_dir / "tree.json")
+        run.cfg = dataclasses.replace(cfg, tree=str(run.run_dir / "tree.json"))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
         write_text_atomic(
