@@ -184,5 +184,14 @@ def test_recipe_print_config_and_resume_from_last(
     assert first.run_dir is not None
     assert read_args(first.run_dir)["recipe"] == "fast"
     assert read_args(first.run_dir)["zero_init_residual"] is True
+    # a run's args.yaml and --print-config spell the keys alike, and each is a --config file
+    args_file = first.run_dir / "args.yaml"
+    assert set(yaml.safe_load(args_file.read_text())) == set(printed)
+    code, from_args, _ = run_cli(["train", "--config", args_file, "--print-config"], capsys)
+    assert code == 0 and yaml.safe_load(from_args) == yaml.safe_load(args_file.read_text())
+    printed_file = tmp_path / "printed.yaml"
+    printed_file.write_text(from_args)
+    code, again, _ = run_cli(["train", "--config", printed_file, "--print-config"], capsys)
+    assert code == 0 and again == from_args
     code, _, _ = run_cli(["train", "--resume", first.run_dir / "last", "--epochs", "2"], capsys)
     assert code == 0 and len(read_results(first.run_dir)) == 2

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
 from nhlcli.model.presets import baseline_names
 from nhlcli.profiling.counters import counters_help
 
@@ -46,13 +47,15 @@ MODEL_HELP = (
 
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(
-    8, "--batch-size", min=1, help="--latency: images per batch."
+    8, "--batch-size", "-b", min=1, help="--latency: images per batch."
 )
 LATENCY_RUNS: Any = typer.Option(
     20, "--runs", min=1, help="--latency: timed runs per model (the median is shown)."
 )
 LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untimed warm-up runs.")
-LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
+LATENCY_DEVICE: Any = typer.Option(DEFAULT_DEVICE, "--device", help=f"--latency: {DEVICE_HELP}")
+# `--device` of every command that runs a model (`nhlcli.devices.resolve_device` reads it)
+DEVICE_OPTION: Any = typer.Option(DEFAULT_DEVICE, "--device", help=DEVICE_HELP)
 # `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
 PROFILE_COUNTER: Any = typer.Option(
     "fvcore",

@@ -9,7 +9,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+from nhlcli.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    examples,
+    print_json,
+    safe,
+)
 
 EPILOG = examples(
     "nhl experts runs/train/exp --data imagenette2",
@@ -36,13 +44,11 @@ def experts_command(
     latency: bool = typer.Option(
         False, "--latency", help="Also time every cut expert (interleaved, with progress)."
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per batch."),
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Loader workers (default: cores - 1)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
-    ),
+    device: str = DEVICE_OPTION,
     max_val_batches: int | None = typer.Option(
         None, "--max-val-batches", min=1, help="Read at most N batches of images."
     ),
