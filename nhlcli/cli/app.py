@@ -89,6 +89,8 @@ ClickError: type[Exception] = next(
 def _usage_line(e: Any) -> str:
     """Click's usage error as one line: what is wrong, and where the help is."""
     message = " ".join(e.format_message().split())
+    if e.ctx is not None and type(e).__name__ == "NoSuchOption":
+        message += vocabulary.former_flag_hint(e.option_name, e.ctx.command)
     command = e.ctx.command_path if e.ctx is not None else "nhl"
     return f"{message} (see: {command} --help)"
 

@@ -120,6 +120,7 @@ def eval_command(
     metric_tree: str | None = typer.Option(
         None,
         "--tree",
+        "-t",
         help="Measure the hierarchical metrics under another tree (file or shipped name) over "
         "the same classes; the network is unchanged.",
     ),

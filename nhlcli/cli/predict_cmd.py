@@ -85,7 +85,7 @@ def predict(
         "argmax", "--decode", help="argmax, or crm: rank by least expected tree distance."
     ),
     tree: str | None = typer.Option(
-        None, "--tree", help="Tree for --decode crm (default: a model folder's own tree)."
+        None, "--tree", "-t", help="Tree for --decode crm (default: a model folder's own tree)."
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:

@@ -35,6 +35,14 @@ PLACEHOLDERS = {
 }
 # A type's placeholder, for every other option (typer's own label, e.g. `<int range>`, otherwise).
 TYPE_PLACEHOLDERS = {"int": "N", "float": "NUM", "str": "TEXT", "path": "PATH"}
+# The short flags of the vocabulary (README "Options: one vocabulary"), one meaning each.
+SHORT_FLAGS = {
+    "-a": "--arch",
+    "-b": "--batch-size",
+    "-c": "--classes",
+    "-t": "--tree",
+    "-o": "--output",
+}
 # Short flags that meant something else in an older version, and the option they were then.
 FORMER_SHORT_FLAGS = {"-c": "--config", "-t": "--table"}
 TWIN_SUFFIX = "__spelling"  # the parameter name of a hidden twin: <option's name>__spelling<i>
@@ -72,6 +80,16 @@ def unwrap(text: str | None) -> str | None:
     if not text:
         return text
     return "\n\n".join(" ".join(p.split()) for p in text.split("\n\n") if p.strip())
+
+
+def former_flag_hint(name: str, cmd: Any) -> str:
+    """For an unknown option that was a short flag of this command once (`train -c FILE`): where
+    its option went (`; use --config`), else ""."""
+    former = FORMER_SHORT_FLAGS.get(name)
+    if former is None or not any(former in p.opts for p in cmd.params):
+        return ""
+    now = f" ({name} is {SHORT_FLAGS[name]} elsewhere)" if name in SHORT_FLAGS else ""
+    return f"; use {former}{now}"
 
 
 def spelling_of(param: Any) -> str | None:
@@ -113,6 +131,7 @@ def _type_label(param: Any, ctx: Any) -> str:
     else:
         label = str(param.type.name)
     label = label.strip("<>").lower().removesuffix(" range")
+    label = label.removeprefix("list[").removesuffix("]")  # a repeatable option: one value
     return {"integer": "int", "text": "str"}.get(label, label)
 
 
