@@ -11,6 +11,8 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
 from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
@@ -101,6 +103,36 @@ def progress_bar(title: str, enabled: bool = True) -> Iterator[Callable[[int, in
     finally:
         if started:
             bar.stop()
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """A table, or, where the console is narrower than the table needs (a narrow terminal, or
+    80 columns when piped), its rows as records of `column  value` lines: no value is cut."""
+    out = out or console
+    unbounded = out.options.update(max_width=1_000_000)
+    if Measurement.get(out, unbounded, table).maximum <= out.width:
+        out.print(table)
+        return
+    if table.title:
+        out.print(table.title, style="bold")
+    columns = table.columns
+    for i in range(table.row_count):
+        cells = [list(c.cells)[i] for c in columns]
+        first = cells[0] if isinstance(cells[0], Text) else Text.from_markup(str(cells[0]))
+        out.print(Text.assemble(_plain(columns[0].header), ": ", first))
+        record = Table.grid(padding=(0, 2), pad_edge=False)
+        record.add_column(no_wrap=True)
+        record.add_column(overflow="fold")
+        for column, cell in zip(columns[1:], cells[1:], strict=True):
+            record.add_row("  " + _plain(column.header), cell)
+        out.print(record)
+    if table.caption:
+        out.print(table.caption, style="dim")
+
+
+def _plain(header: Any) -> str:
+    """A column header on one line (`nodes\nfull` -> `nodes full`)."""
+    return " ".join(str(header).split())
 
 
 def print_json(data: Any) -> None:

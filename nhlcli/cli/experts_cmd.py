@@ -16,6 +16,7 @@ from nhlcli.cli.common import (
     err_console,
     examples,
     print_json,
+    print_table,
     safe,
 )
 
@@ -107,7 +108,7 @@ def experts_command(
         if latency:
             cells.append("-" if r.latency_ms is None else f"{r.latency_ms:.2f}")
         table.add_row(*cells)
-    console.print(table)
+    print_table(table)
     base = result.baseline
     console.print(
         f"baseline {base['arch']}: {base['params'] / 1e6:.2f}M params, {base['gmacs']:.3f} GMACs; "

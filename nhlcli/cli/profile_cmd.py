@@ -13,10 +13,10 @@ from rich.table import Table
 from nhlcli.cli import common
 from nhlcli.cli.common import (
     JSON_OPTION,
-    console,
     err_console,
     examples,
     print_json,
+    print_table,
     progress_bar,
     safe,
 )
@@ -143,10 +143,10 @@ def render_profile(report: dict[str, Any]) -> None:
             red = r[key]
             cells.append(f"{_delta(red['params'])}/{_delta(red['macs'])}")
         table.add_row(*cells)
-    console.print(table)
+    print_table(table)
     if lat:
-        console.print(latency_table(report))
-    console.print(breakdown_table(report))
+        print_table(latency_table(report))
+    print_table(breakdown_table(report))
 
 
 def latency_table(report: dict[str, Any]) -> Table:

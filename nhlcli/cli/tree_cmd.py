@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 from rich.tree import Tree as RichTree
 
-from nhlcli.cli.common import DEVICE_OPTION, JSON_OPTION, console, examples, print_json, safe
+from nhlcli.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    examples,
+    print_json,
+    print_table,
+    safe,
+)
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.drawing import draw_tree
 from nhlcli.hierarchy.shipped_trees import resolve_tree
@@ -309,13 +317,13 @@ def compare(
         print_json({**result.to_dict(), "output": output})
         return
     for table in compare_tables(result):
-        console.print(table)
+        print_table(table)
     if result.ranking:
         console.print(
             f"ranking by fit (mean confusion gain): {' > '.join(result.ranking)}", markup=False
         )
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=False)
+        console.print(f"[yellow]note:[/] {safe(note)}", soft_wrap=True)
     if output is not None:
         console.print(f"wrote {output}", markup=False)
 
