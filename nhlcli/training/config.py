@@ -112,7 +112,7 @@ class TrainConfig:
     workers: int | None = setting(
         None, "Data loader workers [CPU cores - 1, at most 8].", low=0, high=256, resumable=True
     )
-    device: str = setting(DEFAULT_DEVICE, DEVICE_HELP, resumable=True)
+    device: str | None = setting(DEFAULT_DEVICE, DEVICE_HELP, resumable=True)  # None: auto
     img_size: int = setting(
         224, "Training resolution in pixels.", low=MIN_IMG_SIZE, high=MAX_IMG_SIZE
     )
