@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from nhlcli.errors import NhlError
+
+if TYPE_CHECKING:  # torch loads when a device is resolved (fast `nhl --help`)
+    import torch
+
+# The default of every `--device` and its help (train, eval, predict, experts, tree compare,
+# build-tree --source induced, profile/cutout --latency).
+DEFAULT_DEVICE = "auto"
+DEVICE_HELP = "cpu, cuda, cuda:N, mps, or auto (CUDA when available, else the CPU)."
 
 
 def resolve_device(name: str | None) -> torch.device:
     """'cpu', 'cuda', 'cuda:N', 'mps', or None/'auto' (CUDA when available, else the CPU)."""
+    import torch
+
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

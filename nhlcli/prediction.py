@@ -195,7 +195,7 @@ def open_predictor(
     source: str | Path,
     attend: str | None = None,
     img_size: int | None = None,
-    device: str = "cpu",
+    device: str = "auto",
     trust_torchscript: bool = False,
     precision: str = "fp32",
 ) -> Predictor:
@@ -208,7 +208,10 @@ def open_predictor(
     from nhlcli.precision import check_precision
 
     path = Path(source)
-    check_precision(precision, "cpu" if device == "cpu" else "cuda")
+    from nhlcli.devices import resolve_device
+
+    on = resolve_device(device) if path.is_dir() else "cpu" if device in ("cpu", "auto") else "cuda"
+    check_precision(precision, on)
     if path.is_dir():
         return _torch_predictor(path, attend, img_size, device, precision)
     if precision != "fp32":
@@ -234,7 +237,7 @@ def open_predictor(
             "export; "
             "export again with `nhl export ... --attend`, or predict with the model folder"
         )
-    if device != "cpu":
+    if device not in ("cpu", "auto"):
         raise NhlError(
             "exported files are run on the CPU here (onnxruntime / TorchScript): drop --device"
         )

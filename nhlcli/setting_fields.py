@@ -41,8 +41,9 @@ class SettingSpec:
 
     @property
     def key(self) -> str:
-        """The YAML spelling used in docs (`batch-size`)."""
-        return self.name.replace("_", "-")
+        """The YAML spelling of args.yaml, `--print-config` and the docs (`batch_size`; a config
+        file may also spell it `batch-size`)."""
+        return self.name
 
     @property
     def long_flag(self) -> str:

@@ -4,6 +4,7 @@ validation, --save-every, --patience, --recipe, --print-config and resolved args
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from pathlib import Path
 
@@ -184,6 +185,15 @@ def test_recipe_print_config_and_resume_from_last(
     assert first.run_dir is not None
     assert read_args(first.run_dir)["recipe"] == "fast"
     assert read_args(first.run_dir)["zero_init_residual"] is True
+    # a run's args.yaml and --print-config spell the keys alike, and each is a --config file
+    args_file = first.run_dir / "args.yaml"
+    assert set(yaml.safe_load(args_file.read_text())) == set(printed)
+    code, from_args, _ = run_cli(["train", "--config", args_file, "--print-config"], capsys)
+    assert code == 0 and yaml.safe_load(from_args) == yaml.safe_load(args_file.read_text())
+    printed_file = tmp_path / "printed.yaml"
+    printed_file.write_text(from_args)
+    code, again, _ = run_cli(["train", "--config", printed_file, "--print-config"], capsys)
+    assert code == 0 and again == from_args
     code, _, _ = run_cli(["train", "--resume", first.run_dir / "last", "--epochs", "2"], capsys)
     assert code == 0 and len(read_results(first.run_dir)) == 2
 
@@ -214,3 +224,21 @@ def test_cli_recipe_auto_is_printed_recorded_and_kept_on_resume(
     again = read_args(run)
     assert again["recipe_auto"] == args["recipe_auto"] and again["optimizer"] == "adamw"
     assert len(read_results(run)) == 3
+
+
+def test_short_flags_and_a_preset_name_in_any_case(
+    nette: Path, tree_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run_cli(
+        ["train", "-a", "N3HL", "-t", tree_file, "--data", nette, "-b", "5", "--epochs", "1",
+         "--img-size", "32", "--workers", "0", "--max-train-batches", "1", "--max-val-batches",
+         "1", "--randaugment-n", "0", "--project", tmp_path, "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    args = read_args(Path(json.loads(out)["run_dir"]))
+    assert (args["arch"], args["batch_size"]) == ("N3HL", 5)
+    assert (
+        json.loads((Path(json.loads(out)["run_dir"]) / "best" / "config.json").read_text())["arch"]
+        == "n3hl"
+    )

@@ -239,6 +239,12 @@ def test_tree_compare_on_the_model(
     )
     assert code == 0 and "ranking by fit (mean confusion gain)" in out
     assert out.count("imagenette-wordnet-L3") >= 2  # its table's title and the ranking
+    # piped (80 columns), the 10 columns do not fit: rows as records, every number in full
+    assert "…" not in out and "level: 1" in out
+    for scored in result["trees"]:
+        for r in scored["rows"]:
+            for key in ("balance", "confusion_share", "confusion_chance", "confusion_gain"):
+                assert r[key] is None or f"{r[key]:.3f}" in out, (key, r[key])
 
 
 def test_compare_and_induced_errors_are_one_line(

@@ -26,6 +26,7 @@ from nhlcli.cli import (
     profile_cmd,
     train_cmd,
     tree_cmd,
+    vocabulary,
 )
 from nhlcli.cli.common import err_console, examples, print_error
 from nhlcli.errors import NhlError
@@ -88,24 +89,24 @@ ClickError: type[Exception] = next(
 def _usage_line(e: Any) -> str:
     """Click's usage error as one line: what is wrong, and where the help is."""
     message = " ".join(e.format_message().split())
+    if e.ctx is not None and type(e).__name__ == "NoSuchOption":
+        message += vocabulary.former_flag_hint(e.option_name, e.ctx.command)
     command = e.ctx.command_path if e.ctx is not None else "nhl"
     return f"{message} (see: {command} --help)"
 
 
 def command() -> Any:
-    """The click command of `nhl`, with flags shown without a value placeholder in --help
-    (typer labels them `<bool>`, which reads as if `--json true` were the spelling), and every
-    callback's KeyboardInterrupt carried past typer (`_Stopped`)."""
+    """The click command of `nhl`, its help tidied (`vocabulary.tidy`: one spelling per option,
+    uniform placeholders, flags without one) and every callback's KeyboardInterrupt carried past
+    typer (`_Stopped`)."""
     root = typer.main.get_command(app)
     todo = [root]
     while todo:
         cmd = todo.pop()
         todo.extend(getattr(cmd, "commands", {}).values())
+        vocabulary.tidy(cmd)
         if cmd.callback is not None:
             cmd.callback = _carrying_interrupts(cmd.callback)
-        for param in cmd.params:
-            if getattr(param, "is_flag", False):
-                param.metavar = ""
     return root
 
 

@@ -7,7 +7,15 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+from nhlcli.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    examples,
+    print_json,
+    print_table,
+    safe,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -86,7 +94,7 @@ def bench(
     if json_out:
         print_json({**report.to_dict(), "output": str(folder)})
         return
-    console.print(_table(report.to_dict()))
+    print_table(_table(report.to_dict()))
     for why in report.skipped:
         err_console.print(f"[yellow]skipped[/]: {safe(why)}")
     if report.noisy:

@@ -11,8 +11,11 @@ from typing import Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Table
 from rich.text import Text
 
+from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
 from nhlcli.model.presets import baseline_names
 from nhlcli.profiling.counters import counters_help
 
@@ -46,13 +49,15 @@ MODEL_HELP = (
 
 # Timing options, the same in `nhl profile --latency` and `nhl cutout --latency`.
 LATENCY_BATCH_SIZE: Any = typer.Option(
-    8, "--batch-size", min=1, help="--latency: images per batch."
+    8, "--batch-size", "-b", min=1, help="--latency: images per batch."
 )
 LATENCY_RUNS: Any = typer.Option(
     20, "--runs", min=1, help="--latency: timed runs per model (the median is shown)."
 )
 LATENCY_WARMUP: Any = typer.Option(3, "--warmup", min=0, help="--latency: untimed warm-up runs.")
-LATENCY_DEVICE: Any = typer.Option("cpu", "--device", help="--latency: cpu, cuda or cuda:N.")
+LATENCY_DEVICE: Any = typer.Option(DEFAULT_DEVICE, "--device", help=f"--latency: {DEVICE_HELP}")
+# `--device` of every command that runs a model (`nhlcli.devices.resolve_device` reads it)
+DEVICE_OPTION: Any = typer.Option(DEFAULT_DEVICE, "--device", help=DEVICE_HELP)
 # `nhl profile` and `nhl cutout --profile`: which counter, and the comparison row
 PROFILE_COUNTER: Any = typer.Option(
     "fvcore",
@@ -98,6 +103,36 @@ def progress_bar(title: str, enabled: bool = True) -> Iterator[Callable[[int, in
     finally:
         if started:
             bar.stop()
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """A table, or, where the console is narrower than the table needs (a narrow terminal, or
+    80 columns when piped), its rows as records of `column  value` lines: no value is cut."""
+    out = out or console
+    unbounded = out.options.update(max_width=1_000_000)
+    if Measurement.get(out, unbounded, table).maximum <= out.width:
+        out.print(table)
+        return
+    if table.title:
+        out.print(table.title, style="bold")
+    columns = table.columns
+    for i in range(table.row_count):
+        cells = [list(c.cells)[i] for c in columns]
+        first = cells[0] if isinstance(cells[0], Text) else Text.from_markup(str(cells[0]))
+        out.print(Text.assemble(_plain(columns[0].header), ": ", first))
+        record = Table.grid(padding=(0, 2), pad_edge=False)
+        record.add_column(no_wrap=True)
+        record.add_column(overflow="fold")
+        for column, cell in zip(columns[1:], cells[1:], strict=True):
+            record.add_row("  " + _plain(column.header), cell)
+        out.print(record)
+    if table.caption:
+        out.print(table.caption, style="dim")
+
+
+def _plain(header: Any) -> str:
+    """A column header on one line (`nodes\nfull` -> `nodes full`)."""
+    return " ".join(str(header).split())
 
 
 def print_json(data: Any) -> None:

@@ -10,7 +10,15 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+from nhlcli.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    examples,
+    print_json,
+    safe,
+)
 
 if TYPE_CHECKING:
     from nhlcli.evaluation.runner import EvalReport
@@ -66,13 +74,11 @@ def eval_command(
         "--attend-level",
         help="Level whose first block is amplified (default: the leaf level).",
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per batch."),
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Loader workers (default: cores - 1)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
-    ),
+    device: str = DEVICE_OPTION,
     img_size: int | None = typer.Option(
         None, "--img-size", help="Resolution (default: the model's)."
     ),
@@ -93,7 +99,7 @@ def eval_command(
         "--max-val-batches",
         "--max-batches",
         min=1,
-        help="Evaluate N batches of a fixed, class-balanced subset (--max-batches: old spelling).",
+        help="Evaluate N batches of a fixed, class-balanced subset.",
     ),
     save: bool = typer.Option(
         True, "--save/--no-save", help="Write report.json, confusion.csv and confusion.png."
@@ -114,6 +120,7 @@ def eval_command(
     metric_tree: str | None = typer.Option(
         None,
         "--tree",
+        "-t",
         help="Measure the hierarchical metrics under another tree (file or shipped name) over "
         "the same classes; the network is unchanged.",
     ),

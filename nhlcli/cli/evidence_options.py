@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nhlcli.cli.common import err_console
+from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.classsets import ClassRef, ClassSet, load_classes
 from nhlcli.hierarchy.evidence import ClassEvidence
@@ -26,7 +27,7 @@ class ModelEvidence:
         None,
         "Folder of class folders (DIR/val if present) for the features and confusions.",
     )
-    device: str | None = setting(None, "cpu, cuda, cuda:N (default: cuda if available).")
+    device: str = setting(DEFAULT_DEVICE, DEVICE_HELP)
 
 
 def read_evidence(

@@ -9,7 +9,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from nhlcli.cli.common import JSON_OPTION, console, err_console, examples, print_json, safe
+from nhlcli.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    err_console,
+    examples,
+    print_json,
+    print_table,
+    safe,
+)
 
 EPILOG = examples(
     "nhl experts runs/train/exp --data imagenette2",
@@ -36,13 +45,11 @@ def experts_command(
     latency: bool = typer.Option(
         False, "--latency", help="Also time every cut expert (interleaved, with progress)."
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per batch."),
     workers: int | None = typer.Option(
         None, "--workers", min=0, help="Loader workers (default: cores - 1)."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
-    ),
+    device: str = DEVICE_OPTION,
     max_val_batches: int | None = typer.Option(
         None, "--max-val-batches", min=1, help="Read at most N batches of images."
     ),
@@ -101,7 +108,7 @@ def experts_command(
         if latency:
             cells.append("-" if r.latency_ms is None else f"{r.latency_ms:.2f}")
         table.add_row(*cells)
-    console.print(table)
+    print_table(table)
     base = result.baseline
     console.print(
         f"baseline {base['arch']}: {base['params'] / 1e6:.2f}M params, {base['gmacs']:.3f} GMACs; "

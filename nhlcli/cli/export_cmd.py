@@ -40,14 +40,15 @@ def export(
         None, "--img-size", help="Input size in pixels (default: the model's own)."
     ),
     dynamic_batch: bool = typer.Option(
-        False, "--dynamic-batch", help="Any batch size (default: a fixed batch of --batch)."
+        False, "--dynamic-batch", help="Any batch size (default: a fixed batch of --batch-size)."
     ),
     batch_size: int = typer.Option(
         1,
         "--batch-size",
+        "-b",
         "--batch",
         min=1,
-        help="The fixed batch size without --dynamic-batch (--batch: old spelling).",
+        help="The fixed batch size without --dynamic-batch.",
     ),
     attend: str | None = typer.Option(
         None,

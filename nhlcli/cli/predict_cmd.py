@@ -17,6 +17,7 @@ from nhlcli.cli.common import (
     progress_bar,
     safe,
 )
+from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
 from nhlcli.errors import NhlError
 
 if TYPE_CHECKING:  # torch loads only when the command runs (fast `nhl --help`)
@@ -53,7 +54,9 @@ def predict(
         None, "--img-size", help="Input size (default: the model's; fixed for exported files)."
     ),
     batch_size: int = typer.Option(16, "--batch-size", "-b", help="Images per forward pass."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N (model folders only)."),
+    device: str = typer.Option(
+        DEFAULT_DEVICE, "--device", help=f"{DEVICE_HELP[:-1]}; model folders only."
+    ),
     csv_file: str | None = typer.Option(
         None,
         "--csv",
@@ -82,7 +85,7 @@ def predict(
         "argmax", "--decode", help="argmax, or crm: rank by least expected tree distance."
     ),
     tree: str | None = typer.Option(
-        None, "--tree", help="Tree for --decode crm (default: a model folder's own tree)."
+        None, "--tree", "-t", help="Tree for --decode crm (default: a model folder's own tree)."
     ),
     json_out: bool = JSON_OPTION,
 ) -> None:

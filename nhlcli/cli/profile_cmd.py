@@ -13,10 +13,10 @@ from rich.table import Table
 from nhlcli.cli import common
 from nhlcli.cli.common import (
     JSON_OPTION,
-    console,
     err_console,
     examples,
     print_json,
+    print_table,
     progress_bar,
     safe,
 )
@@ -145,11 +145,11 @@ def render_profile(report: dict[str, Any], parts: bool = True) -> None:
             red = r[key]
             cells.append(f"{_delta(red['params'])}/{_delta(red['macs'])}")
         table.add_row(*cells)
-    console.print(table)
+    print_table(table)
     if lat:
-        console.print(latency_table(report))
+        print_table(latency_table(report))
     if parts:
-        console.print(breakdown_table(report))
+        print_table(breakdown_table(report))
 
 
 def latency_table(report: dict[str, Any]) -> Table:

@@ -10,7 +10,15 @@ import typer
 from rich.table import Table
 from rich.tree import Tree as RichTree
 
-from nhlcli.cli.common import JSON_OPTION, console, examples, print_json, safe
+from nhlcli.cli.common import (
+    DEVICE_OPTION,
+    JSON_OPTION,
+    console,
+    examples,
+    print_json,
+    print_table,
+    safe,
+)
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.drawing import draw_tree
 from nhlcli.hierarchy.shipped_trees import resolve_tree
@@ -291,16 +299,14 @@ def compare(
         "--group-score",
         help="Group top-1 from the class scores: sum (of member softmax probabilities) or max.",
     ),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Images per batch."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images per batch."),
     img_size: int | None = typer.Option(
         None, "--img-size", help="Resolution (default: the model's)."
     ),
     max_batches: int | None = typer.Option(
         None, "--max-val-batches", min=1, help="Read at most N batches of images."
     ),
-    device: str | None = typer.Option(
-        None, "--device", help="cpu, cuda, cuda:N (default: cuda if available)."
-    ),
+    device: str = DEVICE_OPTION,
     output: str | None = typer.Option(
         None, "--output", "-o", help="Also draw the scores to a picture (.png, .svg, .pdf)."
     ),
@@ -332,13 +338,13 @@ def compare(
         print_json({**result.to_dict(), "output": output})
         return
     for table in compare_tables(result):
-        console.print(table)
+        print_table(table)
     if result.ranking:
         console.print(
             f"ranking by fit (mean confusion gain): {' > '.join(result.ranking)}", markup=False
         )
     for note in result.notes:
-        console.print(f"[yellow]note:[/] {note}", soft_wrap=True, markup=False)
+        console.print(f"[yellow]note:[/] {safe(note)}", soft_wrap=True)
     if output is not None:
         console.print(f"wrote {output}", markup=False)
 

@@ -428,12 +428,12 @@ PRESETS: dict[str, Preset] = {
 
 
 def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise NhlError(
-            f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})"
-        ) from None
+    """The preset of this name, in any case (`N3HL` is n3hl): every `--arch`, `--baseline` and
+    bench target reads its preset here."""
+    preset = PRESETS.get(name) or {n.lower(): p for n, p in PRESETS.items()}.get(name.lower())
+    if preset is None:
+        raise NhlError(f"unknown architecture '{name}' (choose from {', '.join(PRESETS)})")
+    return preset
 
 
 def register_preset(preset: Preset) -> Preset:

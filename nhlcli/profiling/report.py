@@ -45,9 +45,10 @@ def baseline_for(preset: Preset, baseline: str | None) -> str:
     if it is not a baseline preset, `presets.baseline_names`)."""
     name = baseline or preset.baseline or get_kind(preset.trunk.kind).baseline
     known = baseline_names()
-    if name not in known:
+    match = next((k for k in known if k.lower() == name.lower()), None)  # any case, as presets
+    if match is None:
         raise NhlError(f"unknown baseline '{name}' (choose from {', '.join(known)})")
-    return name
+    return match
 
 
 def reduction_pct(value: float, reference: float) -> float:

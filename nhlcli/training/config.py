@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from nhlcli.devices import DEFAULT_DEVICE, DEVICE_HELP
 from nhlcli.errors import NhlError
 from nhlcli.model.config import MAX_IMG_SIZE, MIN_IMG_SIZE
 from nhlcli.setting_fields import SettingSpec, setting, specs_of
@@ -73,7 +74,9 @@ RECORDED_KEYS = frozenset({"recipe_auto"})
 class TrainConfig:
     """Every setting of `nhl train` / `nhlcli.training(config)`; build one with `build_config`."""
 
-    arch: str = setting("", "Preset: n3hl, n2hl, phl-small, resnet50, ... (`nhl archs`).")
+    arch: str = setting(
+        "", "Preset: n3hl, n2hl, phl-small, resnet50, ... (`nhl archs`).", flag="-a/--arch"
+    )
     recipe: str | None = setting(
         AUTO_RECIPE,
         "Named settings replacing the defaults: fast (short runs), paper (long schedules), "
@@ -87,7 +90,9 @@ class TrainConfig:
         "", "Folder with train/<class>/... and val/<class>/...", resumable=True, path=True
     )
     epochs: int = setting(10, "Epochs.", low=1, high=100_000, resumable=True)
-    batch_size: int = setting(32, "Global batch size (all processes).", low=1, high=65_536)
+    batch_size: int = setting(
+        32, "Global batch size (all processes).", flag="-b/--batch-size", low=1, high=65_536
+    )
     lr: float | None = setting(
         None,
         "Peak learning rate [0.1·B/256 sgd, 1e-3·B/256 adamw; B = batch·accumulate].",
@@ -119,7 +124,7 @@ class TrainConfig:
     workers: int | None = setting(
         None, "Data loader workers [CPU cores - 1, at most 8].", low=0, high=256, resumable=True
     )
-    device: str | None = setting(None, "cpu, cuda, cuda:N [cuda when available].", resumable=True)
+    device: str | None = setting(DEFAULT_DEVICE, DEVICE_HELP, resumable=True)  # None: auto
     img_size: int = setting(
         224, "Training resolution in pixels.", low=MIN_IMG_SIZE, high=MAX_IMG_SIZE
     )

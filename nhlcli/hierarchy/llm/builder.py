@@ -29,7 +29,7 @@ class LLMOptions(LLMSettings):
 
     batch_size: int = setting(  # larger sets are split, see strategy.py
         200,
-        "Classes per request; larger sets are split (--batch-size: old spelling).",
+        "Classes per request; larger sets are split.",
         flag="--llm-batch-size",
         aliases=("--batch-size",),
     )
