@@ -275,7 +275,7 @@ def prepare(model: HierNet) -> HierNet:
 
 # ----------------------------------------------------------------------------------- measurement
 def profile(
-    model: HierNet | Preset | str,
+    model: HierNet | Preset | str | Path,
     tree: Tree | str | None = None,
     *,
     classes: str | None = None,
@@ -293,8 +293,10 @@ def profile(
 ) -> Profile:
     """Parameters and GMACs of a model, its cutout for `subset`, and a baseline.
 
-    `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
-    network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
+    `model` is a preset name (then give `tree`, or `classes` for one-level presets), a built
+    network, or a saved model, expert or training run folder (a `Path`, or a string that is not
+    a preset name; its config.json is read, its weights only for `latency=True`): a network or a
+    folder brings its own preset, tree and image size. Nothing is allocated unless `latency=True`,
     which times the models interleaved (`experts`: networks already built, by role
     "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
     `counter`: fvcore (default), torch, thop or ptflops (`counters.COUNTERS`); `baseline`:
@@ -305,11 +307,22 @@ def profile(
     from nhlcli.model.presets import get_preset
     from nhlcli.profiling.profile import profile as run_profile
 
+    folder = _saved_model_path(model)
+    if folder is not None and (tree is not None or classes is not None):
+        raise NhlError(f"{folder} brings its own tree: give the cutout's classes as subset")
+    if folder is not None and latency:
+        model = load_model(folder)  # the saved network itself is timed
     if isinstance(model, HierNet):
         preset, the_tree, size = model.preset, model.tree, img_size or model.img_size
         built = {"full": model, **(experts or {})}
+    elif folder is not None:  # its config only: nothing is allocated
+        from nhlcli.checkpoint import read_saved_config
+
+        saved = read_saved_config(folder)
+        preset, the_tree, size = saved.preset, saved.tree, img_size or saved.img_size
+        built = dict(experts or {})
     else:
-        preset = get_preset(model) if isinstance(model, str) else model
+        preset = get_preset(model) if isinstance(model, str) else model  # type: ignore[arg-type]
         the_tree = _as_tree(preset, tree, classes)
         size, built = img_size or 224, dict(experts or {})
     check_img_size(size, "--img-size")
@@ -319,6 +332,18 @@ def profile(
         warmup=warmup, device=device, models=built or None, progress=progress,
         counter=counter, baseline=baseline,
     )  # fmt: skip
+
+
+def _saved_model_path(model: object) -> Path | None:
+    """`model` as a saved model's folder: a Path, or a string naming no preset that is a path."""
+    from nhlcli.model.presets import PRESETS
+
+    if isinstance(model, Path):
+        return model
+    if isinstance(model, str) and model not in PRESETS:
+        if "/" in model or Path(model).exists():
+            return Path(model)
+    return None
 
 
 # ------------------------------------------------------------------------------------- workflows
