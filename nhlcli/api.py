@@ -497,7 +497,7 @@ def bench(targets: Sequence[str | Path] | str | Path, **options: Any) -> BenchRe
 
 def export(
     model: str | Path | HierNet,
-    format: str = "onnx",
+    format: str | None = None,
     output: str | Path | None = None,
     *,
     attend: str | None = None,
@@ -512,7 +512,11 @@ def export(
     The model is always fused first (batch norms folded into the convolutions, checked against
     the unfused model: `nhlcli.model.fuse`); the export is then checked against the fused model.
 
-    `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
+    `format` defaults to what `output`'s suffix says (.onnx; .pt, .ts: torchscript), else onnx;
+    a format the suffix contradicts is an NhlError. `output` defaults to the checkpoint folder's
+    name with .onnx / .pt beside it: `experts/cats.onnx`, and for a training run, whose best/
+    (else last/) is exported, `runs/train/exp/best.onnx` inside the run. The result's `source`
+    names the checkpoint (and its training epoch). Other options are those of
     `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
     `exporter`, `min_agreement`).
 
@@ -520,7 +524,10 @@ def export(
     (default 300) class-balanced images of the folder `calibration` and checked against fp32 on
     them; the check is in the file's metadata and in the result (`nhlcli.exporters.quantize`).
     """
-    from nhlcli.exporters import default_output, export_model
+    from nhlcli.checkpoint_dirs import resolve_checkpoint
+    from nhlcli.exporters import default_output, export_format, export_model, source_info
+    import dataclasses
+
     from nhlcli.exporters.quantize import (
         DEFAULT_CALIBRATION_IMAGES,
         calibration_batch,
@@ -531,15 +538,19 @@ def export(
     from nhlcli.model.network import HierNet
     from nhlcli.profiling.compose import compose_profile
 
+    fmt = export_format(format, output)
+    source = None
     if isinstance(model, HierNet):
         net = model
         if output is None:
             raise NhlError("give an output file to export a model that is not a folder")
     else:
-        net = load_model(model)
+        folder = resolve_checkpoint(model)
+        source = source_info(folder, model)
+        net = load_model(folder)
     apply_attend(net, attend, attend_level)
-    check_quantize(quantize, format, calibration)
-    out = Path(output) if output is not None else default_output(Path(str(model)), format)
+    check_quantize(quantize, fmt, calibration)
+    out = Path(output) if output is not None else default_output(folder, fmt)
     if quantize is not None and output is None:  # experts/cats-int8.onnx beside experts/cats.onnx
         out = out.with_name(f"{out.stem}-{quantize}{out.suffix}")
     size = int(options.get("img_size") or net.img_size)
@@ -550,6 +561,7 @@ def export(
         images = calibration_batch(net.tree, calibration, n, size)
     elif calibration_images is not None:
         raise NhlError("--calibration-images needs --quantize int8")
-    return export_model(
-        fuse_model(net), out, format, gmacs=gmacs, quantize=quantize, calibration=images, **options
+    result = export_model(
+        fuse_model(net), out, fmt, gmacs=gmacs, quantize=quantize, calibration=images, **options
     )
+    return dataclasses.replace(result, source=source)
