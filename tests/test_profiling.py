@@ -295,7 +295,7 @@ def test_cutout_profile_reports_the_expert(
     ckpt = str(tmp_path / "model")
     args = ["init", "--arch", "n3hl", "--tree", str(tree_path), "-o", ckpt, "--img-size", "48"]
     assert run_cli(args, capsys)[0] == 0
-    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4,c1", "--profile", "--json"], capsys)
+    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4,c1", "--profile", "--json", "--dry-run"], capsys)
     assert code == 0
     summary = json.loads(out)
     rows = {r["role"]: r for r in summary["profile"]["models"]}
@@ -303,7 +303,7 @@ def test_cutout_profile_reports_the_expert(
     assert rows["full"]["params"] == summary["params"]["full"]
     assert summary["profile"]["cutout_classes"] == ["c4", "c1"]
     assert summary["profile"]["img_size"] == 48
-    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile"], capsys)
+    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile", "--dry-run"], capsys)
     assert code == 0 and "cutout, k=1" in out and "per part" in out
 
 
