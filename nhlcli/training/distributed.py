@@ -133,7 +133,9 @@ def launch_training(
     from nhlcli.training.inputs import load_training_data
 
     if resume_dir is None:
-        load_training_data(settings["data"], settings["tree"], settings["allow_extra"])
+        load_training_data(
+            settings["data"], settings["tree"], settings["allow_extra"], arch=settings["arch"]
+        )
     fd, path = tempfile.mkstemp(prefix="nhl-train-", suffix=".yaml")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -9,6 +9,7 @@ exactly like an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from nhlcli.training.config import SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import (
+    RUN_TREE_FILE,
     TrainingData,
     describe_data_change,
     image_list_fingerprint,
@@ -373,6 +375,10 @@ def _open_run_dir(run: TrainingRun, resume_dir: Path | None, held: contextlib.Ex
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
+    if run.data.built_tree:  # the run keeps its tree, and args.yaml names it (resume, --config)
+        tree_file = run.run_dir / RUN_TREE_FILE
+        run.data.tree.save(tree_file)
+        run.cfg = dataclasses.replace(cfg, tree=str(tree_file.resolve()))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
         write_text_atomic(
