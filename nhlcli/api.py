@@ -322,7 +322,8 @@ def profile(
         preset, the_tree, size = saved.preset, saved.tree, img_size or saved.img_size
         built = dict(experts or {})
     else:
-        preset = get_preset(model) if isinstance(model, str) else model  # type: ignore[arg-type]
+        assert not isinstance(model, Path)  # a Path is always a folder
+        preset = get_preset(model) if isinstance(model, str) else model
         the_tree = _as_tree(preset, tree, classes)
         size, built = img_size or 224, dict(experts or {})
     check_img_size(size, "--img-size")
@@ -340,10 +341,8 @@ def _saved_model_path(model: object) -> Path | None:
 
     if isinstance(model, Path):
         return model
-    if isinstance(model, str) and model not in PRESETS:
-        if "/" in model or Path(model).exists():
-            return Path(model)
-    return None
+    is_path = isinstance(model, str) and ("/" in model or Path(model).exists())
+    return Path(model) if is_path and model not in PRESETS else None  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------- workflows
@@ -524,10 +523,10 @@ def export(
     (default 300) class-balanced images of the folder `calibration` and checked against fp32 on
     them; the check is in the file's metadata and in the result (`nhlcli.exporters.quantize`).
     """
-    from nhlcli.checkpoint_dirs import resolve_checkpoint
-    from nhlcli.exporters import default_output, export_format, export_model, source_info
     import dataclasses
 
+    from nhlcli.checkpoint_dirs import resolve_checkpoint
+    from nhlcli.exporters import default_output, export_format, export_model, source_info
     from nhlcli.exporters.quantize import (
         DEFAULT_CALIBRATION_IMAGES,
         calibration_batch,

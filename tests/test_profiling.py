@@ -295,7 +295,8 @@ def test_cutout_profile_reports_the_expert(
     ckpt = str(tmp_path / "model")
     args = ["init", "--arch", "n3hl", "--tree", str(tree_path), "-o", ckpt, "--img-size", "48"]
     assert run_cli(args, capsys)[0] == 0
-    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4,c1", "--profile", "--json", "--dry-run"], capsys)
+    args = ["cutout", ckpt, "-c", "c4,c1", "--profile", "--json", "--dry-run"]
+    code, out, _ = run_cli(args, capsys)
     assert code == 0
     summary = json.loads(out)
     rows = {r["role"]: r for r in summary["profile"]["models"]}

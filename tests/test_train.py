@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
 from nhlcli.errors import NhlError
+from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.network import build_model
 from nhlcli.training.checkpointing import load_train_state
-from nhlcli.hierarchy.tree import Tree
 from nhlcli.training.config import SETTINGS, build_config, read_config_file
 from nhlcli.training.rundir import RESULT_COLUMNS, read_results
 from nhlcli.training.trunk_weights import load_trunk_weights, read_state_dict
@@ -438,8 +438,9 @@ def test_tree_wordnet_builds_the_folders_tree_and_the_run_keeps_it(
     # without --tree: the same tree, for a preset that nests levels
     code, out, err = run_cli([*common, "--name", "default", "--json"], capsys)
     assert code == 0, err
-    assert Tree.load(tmp_path / "runs" / "default" / "tree.json").to_dict()["nodes"] == (
-        kept.to_dict()["nodes"]
+    assert (
+        Tree.load(tmp_path / "runs" / "default" / "tree.json").to_dict()["nodes"]
+        == (kept.to_dict()["nodes"])
     )
     # a folder that names no WordNet class: one line, naming the folder (and, by default, --tree)
     (data / "train" / "tench").rename(data / "train" / "my fish")
