@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
 def profile(
     model: str | None = typer.Argument(
         None,
-        metavar="[MODEL]",
+        metavar="MODEL",
         help=common.MODEL_HELP + ": its preset, tree and image size (instead of --arch/--tree).",
         show_default=False,
     ),
