@@ -292,7 +292,7 @@ def prepare(model: HierNet) -> HierNet:
 
 # ----------------------------------------------------------------------------------- measurement
 def profile(
-    model: HierNet | Preset | str,
+    model: HierNet | Preset | str | Path,
     tree: Tree | str | Path | None = None,
     *,
     classes: str | None = None,
@@ -310,8 +310,10 @@ def profile(
 ) -> Profile:
     """Parameters and GMACs of a model, its cutout for `subset`, and a baseline.
 
-    `model` is a preset name (then give `tree`, or `classes` for one-level presets) or a built
-    network (its own tree and image size are used). Nothing is allocated unless `latency=True`,
+    `model` is a preset name (then give `tree`, or `classes` for one-level presets), a built
+    network, or a saved model, expert or training run folder (a `Path`, or a string that is not
+    a preset name; its config.json is read, its weights only for `latency=True`): a network or a
+    folder brings its own preset, tree and image size. Nothing is allocated unless `latency=True`,
     which times the models interleaved (`experts`: networks already built, by role
     "full"/"cutout"; `progress(done, total)` after every timed or warm-up run).
     `counter`: fvcore (default), torch, thop or ptflops (`counters.COUNTERS`); `baseline`:
@@ -322,10 +324,22 @@ def profile(
     from nhlcli.model.presets import get_preset
     from nhlcli.profiling.profile import profile as run_profile
 
+    folder = _saved_model_path(model)
+    if folder is not None and (tree is not None or classes is not None):
+        raise NhlError(f"{folder} brings its own tree: give the cutout's classes as subset")
+    if folder is not None and latency:
+        model = load_model(folder)  # the saved network itself is timed
     if isinstance(model, HierNet):
         preset, the_tree, size = model.preset, model.tree, img_size or model.img_size
         built = {"full": model, **(experts or {})}
+    elif folder is not None:  # its config only: nothing is allocated
+        from nhlcli.checkpoint import read_saved_config
+
+        saved = read_saved_config(folder)
+        preset, the_tree, size = saved.preset, saved.tree, img_size or saved.img_size
+        built = dict(experts or {})
     else:
+        assert not isinstance(model, Path)  # a Path is always a folder
         preset = get_preset(model) if isinstance(model, str) else model
         the_tree = _as_tree(preset, tree, classes)
         size, built = img_size or 224, dict(experts or {})
@@ -336,6 +350,16 @@ def profile(
         warmup=warmup, device=device, models=built or None, progress=progress,
         counter=counter, baseline=baseline,
     )  # fmt: skip
+
+
+def _saved_model_path(model: object) -> Path | None:
+    """`model` as a saved model's folder: a Path, or a string naming no preset that is a path."""
+    from nhlcli.model.presets import PRESETS
+
+    if isinstance(model, Path):
+        return model
+    is_path = isinstance(model, str) and ("/" in model or Path(model).exists())
+    return Path(model) if is_path and model not in PRESETS else None  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------- workflows
@@ -534,7 +558,7 @@ def bench(targets: Sequence[str | Path] | str | Path, **options: Any) -> BenchRe
 
 def export(
     model: str | Path | HierNet,
-    format: str = "onnx",
+    format: str | None = None,
     output: str | Path | None = None,
     *,
     attend: str | None = None,
@@ -549,7 +573,11 @@ def export(
     The model is always fused first (batch norms folded into the convolutions, checked against
     the unfused model: `nhlcli.model.fuse`); the export is then checked against the fused model.
 
-    `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
+    `format` defaults to what `output`'s suffix says (.onnx; .pt, .ts: torchscript), else onnx;
+    a format the suffix contradicts is an NhlError. `output` defaults to the checkpoint folder's
+    name with .onnx / .pt beside it: `experts/cats.onnx`, and for a training run, whose best/
+    (else last/) is exported, `runs/train/exp/best.onnx` inside the run. The result's `source`
+    names the checkpoint (and its training epoch). Other options are those of
     `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
     `exporter`, `min_agreement`).
 
@@ -557,7 +585,10 @@ def export(
     (default 300) class-balanced images of the folder `calibration` and checked against fp32 on
     them; the check is in the file's metadata and in the result (`nhlcli.exporters.quantize`).
     """
-    from nhlcli.exporters import default_output, export_model
+    import dataclasses
+
+    from nhlcli.checkpoint_dirs import resolve_checkpoint
+    from nhlcli.exporters import default_output, export_format, export_model, source_info
     from nhlcli.exporters.quantize import (
         DEFAULT_CALIBRATION_IMAGES,
         calibration_batch,
@@ -568,15 +599,19 @@ def export(
     from nhlcli.model.network import HierNet
     from nhlcli.profiling.compose import compose_profile
 
+    fmt = export_format(format, output)
+    source = None
     if isinstance(model, HierNet):
         net = model
         if output is None:
             raise NhlError("give an output file to export a model that is not a folder")
     else:
-        net = load_model(model)
+        folder = resolve_checkpoint(model)
+        source = source_info(folder, model)
+        net = load_model(folder)
     apply_attend(net, attend, attend_level)
-    check_quantize(quantize, format, calibration)
-    out = Path(output) if output is not None else default_output(Path(str(model)), format)
+    check_quantize(quantize, fmt, calibration)
+    out = Path(output) if output is not None else default_output(folder, fmt)
     if quantize is not None and output is None:  # experts/cats-int8.onnx beside experts/cats.onnx
         out = out.with_name(f"{out.stem}-{quantize}{out.suffix}")
     size = int(options.get("img_size") or net.img_size)
@@ -587,6 +622,7 @@ def export(
         images = calibration_batch(net.tree, calibration, n, size)
     elif calibration_images is not None:
         raise NhlError("--calibration-images needs --quantize int8")
-    return export_model(
-        fuse_model(net), out, format, gmacs=gmacs, quantize=quantize, calibration=images, **options
+    result = export_model(
+        fuse_model(net), out, fmt, gmacs=gmacs, quantize=quantize, calibration=images, **options
     )
+    return dataclasses.replace(result, source=source)

@@ -27,7 +27,7 @@ import torch
 from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
 from nhlcli.errors import NhlError, write_reason
 from nhlcli.fileio import check_output, commit
-from nhlcli.model.config import MODEL_FORMAT
+from nhlcli.model.config import MODEL_FORMAT, ModelConfig, read_model_config
 from nhlcli.model.network import HierNet
 from nhlcli.model.rebuild import model_from_config
 
@@ -36,6 +36,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "load_model",
     "read_config",
+    "read_saved_config",
     "save_model",
     "write_model_files",
 ]
@@ -113,6 +114,13 @@ def read_config(path: str | Path) -> dict[str, Any]:
             f"{f}: not an nhl model config (format {found!r}, expected {MODEL_FORMAT!r})"
         )
     return config
+
+
+def read_saved_config(path: str | Path) -> ModelConfig:
+    """The checked config (preset, tree, image size) of the model at `path` (any form
+    `resolve_checkpoint` takes), without reading its weights: what `nhl profile MODEL` needs."""
+    folder = resolve_checkpoint(path)
+    return read_model_config(read_config(folder), str(folder / CONFIG_FILE))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> HierNet:

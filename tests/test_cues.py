@@ -180,6 +180,7 @@ def test_cutout_with_a_cue(
     assert [c["id"] for c in summary["classes"]] == ["n02085620", *DOMESTIC_CATS]  # union
     assert (tmp_path / "cats" / "config.json").is_file()
     assert "Egyptian cat" in (tmp_path / "cats.svg").read_text(encoding="utf-8")
+    monkeypatch.chdir(tmp_path)  # without -o the expert goes to runs/cutout/exp
     code, out, _ = run_cli([*base, "--yes", "--json"], capsys, monkeypatch)
     assert code == 0 and len(json.loads(out)["classes"]) == 5
 

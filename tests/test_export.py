@@ -120,3 +120,48 @@ def test_export_cli_static_batch_and_bad_inputs(
         assert code == 2, args
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cats", "cats.onnx"]
+
+
+def test_export_format_comes_from_the_suffix_and_a_mismatch_is_one_line(
+    tiny_expert: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = save_model(tiny_expert, tmp_path / "cats")
+    out_file = tmp_path / "x.onnx"
+    code, out, err = run_cli(["export", folder, "-o", out_file, "--json"], capsys)
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["format"] == "onnx" and report["path"] == str(out_file)
+    session = ort.InferenceSession(str(out_file), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"image": batch(1, seed=2).numpy()})[0]
+    np.testing.assert_allclose(logits, torch_logits(tiny_expert, batch(1, seed=2)), atol=1e-3)
+    code, out, err = run_cli(["export", folder, "-o", tmp_path / "x.ts", "--json"], capsys)
+    assert code == 0 and json.loads(out)["format"] == "torchscript", err
+    for args, needle in (
+        (["-o", tmp_path / "y.onnx", "--format", "torchscript"], "does not match y.onnx"),
+        (["-o", tmp_path / "y.pt", "-f", "onnx"], "does not match y.pt"),
+        (["-o", tmp_path / "y.bin"], "cannot tell the export format of y.bin"),
+    ):
+        code, out, err = run_cli(["export", folder, *args], capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+        assert needle in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cats", "x.onnx", "x.ts"]
+
+
+def test_export_of_a_training_run_names_its_checkpoint_and_writes_into_the_run(
+    tiny_expert: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run folder stands for its best/ checkpoint: the export says so (with the epoch) and goes
+    into the run, as `RUN/best.onnx`, the name `nhl export RUN/best` gives too."""
+    run = tmp_path / "runs" / "train" / "six"
+    for tag, epoch in (("best", 7), ("last", 9)):
+        extra = {"training": {"run": str(run), "epoch": epoch, "val_top1": 52.5}}
+        save_model(tiny_expert, run / tag, extra=extra)
+    code, out, err = run_cli(["export", run], capsys)
+    assert code == 0, err
+    assert (run / "best.onnx").is_file() and not (run.parent / "six.onnx").exists()
+    said = f"from {run / 'best'} (the run's best checkpoint: epoch 7, val top-1 52.50%)"
+    assert said in out.splitlines()
+    code, out, _ = run_cli(["export", run / "last", "-o", tmp_path / "l.onnx", "--json"], capsys)
+    source = json.loads(out)["source"]
+    assert code == 0 and source["path"] == str(run / "last") and source["epoch"] == 9
+    assert source["run_checkpoint"] is None  # named directly, not through the run

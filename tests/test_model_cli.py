@@ -93,8 +93,26 @@ def test_cutout_command(
     clear_attention(expert)  # compare without attention
     torch.testing.assert_close(logits(expert, x), logits(full, x)[:, [1, 3, 4]])
     # inline list, tree order, human output
-    code, out, _ = run(["cutout", checkpoint, "-c", "pug,chain_saw", "--order", "tree"], capsys)
+    args = ["cutout", checkpoint, "-c", "pug,chain_saw", "--order", "tree", "--dry-run"]
+    code, out, _ = run(args, capsys)
     assert code == 0 and "2 classes" in out and out.index("chain saw") < out.index("pug")
+
+
+def test_cutout_without_output_writes_a_numbered_expert_and_says_where(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["cutout", checkpoint, "-c", "pug,tabby"], capsys)
+    assert code == 0, err
+    assert "wrote runs/cutout/exp" in out.splitlines()
+    assert load_model(tmp_path / "runs/cutout/exp").class_ids == ["c_pug", "c_tabby"]
+    code, out, _ = run(["cutout", checkpoint, "-c", "pug", "--json"], capsys)
+    assert code == 0 and json.loads(out)["path"] == "runs/cutout/exp-2"  # never replaced
+    assert load_model(tmp_path / "runs/cutout/exp").num_classes == 2
+    code, out, _ = run(["cutout", checkpoint, "-c", "pug", "--dry-run"], capsys)
+    assert code == 0 and "dry run: nothing written" in out
+    assert sorted(p.name for p in (tmp_path / "runs/cutout").iterdir()) == ["exp", "exp-2"]
 
 
 @pytest.mark.parametrize(

@@ -295,7 +295,8 @@ def test_cutout_profile_reports_the_expert(
     ckpt = str(tmp_path / "model")
     args = ["init", "--arch", "n3hl", "--tree", str(tree_path), "-o", ckpt, "--img-size", "48"]
     assert run_cli(args, capsys)[0] == 0
-    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4,c1", "--profile", "--json"], capsys)
+    args = ["cutout", ckpt, "-c", "c4,c1", "--profile", "--json", "--dry-run"]
+    code, out, _ = run_cli(args, capsys)
     assert code == 0
     summary = json.loads(out)
     rows = {r["role"]: r for r in summary["profile"]["models"]}
@@ -303,7 +304,7 @@ def test_cutout_profile_reports_the_expert(
     assert rows["full"]["params"] == summary["params"]["full"]
     assert summary["profile"]["cutout_classes"] == ["c4", "c1"]
     assert summary["profile"]["img_size"] == 48
-    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile"], capsys)
+    code, out, _ = run_cli(["cutout", ckpt, "-c", "c4", "--profile", "--dry-run"], capsys)
     assert code == 0 and "cutout, k=1" in out and "per part" in out
 
 
@@ -335,3 +336,49 @@ def test_latency_is_interleaved_with_spread_and_progress() -> None:
     st = summary([10.0, 12.0, 11.0, 30.0, 10.5])
     assert (st["min"], st["median"], st["max"]) == (10.0, 11.0, 30.0)
     assert st["spread"] == pytest.approx((30.0 - 11.0) / 11.0)
+
+
+def test_profile_a_saved_expert_needs_no_arch(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`nhl profile MODEL`: preset, tree and image size come from the folder's config; the same
+    numbers as --arch/--tree/--img-size with the expert's tree, also for a run folder's best/."""
+    import shutil
+
+    import nhlcli as nhl
+
+    tree_path = tmp_path / "tree.json"
+    random_tree(3, 6, seed=21).save(tree_path)
+    model = str(tmp_path / "model")
+    args = ["init", "--arch", "n3hl", "--tree", str(tree_path), "-o", model, "--img-size", "48"]
+    assert run_cli(args, capsys)[0] == 0
+    expert = tmp_path / "expert"
+    assert run_cli(["cutout", model, "-c", "c4,c1,c5", "-o", expert], capsys)[0] == 0
+    expert_tree = tmp_path / "expert-tree.json"
+    nhl.load_model(expert).tree.save(expert_tree)
+    run = tmp_path / "run"
+    shutil.copytree(expert, run / "best")
+
+    def models(args: list[Any]) -> list[dict[str, Any]]:
+        code, out, err = run_cli(["profile", *args, "--json"], capsys)
+        assert code == 0, err
+        report = json.loads(out)
+        assert report["img_size"] == 48
+        return report["models"]
+
+    by_arch = models(["--arch", "n3hl", "--tree", expert_tree, "--img-size", "48", "-c", "c1"])
+    assert models([expert, "-c", "c1"]) == by_arch
+    assert models([run, "-c", "c1"]) == by_arch
+    assert [r["role"] for r in models([expert])] == ["baseline", "full"]
+    assert nhl.profile(expert, subset=["c1"]).to_dict()["models"] == by_arch
+    assert nhl.profile(str(expert), subset=["c1"]).to_dict()["models"] == by_arch
+    code, out, _ = run_cli(["profile", expert], capsys)
+    assert code == 0 and "n3hl at 48 px" in out and "n3hl, k=3" in out
+    for bad, needle in (
+        ([expert, "--arch", "n3hl"], "not both"),
+        ([expert, "--tree", expert_tree], "not both"),
+        ([tmp_path / "nope"], "model not found"),
+        ([], "say what to profile"),
+    ):
+        code, out, err = run_cli(["profile", *bad], capsys)
+        assert code == 2 and out == "" and len(err.strip().splitlines()) == 1 and needle in err

@@ -20,14 +20,16 @@ from safetensors.torch import load_file
 
 from nhlcli.checkpoint import load_model
 from nhlcli.errors import NhlError
+from nhlcli.hierarchy.tree import Tree
 from nhlcli.model.network import build_model
 from nhlcli.training.checkpointing import load_train_state
-from nhlcli.training.config import build_config, read_config_file
+from nhlcli.training.config import SETTINGS, build_config, read_config_file
 from nhlcli.training.rundir import RESULT_COLUMNS, read_results
 from nhlcli.training.trunk_weights import load_trunk_weights, read_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--img-size", "32", "--workers", "0", "--max-val-batches", "1"]
+SETTING_NAMES = {s.name for s in SETTINGS}
 
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
@@ -401,3 +403,77 @@ def test_bad_inputs_exit_2_with_one_line(
     msg = one_line_error([*base, "--data", nette, "--amp", "fp16", "--device", "cpu"], capsys)
     assert "fp16 needs a CUDA device" in msg
     assert not any((tmp_path / n).exists() for n in ("exp", "exp-2"))  # nothing half-written
+
+
+# ----------------------------------------------------------------------------- --tree wordnet
+HUMAN = {"n01440764": "tench", "n02102040": "English springer", "n03028079": "church",
+         "n03417042": "garbage truck", "n03445777": "golf ball"}  # fmt: skip
+
+
+def test_tree_wordnet_builds_the_folders_tree_and_the_run_keeps_it(
+    imagenette_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Human folder names, n3hl, `--tree wordnet`: the WordNet tree of the five classes with three
+    levels; the run keeps it as tree.json, args.yaml names it, the checkpoints carry it, resume
+    uses it. Without --tree a preset that nests levels gets the same tree."""
+    import yaml
+
+    data = copy_sample(imagenette_dir, tmp_path / "data", 2, 1, list(HUMAN))
+    for split in ("train", "val"):
+        for wnid, name in HUMAN.items():
+            (data / split / wnid).rename(data / split / name)
+    common = ["train", "--arch", "n3hl", "--data", data, "--epochs", "1", "--batch-size", "4",
+              "--max-train-batches", "1", "--project", tmp_path / "runs", *FAST]  # fmt: skip
+    code, out, err = run_cli([*common, "--tree", "wordnet", "--name", "wn"], capsys)
+    assert code == 0, err
+    assert "tree: WordNet over the 5 class folders, nodes per level [2, 4, 5]" in out + err
+    run = tmp_path / "runs" / "wn"
+    kept = Tree.load(run / "tree.json")
+    assert kept.levels == 3 and kept.provenance["source"] == "wordnet"
+    assert sorted(kept.class_ids) == sorted(HUMAN)
+    assert kept.node("n02102040").name == "English springer"
+    args = yaml.safe_load((run / "args.yaml").read_text(encoding="utf-8"))
+    assert args["tree"] == str((run / "tree.json").resolve())
+    assert load_model(run / "best").tree == kept
+    code, out, err = run_cli(["train", "--resume", run, "--epochs", "2", "--json"], capsys)
+    assert code == 0, err
+    assert load_model(run / "last").tree == kept and json.loads(out)["epochs"] == 2
+    # without --tree: the same tree, for a preset that nests levels
+    code, out, err = run_cli([*common, "--name", "default", "--json"], capsys)
+    assert code == 0, err
+    assert (
+        Tree.load(tmp_path / "runs" / "default" / "tree.json").to_dict()["nodes"]
+        == (kept.to_dict()["nodes"])
+    )
+    # a folder that names no WordNet class: one line, naming the folder (and, by default, --tree)
+    (data / "train" / "tench").rename(data / "train" / "my fish")
+    (data / "val" / "tench").rename(data / "val" / "my fish")
+    msg = one_line_error([*common, "--tree", "wordnet"], capsys)
+    assert "folder 'my fish'" in msg
+    msg = one_line_error(common, capsys)
+    assert "folder 'my fish'" in msg and "--tree FILE" in msg
+
+
+def test_every_train_help_example_parses() -> None:
+    """The examples of `nhl train --help` name only options that exist, with valid values."""
+    import shlex
+
+    from typer.main import get_command
+
+    from nhlcli.cli.app import app
+    from nhlcli.cli.train_cmd import EPILOG
+
+    train = get_command(app).commands["train"]  # type: ignore[attr-defined]
+    lines = [ln.strip()[2:] for ln in EPILOG.splitlines() if ln.strip().startswith("$ ")]
+    assert len(lines) >= 8
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        words = words[: words.index(">")] if ">" in words else words  # a shell redirection
+        if words[0] == "torchrun":
+            words = words[words.index("nhlcli") + 1 :]
+        assert words[:2] == ["nhl", "train"] or words[0] == "train", line
+        args = words[2:] if words[0] == "nhl" else words[1:]
+        ctx = train.make_context("train", list(args))  # a click UsageError fails the test
+        given = {k: v for k, v in ctx.params.items() if k in SETTING_NAMES and v is not None}
+        if "arch" in given:  # the settings are valid together (build_config raises if not)
+            build_config({}, given)

@@ -111,7 +111,7 @@ def test_flags_show_no_value_placeholder() -> None:
 
 
 def test_the_model_argument_has_one_name() -> None:
-    takes_model = {"cutout", "eval", "export", "predict"}
+    takes_model = {"cutout", "eval", "export", "predict", "profile"}
     for path, cmd in _commands():
         if path in takes_model:
             first = next(p for p in cmd.params if not p.opts[0].startswith("-"))

@@ -17,11 +17,11 @@ def register(app: typer.Typer) -> None:
     app.command(
         "export",
         epilog=examples(
-            "nhl export experts/cats --format onnx",
-            "nhl export experts/cats --format onnx --dynamic-batch -o cats.onnx",
-            "nhl export experts/cats --format torchscript --attend tabby=1.8 -o cats-tabby.pt",
-            "nhl export runs/train/exp --format onnx --img-size 160 --json",
-            "nhl export experts/cats --format onnx --quantize int8 --calibration data/cats/train",
+            "nhl export experts/cats                  # experts/cats.onnx",
+            "nhl export experts/cats --dynamic-batch -o cats.onnx",
+            "nhl export experts/cats --attend tabby=1.8 -o cats-tabby.pt   # TorchScript",
+            "nhl export runs/train/exp --img-size 160 --json   # runs/train/exp/best.onnx",
+            "nhl export experts/cats --quantize int8 --calibration data/cats/train",
         ),
     )(export)
 
@@ -32,9 +32,19 @@ def export(
         metavar="MODEL",
         help="A model or expert folder (config.json + model.safetensors), or a training run.",
     ),
-    fmt: str = typer.Option(..., "--format", "-f", help="onnx or torchscript."),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        "-f",
+        help="onnx or torchscript (default: from the -o suffix, .onnx or .pt/.ts; else onnx).",
+        show_default=False,
+    ),
     output: str | None = typer.Option(
-        None, "--output", "-o", help="The file to write (default: next to the folder, .onnx / .pt)."
+        None,
+        "--output",
+        "-o",
+        help="The file to write (default: beside the checkpoint folder, .onnx / .pt; for a "
+        "training run, inside it: RUN/best.onnx).",
     ),
     img_size: int | None = typer.Option(
         None, "--img-size", help="Input size in pixels (default: the model's own)."
@@ -93,13 +103,12 @@ def export(
     before it is written; a mismatch fails the export and writes nothing.
     """
     import nhlcli as nhl
-    from nhlcli.exporters.exporter import FORMATS
+    from nhlcli.exporters import export_format
 
-    if fmt not in FORMATS:
-        raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    fmt = export_format(fmt, output)
     if output is not None and Path(output).is_dir():
         raise NhlError(f"{output} is a folder; give a file name with -o")
-    with err_console.status(f"exporting {model_dir} to {fmt} and checking it…"):
+    with err_console.status(f"exporting {escape(model_dir)} to {fmt} and checking it…"):
         result = nhl.export(
             model_dir, fmt, output, attend=attend, attend_level=attend_level, img_size=img_size,
             dynamic_batch=dynamic_batch, batch_size=batch_size, opset=opset, exporter=exporter,
@@ -111,6 +120,8 @@ def export(
         print_json(data)
         return
     console.print(_table(data))
+    if result.source:  # a line of its own: a long path is never cut
+        console.print(f"from {source_text(result.source)}", markup=False, soft_wrap=True)
 
 
 def _table(d: dict[str, Any]) -> Table:
@@ -147,3 +158,15 @@ def _table(d: dict[str, Any]) -> Table:
         scales = safe(", ".join(f"{k}={v:g}" for k, v in att["scales"].items()))
         t.add_row("attention", f"level {att['level']}: {scales} (baked in)")
     return t
+
+
+def source_text(source: dict[str, Any]) -> str:
+    """`runs/train/six/best (the run's best checkpoint: epoch 7, val top-1 52.30%)`."""
+    notes = []
+    if source.get("run_checkpoint"):
+        notes.append(f"the run's {source['run_checkpoint']} checkpoint")
+    if source.get("epoch") is not None:
+        top1 = source.get("val_top1")
+        seen = isinstance(top1, int | float) and top1 == top1  # NaN: no validation images
+        notes.append(f"epoch {source['epoch']}" + (f", val top-1 {top1:.2f}%" if seen else ""))
+    return source["path"] + (f" ({': '.join(notes)})" if notes else "")

@@ -22,6 +22,8 @@ from nhlcli.errors import NhlError
 from nhlcli.fileio import check_output
 from nhlcli.model.presets import PRESETS
 
+CUTOUT_PROJECT = "runs/cutout"  # where `nhl cutout` writes without -o
+
 
 def register(app: typer.Typer) -> None:
     app.command(
@@ -37,10 +39,11 @@ def register(app: typer.Typer) -> None:
         "cutout",
         epilog=examples(
             "nhl cutout models/n3hl-random --classes cats.txt -o experts/cats",
+            "nhl cutout models/n3hl-random -c tench,church   # -> runs/cutout/exp",
             "nhl cutout models/n3hl-random -c imagenette --fuse -o experts/fast",
             "nhl cutout models/n3hl-random -c domestic_cat,tench -o experts/mix --order tree",
             "nhl cutout models/n3hl-random -c imagenette --attend tench=1.8 -o experts/x --json",
-            "nhl cutout models/n3hl-random -c 'domestic cat' --profile --latency --batch-size 1",
+            "nhl cutout models/n3hl-random -c 'domestic cat' --profile --latency --dry-run",
             "nhl cutout models/n3hl-1k --cue meow --yes -o experts/cats --picture cats.png",
             "nhl cutout models/n3hl-1k --cue dog --cue meow --dry-run",
             "nhl cutout models/n3hl-1k --cue 'found in a kitchen' --cue-source llm -o experts/k",
@@ -138,12 +141,20 @@ def cutout_cmd(
     llm_refresh: bool = llm.REFRESH,
     yes: bool = typer.Option(False, "--yes", "-y", help="Accept the classes the cues select."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Only show what the cues select; cut and write nothing."
+        False,
+        "--dry-run",
+        help="Write no expert, only show it (and --profile); with --cue, only what it selects.",
     ),
     picture: Path | None = typer.Option(
         None, "--picture", help="Draw the tree with the expert's paths in red (.png, .svg, .html)."
     ),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Expert directory to write."),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help=f"Expert directory to write (default: {CUTOUT_PROJECT}/exp, exp-2, ...).",
+        show_default=False,
+    ),
     order: str = typer.Option("given", "--order", help="Class order: given (SPEC's) or tree."),
     fuse: bool = typer.Option(
         False, "--fuse", help="Fold batch norms into the convolutions (inference-only expert)."
@@ -212,9 +223,13 @@ def cutout_cmd(
                 counter=counter, baseline=baseline,
             )  # fmt: skip
         summary["profile"] = report.to_dict()
-    if output is not None:
+    if output is None and not dry_run:  # numbered like runs/train/exp: never replaces an expert
+        from nhlcli.rundirs import numbered_dir
+
+        output = numbered_dir(CUTOUT_PROJECT, "exp")
+    if output is not None and not dry_run:
         nhl.save_model(expert, output, extra={"cut_from_checkpoint": str(checkpoint)})
-    summary["path"] = str(output) if output is not None else None
+    summary["path"] = str(output) if output is not None and not dry_run else None
     if resolution is not None:
         summary["cues"] = resolution.to_dict()
     if picture is not None and picture_data is not None:
@@ -249,6 +264,8 @@ def render_cutout(summary: dict[str, Any]) -> None:
         console.print(f"attention at level {att['level']}: {scales}", markup=False)
     if summary.get("path"):
         console.print(f"wrote {summary['path']}", markup=False)
+    elif "path" in summary:
+        console.print("dry run: nothing written (leave out --dry-run to write the expert)")
     if summary.get("picture"):
         console.print(f"wrote {summary['picture']} (the expert's paths in red)", markup=False)
 

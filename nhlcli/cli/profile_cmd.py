@@ -3,6 +3,7 @@ cutout and a baseline."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -29,6 +30,8 @@ def register(app: typer.Typer) -> None:
     app.command(
         "profile",
         epilog=examples(
+            "nhl profile experts/cats",
+            "nhl profile runs/train/exp --classes 'domestic cat' --latency",
             "nhl profile --arch phl-big --classes imagenet1k",
             "nhl profile --arch n3hl --tree imagenet1k-wordnet-L3 --classes 'domestic cat'",
             "nhl profile --arch n3hl --tree tree.json --classes cats.txt --latency --batch-size 1",
@@ -41,19 +44,32 @@ def register(app: typer.Typer) -> None:
 
 
 def profile(
-    arch: str = typer.Option(..., "--arch", "-a", help="Preset (resnet50, phl-small, n3hl, ...)."),
+    model: str | None = typer.Argument(
+        None,
+        metavar="MODEL",
+        help=common.MODEL_HELP + ": its preset, tree and image size (instead of --arch/--tree).",
+        show_default=False,
+    ),
+    arch: str | None = typer.Option(
+        None, "--arch", "-a", help="Preset (resnet50, phl-small, n3hl, ...), without MODEL."
+    ),
     tree: str | None = typer.Option(
-        None, "--tree", "-t", help="Tree file or shipped tree name the model is built for."
+        None, "--tree", "-t", help="Tree file or shipped tree name the --arch model is built for."
     ),
     classes: str | None = typer.Option(
         None,
         "--classes",
         "-c",
-        help="With --tree: the cutout's classes (class set, class file, model folder, or "
+        help="With MODEL or --tree: the cutout's classes (class set, class file, model folder, or "
         "comma-separated classes or tree nodes). Without --tree (one-level presets): the model's "
         "classes.",
     ),
-    img_size: int = typer.Option(224, "--img-size", help="Input size in pixels (square)."),
+    img_size: int | None = typer.Option(
+        None,
+        "--img-size",
+        help="Input size in pixels (square; default: MODEL's, else 224).",
+        show_default=False,
+    ),
     latency: bool = typer.Option(False, "--latency", help="Also measure ms per batch (allocates)."),
     batch_size: int = common.LATENCY_BATCH_SIZE,
     runs: int = common.LATENCY_RUNS,
@@ -63,7 +79,7 @@ def profile(
     baseline: str | None = common.PROFILE_BASELINE,
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Parameters and GMACs of a preset for a tree, its cutout and a baseline (no checkpoint).
+    """Parameters and GMACs of a saved model, or of a preset for a tree, its cutout and a baseline.
 
     GMACs are the counter's count at batch 1 (fvcore by default: one multiply-accumulate = one
     flop; thop as the main paper's Table 2 and the workshop paper). The model is profiled
@@ -71,15 +87,27 @@ def profile(
     models are never allocated (only --latency allocates the models it times).
     """
     import nhlcli as nhl
+    from nhlcli.errors import NhlError
 
-    if classes is not None and tree is not None:
+    target: str | Path
+    if model is not None:
+        if arch is not None or tree is not None:
+            raise NhlError(
+                f"{model} brings its own preset and tree: give MODEL or --arch/--tree, not both"
+            )
+        target = Path(model)
+    elif arch is None:
+        raise NhlError("say what to profile: a MODEL folder, or --arch PRESET (with --tree)")
+    else:
+        target = arch
+    if classes is not None and (tree is not None or model is not None):
         subset: str | None = classes
         model_classes = None
     else:
         subset, model_classes = None, classes
     with progress_bar("timing (models in turn)", enabled=latency and not json_out) as progress:
         report = nhl.profile(
-            arch, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
+            target, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
             batch_size=batch_size, runs=runs, warmup=warmup, device=device, progress=progress,
             counter=counter, baseline=baseline,
         )  # fmt: skip

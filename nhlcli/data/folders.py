@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nhlcli.errors import NhlError
 from nhlcli.fileio import register_input
-from nhlcli.hierarchy.classsets import CLASS_FILE_SUFFIXES, resolve_token
+from nhlcli.hierarchy.classsets import CLASS_FILE_SUFFIXES, ClassRef, resolve_token
 from nhlcli.hierarchy.names import sense_label
 from nhlcli.hierarchy.tree import Tree
 
@@ -233,6 +233,33 @@ def _subset_hint(tree: Tree, present: Sequence[str], classes_option: str | None)
     return f" (to use only the {len(present)} classes with images, pass {classes_option} {value})"
 
 
+def folder_classes(root: str | Path, strict: bool = False) -> list[tuple[str, ClassRef]]:
+    """Each class folder (sorted) with the class it names: a wnid, synset or ImageNet class name
+    becomes that class (its wnid as id). `strict`: every folder must name one (a WordNet tree
+    needs it), else NhlError listing those that do not; otherwise such a folder is its own class.
+    """
+    out: list[tuple[str, ClassRef]] = []
+    seen: dict[str, str] = {}
+    problems = []
+    for folder in class_folders(Path(root)):
+        try:
+            refs = resolve_token(folder, suggest=strict)
+        except NhlError as e:
+            if strict:
+                problems.append(f"folder '{folder}': {e}")
+                continue
+            refs = []
+        ref = refs[0] if len(refs) == 1 else ClassRef(folder, folder)
+        if ref.wnid in seen:
+            problems.append(f"folders '{seen[ref.wnid]}' and '{folder}' are both class {ref.wnid}")
+            continue
+        seen[ref.wnid] = folder
+        out.append((folder, ref))
+    if problems:
+        raise NhlError(f"{root}: cannot derive classes from the folders", problems)
+    return out
+
+
 def tree_from_folders(root: str | Path) -> Tree:
     """A one-level tree (no groups) with one class per folder, for presets that need no hierarchy.
 
@@ -241,20 +268,5 @@ def tree_from_folders(root: str | Path) -> Tree:
     """
     from nhlcli.hierarchy.tree import TreeNode
 
-    nodes: list[TreeNode] = []
-    seen: dict[str, str] = {}
-    problems = []
-    for folder in class_folders(Path(root)):
-        try:
-            refs = resolve_token(folder, suggest=False)
-        except NhlError:
-            refs = []
-        cid, name = (refs[0].wnid, refs[0].name) if len(refs) == 1 else (folder, folder)
-        if cid in seen:
-            problems.append(f"folders '{seen[cid]}' and '{folder}' are both class {cid}")
-            continue
-        seen[cid] = folder
-        nodes.append(TreeNode(cid, name, None))
-    if problems:
-        raise NhlError(f"{root}: cannot derive classes from the folders", problems)
+    nodes = [TreeNode(ref.wnid, ref.name, None) for _, ref in folder_classes(root)]
     return Tree(nodes, [], {"source": "folders", "params": {"root": str(root)}})

@@ -49,7 +49,12 @@ from nhlcli.model.network import HierNet, require_finite_logits
 
 FORMATS = ("onnx", "torchscript")
 EXPORTERS = ("auto", "legacy", "dynamo")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}  # what a default output name ends in
+# what an output name's suffix says (the suffixes `nhl predict` reads)
+FORMAT_OF_SUFFIX = {".onnx": "onnx"} | dict.fromkeys(
+    (".pt", ".pth", ".ts", ".torchscript", ".jit"), "torchscript"
+)
+DEFAULT_FORMAT = "onnx"  # without --format or a telling suffix
 MIN_OPSET = 17
 DEFAULT_OPSET = {"legacy": 17, "dynamo": 18}
 ONNX_MAX_BYTES = 1_900_000_000  # one protobuf holds at most 2 GiB
@@ -76,6 +81,7 @@ class ExportResult:
     tolerance: float
     attention: dict[str, Any] | None
     quantization: dict[str, Any] | None = None  # int8: the check against fp32 (quantize.py)
+    source: dict[str, Any] | None = None  # the checkpoint folder exported (`source_info`)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,10 +89,50 @@ class ExportResult:
         return d
 
 
+def export_format(fmt: str | None, output: str | Path | None) -> str:
+    """The format to write: `fmt`, else the one `output`'s suffix says, else onnx; NhlError for
+    an unknown format, a suffix that says none, or a suffix that says another one."""
+    if fmt is not None and fmt not in FORMATS:
+        raise NhlError(f"unknown export format '{fmt}' (choose from {', '.join(FORMATS)})")
+    if output is None:
+        return fmt or DEFAULT_FORMAT
+    suffix = Path(output).suffix.lower()
+    said = FORMAT_OF_SUFFIX.get(suffix)
+    if fmt is not None and said is not None and said != fmt:
+        raise NhlError(
+            f"--format {fmt} does not match {Path(output).name} (a {said} suffix): "
+            f"name the file {SUFFIX[fmt]} or leave --format out"
+        )
+    if fmt is None and said is None:
+        names = ", ".join(FORMAT_OF_SUFFIX)
+        raise NhlError(
+            f"cannot tell the export format of {Path(output).name}: end it in one of {names}, "
+            f"or give --format ({', '.join(FORMATS)})"
+        )
+    return fmt or said  # type: ignore[return-value]
+
+
 def default_output(source: Path, fmt: str) -> Path:
-    """`experts/cats` -> `experts/cats.onnx` (next to the model directory)."""
+    """`experts/cats` -> `experts/cats.onnx`: next to the checkpoint folder, so a training run
+    (`runs/train/six`, which stands for its best/) gets `runs/train/six/best.onnx`."""
     name = source.name or source.resolve().name
     return source.parent / f"{name}{SUFFIX[fmt]}"
+
+
+def source_info(folder: Path, given: str | Path) -> dict[str, Any]:
+    """Which checkpoint an export came from: its folder, whether `given` was a training run that
+    stands for it (best/, else last/), and the training epoch and val top-1 it records."""
+    from nhlcli.checkpoint_dirs import RUN_TAGS, read_config_json
+
+    training = read_config_json(folder).get("extra", {}) or {}
+    training = training.get("training") if isinstance(training, dict) else None
+    info: dict[str, Any] = {"path": str(folder), "run_checkpoint": None}
+    if Path(given).resolve() == folder.parent.resolve() and folder.name in RUN_TAGS:
+        info["run_checkpoint"] = folder.name
+    if isinstance(training, dict):
+        info["epoch"] = training.get("epoch")
+        info["val_top1"] = training.get("val_top1")
+    return info
 
 
 def export_model(

@@ -84,7 +84,10 @@ class TrainConfig:
         choices=(AUTO_RECIPE, *RECIPES),
     )
     tree: str | None = setting(
-        None, "Tree file or shipped tree name [one class per train folder].", flag="-t/--tree"
+        None,
+        "Tree file, shipped tree name, or wordnet: the WordNet tree of the class folders, kept "
+        "in the run [wordnet for presets that nest levels, else one class per folder].",
+        flag="-t/--tree",
     )
     data: str = setting(
         "", "Folder with train/<class>/... and val/<class>/...", resumable=True, path=True

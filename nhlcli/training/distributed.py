@@ -134,7 +134,10 @@ def launch_training(
 
     if resume_dir is None:
         load_training_data(
-            settings["data"], settings.get("tree"), settings.get("allow_extra", False)
+            settings["data"],
+            settings.get("tree"),
+            settings.get("allow_extra", False),
+            arch=settings.get("arch"),
         )
     fd, path = tempfile.mkstemp(prefix="nhl-train-", suffix=".yaml")
     try:

@@ -1,4 +1,5 @@
-"""What a training run reads: the tree (file, shipped name, or the folders) and the image splits."""
+"""What a training run reads: the tree (file, shipped name, WordNet, or the folders) and the image
+splits."""
 
 from __future__ import annotations
 
@@ -27,33 +28,67 @@ def train_val_dirs(data: str | Path) -> tuple[Path, Path | None]:
     return train, (val if val.is_dir() else None)
 
 
+WORDNET_TREE = "wordnet"  # `--tree wordnet`: the WordNet tree of the class folders
+RUN_TREE_FILE = "tree.json"  # where a run keeps the tree it built (args.yaml names it)
+
+
 @dataclass(frozen=True)
 class TrainingData:
     tree: Tree
     train: ImageFolder
     val: ImageFolder | None
     notes: tuple[str, ...] = field(default=())  # things to tell the user (ignored folders)
+    built_tree: bool = False  # the tree was built here (WordNet): the run saves it
 
 
-def _tree_for_folders(train_dir: Path, arch: str | None) -> Tree:
-    """Without --tree: one class per folder, which only one-level presets can use."""
-    tree = tree_from_folders(train_dir)
+def _needs_tree(arch: str | None) -> bool:
+    """Whether the preset nests levels, so one class per folder is not enough."""
     if not arch:
-        return tree
+        return False
     from nhlcli.model.presets import get_preset
-    from nhlcli.selection import trees_fitting
 
-    preset = get_preset(arch)
-    if preset.num_levels <= 1 or preset.head == "shared":
-        return tree
-    fits = trees_fitting(tree.class_ids, preset.num_levels)
-    hint = (
-        f"pass --tree {fits[0]} (shipped, fits these classes)"
-        if fits
-        else f"build one: nhl build-tree --classes <your classes> --levels {preset.num_levels} "
-        "-o tree.json, then --tree tree.json"
+    return get_preset(arch).num_levels > 1
+
+
+def wordnet_tree_of_folders(train_dir: Path, arch: str | None) -> tuple[Tree, list[str]]:
+    """The WordNet tree of the classes the folders name (wnids, synsets or ImageNet class names),
+    with the levels the preset needs (one for presets that need none); (tree, notes)."""
+    from nhlcli.data.folders import folder_classes
+    from nhlcli.hierarchy.classsets import ClassSet
+    from nhlcli.hierarchy.sources import build_from_source
+    from nhlcli.model.presets import get_preset
+
+    levels = max(1, get_preset(arch).num_levels) if arch else 1
+    refs = tuple(ref for _, ref in folder_classes(train_dir, strict=True))
+    classes = ClassSet("class folders", str(train_dir), refs)
+    tree, notes = build_from_source("wordnet", classes, levels)
+    counts = [len(tree.level(lv)) for lv in range(1, levels + 1)]
+    notes.append(
+        f"tree: WordNet over the {len(refs)} class folders, nodes per level {counts} (saved "
+        f"in the run as {RUN_TREE_FILE})"
     )
-    raise NhlError(f"{preset.name} nests {preset.num_levels} levels and needs a tree: {hint}")
+    return tree, notes
+
+
+def _tree_for_folders(
+    train_dir: Path, tree_spec: str | None, arch: str | None
+) -> tuple[Tree, list[str], bool]:
+    """(tree, notes, built here): --tree FILE or shipped name; --tree wordnet; without --tree,
+    the WordNet tree for presets that nest levels, one class per folder for the others."""
+    if tree_spec is not None and tree_spec != WORDNET_TREE:
+        return resolve_tree(tree_spec), [], False
+    if tree_spec is None and not _needs_tree(arch):
+        return tree_from_folders(train_dir), [], False
+    try:
+        tree, notes = wordnet_tree_of_folders(train_dir, arch)
+    except NhlError as e:
+        if tree_spec is not None:
+            raise
+        raise NhlError(
+            f"{arch} nests levels and needs a tree; the WordNet tree of the class folders "
+            f"cannot be built ({e}): pass --tree FILE (nhl build-tree ... -o FILE)"
+        ) from None
+    return tree, notes, True
 
 
 def load_training_data(
@@ -63,20 +98,22 @@ def load_training_data(
     tree: Tree | None = None,
     arch: str | None = None,
 ) -> TrainingData:
-    """Match DIR/train (and DIR/val) to the tree; without a tree, one class per train folder."""
+    """Match DIR/train (and DIR/val) to the tree (`_tree_for_folders` when none is given)."""
     train_dir, val_dir = train_val_dirs(data)
+    notes: list[str] = []
+    built = False
     if tree is None:
-        tree = resolve_tree(tree_spec) if tree_spec else _tree_for_folders(train_dir, arch)
+        tree, notes, built = _tree_for_folders(train_dir, tree_spec, arch)
     train = index_image_folder(train_dir, tree, allow_extra=allow_extra)
     val = index_image_folder(val_dir, tree, allow_extra=allow_extra) if val_dir else None
-    notes = [
+    notes += [
         f"ignored {len(split.ignored_folders)} folder(s) of {split.root} that match no class: "
         + ", ".join(split.ignored_folders[:8])
         + (f" and {len(split.ignored_folders) - 8} more" if len(split.ignored_folders) > 8 else "")
         for split in (train, val)
         if split is not None and split.ignored_folders
     ]
-    return TrainingData(tree, train, val, tuple(notes))
+    return TrainingData(tree, train, val, tuple(notes), built)
 
 
 def image_list_fingerprint(data: TrainingData) -> dict[str, dict[str, Any]]:

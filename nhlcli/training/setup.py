@@ -42,6 +42,7 @@ from nhlcli.training.config import RECIPES, SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import (
+    RUN_TREE_FILE,
     TrainingData,
     describe_data_change,
     image_list_fingerprint,
@@ -403,9 +404,10 @@ def _open_run_dir(
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
-    if tree is not None:  # a Tree object: args.yaml names the run's own copy
-        tree.save(run.run_dir / "tree.json")
-        run.cfg = dataclasses.replace(cfg, tree=str(run.run_dir / "tree.json"))
+    if tree is not None or run.data.built_tree:  # a Tree object, or a tree built here (WordNet):
+        tree_file = run.run_dir / RUN_TREE_FILE  # the run keeps it; args.yaml names it (resume)
+        (tree if tree is not None else run.data.tree).save(tree_file)
+        run.cfg = dataclasses.replace(cfg, tree=str(tree_file.resolve()))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
         write_text_atomic(
