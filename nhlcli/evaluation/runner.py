@@ -90,7 +90,7 @@ class EvalReport:
     oracle_note: str | None = None
     skipped: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)  # --allow-extra: not the model's
-    top5: float | None = None
+    top5: float | None = None  # None when there are at most TOP_K evaluated classes
     levels: list[dict[str, Any]] = field(default_factory=list)  # LevelAccuracy.to_dict() rows
     output_dir: str | None = None  # where report.json and the confusion files were written
     decode: str = "argmax"  # how the prediction is chosen: argmax or crm (`DECODES`)
@@ -291,7 +291,8 @@ def evaluate(
         c.to_dict() for c in per_class_accuracy(preds, result.labels, idx, eval_ids, names)
     ]
     assert ranked is not None
-    report.top5 = topk_accuracy(ranked, result.labels)
+    # top-5 of 5 classes or fewer is always 100 %: meaningless, so None (shown as –)
+    report.top5 = topk_accuracy(ranked, result.labels) if len(idx) > TOP_K else None
     p = position[preds]
     report.confusion = confusion_matrix(p, y, len(idx))
     anc = ancestors_by_level(yardstick, eval_ids)
