@@ -486,6 +486,8 @@ def export(
 
     The model is always fused first (batch norms folded into the convolutions, checked against
     the unfused model: `nhlcli.model.fuse`); the export is then checked against the fused model.
+    The result's `params` counts the fused file, `checkpoint_params` the model as loaded, and
+    `fused` says the difference.
 
     `output` defaults to the folder's name with .onnx / .pt beside it; other options are those of
     `nhlcli.exporters.export_model` (`img_size`, `dynamic_batch`, `batch_size`, `opset`,
@@ -495,6 +497,8 @@ def export(
     (default 300) class-balanced images of the folder `calibration` and checked against fp32 on
     them; the check is in the file's metadata and in the result (`nhlcli.exporters.quantize`).
     """
+    from dataclasses import replace
+
     from nhlcli.exporters import default_output, export_model
     from nhlcli.exporters.quantize import (
         DEFAULT_CALIBRATION_IMAGES,
@@ -525,6 +529,7 @@ def export(
         images = calibration_batch(net.tree, calibration, n, size)
     elif calibration_images is not None:
         raise NhlError("--calibration-images needs --quantize int8")
-    return export_model(
+    result = export_model(
         fuse_model(net), out, format, gmacs=gmacs, quantize=quantize, calibration=images, **options
     )
+    return replace(result, checkpoint_params=net.num_params())

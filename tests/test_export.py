@@ -120,3 +120,22 @@ def test_export_cli_static_batch_and_bad_inputs(
         assert code == 2, args
         assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cats", "cats.onnx"]
+
+
+def test_export_says_its_fused_count_against_the_checkpoints(
+    tiny_expert: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nhlcli.checkpoint import load_model
+
+    folder = save_model(tiny_expert, tmp_path / "cats")
+    checkpoint = load_model(folder).num_params()  # what `nhl cutout` and `nhl profile` count
+    args = ["export", folder, "--format", "onnx", "-o", tmp_path / "cats.onnx"]
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    fewer = checkpoint - report["params"]
+    assert report["checkpoint_params"] == checkpoint and fewer > 0  # the folded batch norms
+    note = f"fused: batch norms folded, {fewer:,} fewer parameters than the checkpoint's "
+    assert report["fused"] == f"{note}{checkpoint:,}"
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and f"{report['params']:,} ({note}{checkpoint:,})" in " ".join(out.split())
