@@ -161,6 +161,8 @@ def eval_command(
             decode=decode,
             metric_tree=metric_tree,
         )
+    for warning in report.warnings:  # also in --json ("warnings")
+        err_console.print(f"[yellow]warning:[/] {safe(warning)}", soft_wrap=True)
     if json_out:
         print_json(report.to_dict())
         return
