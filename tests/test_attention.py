@@ -191,6 +191,19 @@ def test_attention_on_a_zero_init_model_changes_nothing_and_says_why(
     assert "zero-initialised residual, not yet trained" in warning and "scale γ = 0" in warning
     assert attention_effect(trained, x) > 1e-3
     assert inert_attention_warning(trained, attention_effect(trained, x)) is None
+    # lightly trained: γ has barely grown, the probabilities barely move
+    with torch.no_grad():
+        for name, p in fresh.named_parameters():
+            if name.endswith("bn3.weight"):
+                p.fill_(1e-6)
+    effect = attention_effect(fresh, x)
+    warning = inert_attention_warning(fresh, effect)
+    assert 0.0 < effect < 1e-4 and warning is not None
+    assert warning.startswith("top-down attention changed the class probabilities by at most")
+    assert "scale |γ| ≤ 1e-06: zero-initialised residual" in warning
+    # every scale 1.0: nothing was asked, nothing to warn about
+    set_attention(fresh, {"tench": 1.0})
+    assert inert_attention_warning(fresh, attention_effect(fresh, x)) is None
     # measuring leaves the attention as it was
     assert trained.attention == {"n01440764": 10.0}
     assert trained.levels[-1].scales is not None

@@ -180,10 +180,12 @@ def inert_attention_warning(
     lv = level if level is not None else model.attention_level or len(model.levels)
     if node_ids is None and level is None:
         node_ids = [nid for nid, s in model.attention.items() if s != 1.0]
+        if not node_ids:
+            return None  # every scale is 1.0: nothing was asked to change
     what = (
         "top-down attention changed no logit"
         if effect == 0.0
-        else f"top-down attention changed no class probability by more than {effect:.1e}"
+        else f"top-down attention changed the class probabilities by at most {effect:.1e}"
     )
     gamma = residual_scale(model, lv, node_ids)
     if gamma is not None and gamma <= UNTRAINED_GAMMA:
