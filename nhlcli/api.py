@@ -572,6 +572,8 @@ def export(
 
     The model is always fused first (batch norms folded into the convolutions, checked against
     the unfused model: `nhlcli.model.fuse`); the export is then checked against the fused model.
+    The result's `params` counts the fused file, `checkpoint_params` the model as loaded, and
+    `fused` says the difference.
 
     `format` defaults to what `output`'s suffix says (.onnx; .pt, .ts: torchscript), else onnx;
     a format the suffix contradicts is an NhlError. `output` defaults to the checkpoint folder's
@@ -625,4 +627,4 @@ def export(
     result = export_model(
         fuse_model(net), out, fmt, gmacs=gmacs, quantize=quantize, calibration=images, **options
     )
-    return dataclasses.replace(result, source=source)
+    return dataclasses.replace(result, source=source, checkpoint_params=net.num_params())

@@ -65,6 +65,7 @@ class PredictReport:
     attention: dict[str, Any] | None
     predictions: list[Prediction] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. attention that changed nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -77,6 +78,7 @@ class PredictReport:
             "images": len(self.predictions),
             "predictions": [p.to_dict() for p in self.predictions],
             "skipped": list(self.skipped),
+            "warnings": list(self.warnings),
         }
 
     def csv_text(self) -> str:
@@ -127,6 +129,10 @@ class Predictor:
     def logits(self, x: torch.Tensor) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def attention_warning(self, x: torch.Tensor) -> str | None:
+        """Why the attention set by `--attend` changes nothing on the batch `x`, or None."""
+        return None
+
 
 class TorchPredictor(Predictor):
     kind = "checkpoint"
@@ -146,6 +152,14 @@ class TorchPredictor(Predictor):
 
         with torch.no_grad(), autocast(self.precision, self.device):
             return self.model(x.to(self.device)).float().cpu().numpy()
+
+    def attention_warning(self, x: torch.Tensor) -> str | None:
+        from nhlcli.model.attention import attention_effect, inert_attention_warning
+
+        if self.model.attention_level is None:
+            return None
+        effect = attention_effect(self.model, x.to(self.device))
+        return inert_attention_warning(self.model, effect)
 
 
 class OnnxPredictor(Predictor):
@@ -327,7 +341,8 @@ def predict_images(
     """Top-`top` classes (softmax probabilities, best first) for every decodable image.
 
     With `distances` (k x k tree distances between the classes), the classes are ranked by CRM
-    risk, least first (`nhlcli.evaluation.hierarchical_distance`), not by probability."""
+    risk, least first (`nhlcli.evaluation.hierarchical_distance`), not by probability. Attention
+    that changes no probability on the first batch is a line in `report.warnings`, with why."""
     check_options(top, batch_size)
     k = min(top, len(predictor.class_ids))
     report = PredictReport(
@@ -351,7 +366,11 @@ def predict_images(
         report.skipped.extend(batch.bad_paths)
         done += len(batch.labels) + len(batch.bad_paths)
         if len(batch.labels):
-            logits = _checked_logits(predictor, predictor.logits(normalize(batch.images)))
+            x = normalize(batch.images)
+            logits = _checked_logits(predictor, predictor.logits(x))
+            if not report.predictions:  # the first batch: does --attend change anything?
+                warning = predictor.attention_warning(x)
+                report.warnings += [warning] if warning else []
             probs = _softmax(logits)
             key = -probs if distances is None else probs @ distances.T
             order = np.argsort(key, axis=1, kind="stable")[:, :k]

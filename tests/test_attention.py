@@ -151,3 +151,96 @@ def test_attend_is_one_rule_for_cutout_export_eval_and_predict(tmp_path: Path) -
             with pytest.raises(NhlError, match=message):
                 call(**kwargs)
     assert not (tmp_path / "m.onnx").exists()
+
+
+# ------------------------------------------------ attention that changes nothing is said, with why
+@pytest.fixture(scope="module")
+def fresh_and_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A real n3hl as training starts it (zero-initialised residual: the last BN γ of every
+    residual branch is 0), and the same network with those γ grown (as training does)."""
+    from imagenette_sample import small_tree
+
+    from nhlcli.checkpoint import save_model
+    from nhlcli.model.network import zero_init_residual
+
+    torch.manual_seed(0)
+    net = build_model("n3hl", small_tree(), img_size=32)
+    assert zero_init_residual(net) > 0
+    folder = tmp_path_factory.mktemp("attention")
+    fresh = save_model(net, folder / "fresh")
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("bn3.weight"):  # the residual norm of the bottleneck kind
+                p.uniform_(0.2, 0.6)
+    return fresh, save_model(net, folder / "trained")
+
+
+def test_attention_on_a_zero_init_model_changes_nothing_and_says_why(
+    fresh_and_trained: tuple[Path, Path],
+) -> None:
+    import nhlcli as nhl
+    from nhlcli.model.attention import attention_effect, inert_attention_warning
+
+    fresh, trained = (nhl.load_model(p).eval() for p in fresh_and_trained)
+    x = images(3, 32)
+    for net in (fresh, trained):
+        set_attention(net, {"tench": 10.0})
+    assert attention_effect(fresh, x) == 0.0  # exactly: γ = 0 ends the scaled branch
+    warning = inert_attention_warning(fresh, attention_effect(fresh, x))
+    assert warning is not None and warning.startswith("top-down attention changed no logit: ")
+    assert "zero-initialised residual, not yet trained" in warning and "scale γ = 0" in warning
+    assert attention_effect(trained, x) > 1e-3
+    assert inert_attention_warning(trained, attention_effect(trained, x)) is None
+    # lightly trained: γ has barely grown, the probabilities barely move
+    with torch.no_grad():
+        for name, p in fresh.named_parameters():
+            if name.endswith("bn3.weight"):
+                p.fill_(1e-6)
+    effect = attention_effect(fresh, x)
+    warning = inert_attention_warning(fresh, effect)
+    assert 0.0 < effect < 1e-4 and warning is not None
+    assert warning.startswith("top-down attention changed the class probabilities by at most")
+    assert "scale |γ| ≤ 1e-06: zero-initialised residual" in warning
+    # every scale 1.0: nothing was asked, nothing to warn about
+    set_attention(fresh, {"tench": 1.0})
+    assert inert_attention_warning(fresh, attention_effect(fresh, x)) is None
+    # measuring leaves the attention as it was
+    assert trained.attention == {"n01440764": 10.0}
+    assert trained.levels[-1].scales is not None
+
+
+def test_predict_and_eval_warn_when_attention_changes_nothing(
+    fresh_and_trained: tuple[Path, Path],
+    imagenette_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import json
+
+    from cli_helpers import run_cli
+    from imagenette_sample import copy_sample
+
+    data = copy_sample(imagenette_dir, tmp_path / "nette", 0, 1)
+    image = next((data / "val").rglob("*.JPEG"))
+    fresh, trained = fresh_and_trained
+    predict = ["predict", "--attend", "tench=10", "--json"]
+    code, out, err = run_cli([*predict, fresh, image], capsys)
+    assert code == 0
+    warnings = json.loads(out)["warnings"]
+    assert len(warnings) == 1 and "changed no logit" in warnings[0]
+    assert "zero-initialised residual" in warnings[0]
+    assert [ln for ln in err.splitlines() if ln.startswith("warning:")] == [
+        f"warning: {warnings[0]}"
+    ]
+    code, out, err = run_cli([*predict, trained, image], capsys)
+    assert code == 0 and json.loads(out)["warnings"] == [] and "warning" not in err
+
+    evaluate = ["eval", "--data", data, "--workers", "0", "--no-save", "--json"]
+    for how in (["--attend", "tench=10"], ["--attend-sweep", "1.5:2:0.5"]):
+        code, out, err = run_cli([*evaluate, *how, fresh], capsys)
+        assert code == 0, err
+        warnings = json.loads(out)["warnings"]
+        assert len(warnings) == 1 and "zero-initialised residual" in warnings[0], how
+        assert f"warning: {warnings[0]}" in err
+        code, out, err = run_cli([*evaluate, *how, trained], capsys)
+        assert code == 0 and json.loads(out)["warnings"] == [] and "warning" not in err, how

@@ -169,8 +169,24 @@ def test_subset_confusion_is_over_the_subset(
     report = json.loads(out)
     ids, counts = read_confusion(tmp_path / "sub" / "confusion.csv")
     assert sorted(ids) == sorted(lower) and sum(map(sum, counts)) == 6
-    assert report["top5"] == 100.0  # three classes: the true one is always among the top five
+    # three classes: the true one is always among the top five, so top-5 says nothing
+    assert report["top5"] is None
     assert [r["nodes"] for r in report["levels"]] == [2, 3, 3]
+
+
+def test_top5_of_five_classes_is_a_dash(
+    model_dir: Path, nette: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    five = ",".join(c for c, _ in IMAGENETTE[:5])
+    args = ["eval", model_dir, "--data", nette, "--workers", "0", "--no-save", "-c", five]
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and "top-5: –" in out and "100.00%" not in out.split("top-5:")[1]
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    assert code == 0 and json.loads(out)["top5"] is None
+    # six classes: top-5 is a measurement again
+    six = ",".join(c for c, _ in IMAGENETTE[:6])
+    code, out, _ = run_cli([*args[:-1], six, "--json"], capsys)
+    assert code == 0 and isinstance(json.loads(out)["top5"], float)
 
 
 def test_no_save_writes_nothing(

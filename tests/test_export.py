@@ -165,3 +165,22 @@ def test_export_of_a_training_run_names_its_checkpoint_and_writes_into_the_run(
     source = json.loads(out)["source"]
     assert code == 0 and source["path"] == str(run / "last") and source["epoch"] == 9
     assert source["run_checkpoint"] is None  # named directly, not through the run
+
+
+def test_export_says_its_fused_count_against_the_checkpoints(
+    tiny_expert: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nhlcli.checkpoint import load_model
+
+    folder = save_model(tiny_expert, tmp_path / "cats")
+    checkpoint = load_model(folder).num_params()  # what `nhl cutout` and `nhl profile` count
+    args = ["export", folder, "--format", "onnx", "-o", tmp_path / "cats.onnx"]
+    code, out, _ = run_cli([*args, "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    fewer = checkpoint - report["params"]
+    assert report["checkpoint_params"] == checkpoint and fewer > 0  # the folded batch norms
+    note = f"fused: batch norms folded, {fewer:,} fewer parameters than the checkpoint's "
+    assert report["fused"] == f"{note}{checkpoint:,}"
+    code, out, _ = run_cli(args, capsys)
+    assert code == 0 and f"{report['params']:,} ({note}{checkpoint:,})" in " ".join(out.split())

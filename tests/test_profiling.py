@@ -202,6 +202,54 @@ def test_latency_rows_and_size_limit() -> None:
     assert lat["ms"]["baseline"] > 0 and lat["ms"]["cutout"] > 0
     assert len(lat["skipped"]) == 1 and "smaller class set" in lat["skipped"][0]
     assert (lat["batch_size"], lat["runs"], lat["device"]) == (1, 1, "cpu")
+    # the warning names the row as the table does
+    full_name = profile_report("n3hl", tree, ["c1"]).row("full").model
+    assert full_name == "n3hl, k=6" and lat["skipped"][0].startswith(f"{full_name}: not timed")
+
+
+def test_latency_warnings_name_the_rows_as_the_table_does(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from nhlcli.cli.profile_cmd import print_profile
+    from nhlcli.profiling.report import attach_latency
+
+    report = profile_report("n3hl", random_tree(3, 6, seed=11), ["c1", "c2"], img_size=32)
+    stats = {"min": 1.0, "median": 2.0, "max": 9.0, "spread": 0.5}
+    latency = {
+        "ms": {"baseline": 2.0, "full": 2.0, "cutout": 2.0},
+        "stats": {"baseline": stats, "full": stats, "cutout": stats},
+        "device": "cpu", "batch_size": 1, "runs": 5, "warmup": 0, "threads": 1,
+        "skipped": [], "noisy": ["full", "cutout"],
+    }  # fmt: skip
+    print_profile(attach_latency(report, latency))
+    out, err = capsys.readouterr()
+    names = [r.model for r in report.rows]
+    assert names == ["resnet50, k=6", "n3hl, k=6", "cutout, k=2"]
+    assert all(name in out for name in names)  # the tables' rows
+    warned = [ln.split(": the slowest")[0] for ln in err.splitlines() if "slowest" in ln]
+    assert warned == ["warning: n3hl, k=6", "warning: cutout, k=2"]
+    assert json.loads(json.dumps(report.to_dict()))["models"][1]["model"] == "n3hl, k=6"
+
+
+def test_profile_latency_piped_prints_progress_lines(tree3_file: str) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(repo)}
+    args = ["profile", "--arch", "n3hl", "--tree", tree3_file, "--classes", "c1", "--img-size",
+            "32", "--latency", "--runs", "2", "--warmup", "1", "--batch-size", "1"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "nhlcli", *args], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("timing (models in turn): ")]
+    # 3 models x (1 warm-up + 2 timed runs) = 9 runs, a line at every tenth of the way
+    assert len(lines) >= 5 and lines[-1] == "timing (models in turn): 9/9 runs", proc.stderr
+    assert "median ms" in proc.stdout  # then the latency table
 
 
 # ----------------------------------------------------------------- the CLI

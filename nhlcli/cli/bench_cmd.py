@@ -29,21 +29,6 @@ def register(app: typer.Typer) -> None:
     )(bench)
 
 
-def _plain_progress(enabled: bool) -> Any:
-    """progress(done, total): a rich bar on a terminal, else a plain line every tenth."""
-    if enabled and err_console.is_terminal:
-        return None
-    last = [-1]
-
-    def update(done: int, total: int) -> None:
-        tenth = done * 10 // max(total, 1)
-        if enabled and tenth != last[0]:
-            last[0] = tenth
-            err_console.print(f"bench: {done}/{total} runs", highlight=False)
-
-    return update
-
-
 def bench(
     targets: list[str] = typer.Argument(
         ...,
@@ -82,13 +67,14 @@ def bench(
     from nhlcli.cli.common import progress_bar
     from nhlcli.training.rundir import numbered_dir
 
-    plain = _plain_progress(not json_out)
-    with progress_bar("bench (rows in turn)", enabled=not json_out) as bar:
+    with progress_bar(
+        "bench (rows in turn)", enabled=not json_out, plain="bench: {done}/{total} runs"
+    ) as bar:
         report = nhl.bench(
             targets, batch_sizes=[int(s) for s in sizes], precisions=_split(precision),
             runtimes=_split(runtime),
             baseline=baseline or None, img_size=img_size, runs=runs, warmup=warmup,
-            progress=plain or bar,
+            progress=bar,
         )  # fmt: skip
     folder = report.write(output if output else numbered_dir(project, name, False))
     if json_out:

@@ -73,9 +73,14 @@ PROFILE_BASELINE: Any = typer.Option(
 
 
 @contextmanager
-def progress_bar(title: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+def progress_bar(
+    title: str, enabled: bool = True, plain: str | None = None
+) -> Iterator[Callable[[int, int], None]]:
     """A transient bar on stderr fed by progress(done, total); it appears at the first call, so
-    an error raised before any progress prints one line and nothing else."""
+    an error raised before any progress prints one line and nothing else.
+
+    `plain`: where stderr is not a terminal (piped, logged), print this line instead at every
+    tenth of the way (``{done}`` and ``{total}`` filled in), so long runs are never silent."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -90,6 +95,17 @@ def progress_bar(title: str, enabled: bool = True) -> Iterator[Callable[[int, in
     )  # fmt: skip
     task = bar.add_task(title, total=None)
     started = False
+    if enabled and plain is not None and not err_console.is_terminal:
+        last = [-1]
+
+        def lines(done: int, total: int) -> None:
+            tenth = done * 10 // max(total, 1)
+            if tenth != last[0]:
+                last[0] = tenth
+                err_console.print(plain.format(done=done, total=total), markup=False)
+
+        yield lines
+        return
 
     def update(done: int, total: int) -> None:
         nonlocal started

@@ -168,6 +168,8 @@ def eval_command(
             decode=decode,
             metric_tree=metric_tree,
         )
+    for warning in report.warnings:  # also in --json ("warnings")
+        err_console.print(f"[yellow]warning:[/] {safe(warning)}", soft_wrap=True)
     if json_out:
         print_json(report.to_dict())
         return
@@ -198,9 +200,9 @@ def eval_command(
             markup=False,
             soft_wrap=True,
         )
+    top5 = "–" if report.top5 is None else f"{report.top5:.2f}%"  # None: at most 5 classes
     console.print(
-        f"top-1: [bold]{report.top1:.2f}%[/]  top-5: [bold]{report.top5 or 0.0:.2f}%[/] "
-        f"on {report.images} images"
+        f"top-1: [bold]{report.top1:.2f}%[/]  top-5: [bold]{top5}[/] on {report.images} images"
     )
     if report.levels:
         console.print(_levels_table(report.levels))

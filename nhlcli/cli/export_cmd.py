@@ -135,7 +135,8 @@ def _table(d: dict[str, Any]) -> Table:
     t.add_row("format", how)
     t.add_row("file size", f"{d['file_bytes'] / 1e6:,.1f} MB ({d['file_bytes']:,} bytes)")
     t.add_row("classes", str(d["classes"]))
-    t.add_row("parameters", f"{d['params']:,}")
+    fused = f" ({d['fused']})" if d.get("fused") else ""
+    t.add_row("parameters", f"{d['params']:,}{fused}")
     if d["gmacs"] is not None:
         t.add_row("GMACs", f"{d['gmacs']:.3f} (fvcore, batch 1, {d['img_size']} px)")
     batch = "dynamic" if d["dynamic_batch"] else f"fixed at {d['batch']}"

@@ -214,8 +214,11 @@ def cutout_cmd(
     report = None
     if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
         from nhlcli.cli.common import progress_bar
+        from nhlcli.cli.profile_cmd import TIMING_LINE
 
-        with progress_bar("timing (models in turn)", enabled=latency and not json_out) as bar:
+        with progress_bar(
+            "timing (models in turn)", enabled=latency and not json_out, plain=TIMING_LINE
+        ) as bar:
             report = nhl.profile(
                 model, subset=expert.class_ids, latency=latency, batch_size=batch_size,
                 runs=runs, warmup=warmup, device=device, experts={"cutout": expert},

@@ -104,6 +104,8 @@ def predict(
     if csv_file:
         report.write_csv(csv_file)
     saved = report.write_dir(project, name) if save else None
+    for warning in report.warnings:  # also in --json ("warnings")
+        err_console.print(f"[yellow]warning:[/] {safe(warning)}", soft_wrap=True)
     if json_out:
         print_json(report.to_dict())
         return

@@ -105,7 +105,9 @@ def profile(
         model_classes = None
     else:
         subset, model_classes = None, classes
-    with progress_bar("timing (models in turn)", enabled=latency and not json_out) as progress:
+    with progress_bar(
+        "timing (models in turn)", enabled=latency and not json_out, plain=TIMING_LINE
+    ) as progress:
         report = nhl.profile(
             target, tree, classes=model_classes, subset=subset, img_size=img_size, latency=latency,
             batch_size=batch_size, runs=runs, warmup=warmup, device=device, progress=progress,
@@ -117,6 +119,10 @@ def profile(
         print_profile(report)
 
 
+#: `nhl profile --latency` and `nhl cutout --latency` where stderr is not a terminal
+TIMING_LINE = "timing (models in turn): {done}/{total} runs"
+
+
 def print_profile(profile: Profile, parts: bool = True) -> None:
     """The tables on stdout (`parts`: with the per-part one); the one fvcore line and latency
     warnings on stderr."""
@@ -125,10 +131,12 @@ def print_profile(profile: Profile, parts: bool = True) -> None:
     if report["fvcore_skipped"]:
         err_console.print(f"[dim]note: {escape(report['fvcore_skipped'])}[/]", soft_wrap=True)
     lat = report.get("latency", {})
+    names = {r["role"]: r["model"] for r in report["models"]}  # the rows' names in the tables
     for role in lat.get("noisy", []):
         err_console.print(
-            f"[yellow]warning:[/] {role}: the slowest runs are more than 25% above the median; "
-            "the machine is too busy to measure well (close other work or raise --runs)",
+            f"[yellow]warning:[/] {safe(names.get(role, role))}: the slowest runs are more than "
+            "25% above the median; the machine is too busy to measure well (close other work or "
+            "raise --runs)",
             soft_wrap=True,
         )
     for why in lat.get("skipped", []):
@@ -144,8 +152,7 @@ def _delta(reduction: float) -> str:
 
 
 def _model_label(r: dict[str, Any]) -> str:
-    name = "cutout" if r["role"] == "cutout" else r["arch"]
-    return f"{name}, k={r['classes']:,}"
+    return str(r["model"])  # `report.row_label`: the same name in the warnings and --json
 
 
 def render_profile(report: dict[str, Any], parts: bool = True) -> None:

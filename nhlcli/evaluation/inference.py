@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 
 from nhlcli.data.augment import Normalize
-from nhlcli.model.attention import clear_attention, set_attention
+from nhlcli.model.attention import (
+    attention_effect,
+    clear_attention,
+    probability_change,
+    set_attention,
+)
 from nhlcli.model.network import HierNet, require_finite_logits
 
 
@@ -31,6 +36,9 @@ class InferenceResult:
     # (N, k) softmax over the evaluated classes (the subset's logits only, eq. 3), in subset order,
     # of the first key (no attention sweep: the model as configured; a sweep: its first scale)
     probs: torch.Tensor | None = None
+    # the largest class-probability change attention made (--attend: on the first batch; a
+    # sweep: any scale against 1.0, every batch); None without attention
+    attention_effect: float | None = None
 
 
 def forward_from_level(model: HierNet, h: torch.Tensor, start: int) -> torch.Tensor:
@@ -120,6 +128,7 @@ def run_inference(
     probs_all: list[torch.Tensor] = []
     skipped: list[str] = []
     level = oracle_level if oracle_level is not None else len(model.levels)
+    effect: float | None = None
     for batch in batches:
         skipped.extend(batch.bad_paths)
         if batch.labels.numel():
@@ -136,6 +145,13 @@ def run_inference(
                     }
                 else:
                     outs = {None: model(x)}
+                    if effect is None and model.attention_level is not None:
+                        effect = attention_effect(model, x)  # the first batch: a check
+            if oracle_scales and 1.0 in outs:  # every scale against the unamplified model
+                for s, v in outs.items():
+                    if s != 1.0:
+                        change = probability_change(v, outs[1.0])
+                        effect = change if effect is None else max(effect, change)
             for k in keys:
                 logits = outs[k].float()
                 require_finite_logits(logits, model_name)
@@ -158,4 +174,4 @@ def run_inference(
     }
     classes = len(subset) if subset is not None else model.num_classes
     probs = torch.cat(probs_all) if probs_all else torch.zeros(0, classes)
-    return InferenceResult(labels, preds, skipped, ranked, probs)
+    return InferenceResult(labels, preds, skipped, ranked, probs, effect)

@@ -32,7 +32,12 @@ from nhlcli.evaluation.inference import TOP_K, run_inference
 from nhlcli.evaluation.metrics import per_class_accuracy, top1, topk_accuracy
 from nhlcli.hierarchy.tree import Tree
 from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics
-from nhlcli.model.attention import apply_attend, attention_level, check_scale
+from nhlcli.model.attention import (
+    apply_attend,
+    attention_level,
+    check_scale,
+    inert_attention_warning,
+)
 from nhlcli.model.config import check_img_size
 from nhlcli.model.network import HierNet
 from nhlcli.selection import Selection, select_classes
@@ -90,7 +95,7 @@ class EvalReport:
     oracle_note: str | None = None
     skipped: list[str] = field(default_factory=list)
     ignored_folders: list[str] = field(default_factory=list)  # --allow-extra: not the model's
-    top5: float | None = None
+    top5: float | None = None  # None when there are at most TOP_K evaluated classes
     levels: list[dict[str, Any]] = field(default_factory=list)  # LevelAccuracy.to_dict() rows
     output_dir: str | None = None  # where report.json and the confusion files were written
     decode: str = "argmax"  # how the prediction is chosen: argmax or crm (`DECODES`)
@@ -98,6 +103,7 @@ class EvalReport:
     decodings: list[dict[str, Any]] | None = None  # --decode both: argmax and crm side by side
     metric_tree: str | None = None  # the tree the hierarchical metrics use, when not the model's
     confusion: Any = field(default=None, repr=False)  # (k, k) counts over the evaluated classes
+    warnings: list[str] = field(default_factory=list)  # e.g. attention that changed nothing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +130,7 @@ class EvalReport:
             "skipped_files": self.skipped[:20],
             "ignored_folders": self.ignored_folders,
             "output_dir": self.output_dir,
+            "warnings": self.warnings,
         }
 
 
@@ -254,6 +261,10 @@ def evaluate(
         skipped=result.skipped,
         ignored_folders=list(folder.ignored_folders),
     )
+    if result.attention_effect is not None:  # --attend, or a sweep, that changed nothing: why
+        swept = (attend_level or len(net.levels)) if oracle_scales else None
+        warning = inert_attention_warning(net, result.attention_effect, level=swept)
+        report.warnings += [warning] if warning else []
     key: float | None = main_key
     if oracle_scales:
         report.oracle = [
@@ -295,7 +306,8 @@ def evaluate(
         c.to_dict() for c in per_class_accuracy(preds, result.labels, idx, eval_ids, names)
     ]
     assert ranked is not None
-    report.top5 = topk_accuracy(ranked, result.labels)
+    # top-5 of 5 classes or fewer is always 100 %: meaningless, so None (shown as –)
+    report.top5 = topk_accuracy(ranked, result.labels) if len(idx) > TOP_K else None
     p = position[preds]
     report.confusion = confusion_matrix(p, y, len(idx))
     anc = ancestors_by_level(yardstick, eval_ids)

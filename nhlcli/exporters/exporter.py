@@ -82,10 +82,19 @@ class ExportResult:
     attention: dict[str, Any] | None
     quantization: dict[str, Any] | None = None  # int8: the check against fp32 (quantize.py)
     source: dict[str, Any] | None = None  # the checkpoint folder exported (`source_info`)
+    checkpoint_params: int | None = None  # the model's parameters before fusing (`fused_note`)
+
+    @property
+    def fused(self) -> str | None:
+        """Why `params` differs from the checkpoint's count (`fused_note`), None if unknown."""
+        if self.checkpoint_params is None:
+            return None
+        return fused_note(self.checkpoint_params, self.params)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = str(self.path)
+        d["fused"] = self.fused
         return d
 
 
@@ -110,6 +119,18 @@ def export_format(fmt: str | None, output: str | Path | None) -> str:
             f"or give --format ({', '.join(FORMATS)})"
         )
     return fmt or said  # type: ignore[return-value]
+
+
+def fused_note(checkpoint_params: int, exported_params: int) -> str:
+    """The exported file is fused (batch norms folded into the convolutions), so it counts fewer
+    parameters than the checkpoint, `nhl cutout` and `nhl profile`: say how many."""
+    fewer = checkpoint_params - exported_params
+    if fewer == 0:
+        return f"fused: batch norms folded, the checkpoint's {checkpoint_params:,} parameters"
+    return (
+        f"fused: batch norms folded, {fewer:,} fewer parameters than the checkpoint's "
+        f"{checkpoint_params:,}"
+    )
 
 
 def default_output(source: Path, fmt: str) -> Path:

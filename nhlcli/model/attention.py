@@ -15,19 +15,32 @@ attention level l, it affects every node that is on that node's path or under it
 Scales of several entries that reach the same node multiply (``cat=1.5, tabby=1.2`` gives tabby 1.8
 at the leaf level). A scale of exactly 1.0 everywhere removes the multiply, so outputs are
 bit-identical to a model without attention.
+
+Attention that does nothing is said, not hidden (`attention_effect`, `inert_attention_warning`):
+the scaled features pass through the rest of the block's residual branch, whose last norm a
+zero-initialised residual (`network.zero_init_residual`, training's default) starts at γ = 0. Until
+training has grown that γ, the branch adds ~0 and the logits do not move, whatever the scale.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import cast
+
+import torch
 
 from nhlcli.errors import NhlError
 from nhlcli.hierarchy.tree import Tree
+from nhlcli.model.levels import Level
 from nhlcli.model.network import HierNet
 from nhlcli.selection import resolve_node
 
 MAX_SCALE = 100.0  # larger scales only overflow half precision; the paper uses 1 to 2
+#: attention that moves no class probability by this much is reported as doing nothing
+NO_EFFECT = 1e-4
+#: a residual scale |γ| up to this is "not yet trained" (trained ResNets' are around 0.1 to 1)
+UNTRAINED_GAMMA = 0.01
 
 
 def attention_level(model: HierNet, level: int | None = None) -> int:
@@ -107,6 +120,84 @@ def clear_attention(model: HierNet) -> None:
         level_module.set_scales(None)  # type: ignore[operator]
     model.attention_level = None
     model.attention = {}
+
+
+def probability_change(logits: torch.Tensor, reference: torch.Tensor) -> float:
+    """The largest change of any class probability (softmax) between two (N, k) logit tensors."""
+    return float((logits.float().softmax(1) - reference.float().softmax(1)).abs().max().item())
+
+
+@torch.no_grad()
+def attention_effect(model: HierNet, x: torch.Tensor) -> float:
+    """The largest change of a class probability that the model's attention makes on images `x`
+    (the model run with its attention, then without; its settings are kept). 0.0 without
+    attention."""
+    if model.attention_level is None:
+        return 0.0
+    attended = model(x)
+    saved = [level.scales for level in model.levels]
+    try:
+        for level in model.levels:
+            level.set_scales(None)  # type: ignore[operator]
+        plain = model(x)
+    finally:
+        for level, scales in zip(model.levels, saved, strict=True):
+            level.set_scales(scales)  # type: ignore[operator]
+    return probability_change(attended, plain)
+
+
+def residual_scale(
+    model: HierNet, level: int, node_ids: Sequence[str] | None = None
+) -> float | None:
+    """The largest |γ| of the norm that ends the residual branch of the attended block (the first
+    block of each node in `node_ids` at `level`, 1-based; default: all its nodes): how much of the
+    scaled features can reach the block's output. None when the kind names no such norm
+    (`BlockKind.residual_norm`) or it was folded (a fused model)."""
+    from nhlcli.model.kinds import get_kind
+
+    module = cast(Level, model.levels[level - 1])
+    kind = get_kind(module.specs[0].kind)
+    if kind.residual_norm is None:
+        return None
+    first = next((m for m in module.modules() if isinstance(m, kind.residual_blocks)), None)
+    gamma = getattr(getattr(first, kind.residual_norm, None), "weight", None)
+    if not isinstance(gamma, torch.Tensor):
+        return None
+    if gamma.dim() == 2 and node_ids is not None:  # grouped: one row per node
+        index = {nid: i for i, nid in enumerate(model.level_ids[level - 1])}
+        gamma = gamma[[index[n] for n in node_ids if n in index]]
+    return float(gamma.detach().abs().max().item()) if gamma.numel() else None
+
+
+def inert_attention_warning(
+    model: HierNet, effect: float, level: int | None = None, node_ids: Sequence[str] | None = None
+) -> str | None:
+    """One line when attention at `level` (default: the model's) on `node_ids` (default: its
+    attended nodes) moved no class probability by `NO_EFFECT` (`effect`: the largest change
+    measured), and why; None when it did."""
+    if effect >= NO_EFFECT:
+        return None
+    lv = level if level is not None else model.attention_level or len(model.levels)
+    if node_ids is None and level is None:
+        node_ids = [nid for nid, s in model.attention.items() if s != 1.0]
+        if not node_ids:
+            return None  # every scale is 1.0: nothing was asked to change
+    what = (
+        "top-down attention changed no logit"
+        if effect == 0.0
+        else f"top-down attention changed the class probabilities by at most {effect:.1e}"
+    )
+    gamma = residual_scale(model, lv, node_ids)
+    if gamma is not None and gamma <= UNTRAINED_GAMMA:
+        scale = "γ = 0" if gamma == 0.0 else f"|γ| ≤ {gamma:.2g}"
+        why = (
+            f"the attended branches' output is ~0 (their residual batch-norm scale {scale}: "
+            "zero-initialised residual, not yet trained); attention works once training has "
+            "grown it"
+        )
+    else:
+        why = f"the scaled features hardly reach the logits at level {lv} (try a larger scale)"
+    return f"{what}: {why}"
 
 
 def parse_attend(text: str, tree: Tree | None = None) -> dict[str, float]:

@@ -26,7 +26,13 @@ from nhlcli.model.network import build_model
 from nhlcli.model.presets import Preset, get_preset
 from nhlcli.profiling.counters import DEFAULT_COUNTER
 from nhlcli.profiling.latency import BUSY_SPREAD, check_counts, summary, time_interleaved
-from nhlcli.profiling.report import Profile, attach_latency, baseline_for, profile_report
+from nhlcli.profiling.report import (
+    Profile,
+    attach_latency,
+    baseline_for,
+    profile_report,
+    row_label,
+)
 
 MAX_LATENCY_PARAMS = 400_000_000  # 1.6 GB of float32 weights
 
@@ -85,7 +91,8 @@ def measure_report_latency(
 
     Returns {"ms": {role: median | None}, "stats": {role: min/median/max/spread}, "device",
     "batch_size", "runs", "warmup", "threads", "skipped": [why a row was not measured],
-    "noisy": [roles whose spread is wide]}.
+    "noisy": [roles whose spread is wide]}; a skipped row is named as in the report's tables
+    (`report.row_label`).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     dev = resolve_device(device)
@@ -104,7 +111,7 @@ def measure_report_latency(
         built["full"] = build_model(p, tree, img_size=img_size, device=dev)
     else:
         skipped.append(
-            f"full {p.name}: not timed, {full_params / 1e6:,.0f} M parameters "
+            f"{row_label(p.name, k)}: not timed, {full_params / 1e6:,.0f} M parameters "
             f"({full_params * 4 / 2**30:.1f} GiB of weights) exceed the {max_params / 1e6:,.0f} M "
             "limit for allocating a model; time a smaller class set (e.g. imagenet100)"
         )
@@ -115,7 +122,8 @@ def measure_report_latency(
             built["cutout"] = given["cutout"].to(dev)
         elif sub_params > max_params:
             skipped.append(
-                f"cutout: not timed, {sub_params / 1e6:,.0f} M parameters exceed the "
+                f"{row_label('cutout', sub.num_classes)}: not timed, {sub_params / 1e6:,.0f} M "
+                "parameters exceed the "
                 f"{max_params / 1e6:,.0f} M limit; choose fewer classes"
             )
         elif "full" in built:

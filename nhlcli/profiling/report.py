@@ -51,6 +51,12 @@ def baseline_for(preset: Preset, baseline: str | None) -> str:
     return match
 
 
+def row_label(name: str, classes: int) -> str:
+    """The one name of a profile row, in its tables, its warnings and `--json` (`model`):
+    ``n3hl, k=1,000``, ``resnet50, k=1,000``, ``cutout, k=5``."""
+    return f"{name}, k={classes:,}"
+
+
 def reduction_pct(value: float, reference: float) -> float:
     """How much smaller `value` is than `reference`, in % (negative when it is larger)."""
     return 100.0 * (1.0 - value / reference)
@@ -172,15 +178,15 @@ def profile_report(
     full = compose_profile(p, nodes_per_level(p, tree), k, img_size, counter)
     base = compose_profile(base_arch, [], k, img_size, counter)
     rows = [
-        ProfileRow("baseline", f"{base_arch} ({k} classes)", base),
-        ProfileRow("full", f"{p.name} ({k} classes)", full),
+        ProfileRow("baseline", row_label(base_arch, k), base),
+        ProfileRow("full", row_label(p.name, k), full),
     ]
     cut_tree: Tree | None = None
     if subset_class_ids is not None:
         cut_tree = tree.subtree(subset_class_ids, order="given")
         m = cut_tree.num_classes
         cut = compose_profile(p, nodes_per_level(p, cut_tree), m, img_size, counter)
-        rows.append(ProfileRow("cutout", f"{p.name} cutout ({m} classes)", cut))
+        rows.append(ProfileRow("cutout", row_label("cutout", m), cut))
     for r in rows:
         r.reduction_vs_full_pct = {
             "params": reduction_pct(r.params, full.params),

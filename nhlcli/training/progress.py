@@ -140,10 +140,12 @@ class RichReporter(TrainReporter):
             if row["skipped_images"]
             else ""
         )
+        ema = row.get("ema_val_top1")  # --ema: the averaged weights' validation top-1
+        ema_text = f" · EMA val top-1 {_pct(ema)}" if ema is not None else ""
         self.console.print(
             f"epoch {row['epoch']}: train loss {_num(row['train_loss'])} top-1 "
             f"{_pct(row['train_top1'])} · val loss {_num(row['val_loss'])} top-1 "
-            f"{_pct(row['val_top1'])} · {row['images_per_s']:,.1f} img/s "
+            f"{_pct(row['val_top1'])}{ema_text} · {row['images_per_s']:,.1f} img/s "
             f"(data wait {100 * row['data_wait_frac']:.0f}%){skipped}{mark}",
             soft_wrap=self.plain,  # one line in a file or a notebook, however long
         )

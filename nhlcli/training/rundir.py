@@ -169,11 +169,23 @@ def read_results(run_dir: Path) -> list[dict[str, str]]:
 
 
 def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """results.png: loss, top-1, learning rate and throughput per epoch (Agg backend)."""
+    """results.png: loss, top-1, learning rate and throughput per epoch (`results_figure`)."""
+    import matplotlib.pyplot as plt
+
+    fig = results_figure(run_dir.name, rows)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    _write(run_dir / RESULTS_PNG, buf.getvalue())
+
+
+def results_figure(title: str, rows: Sequence[dict[str, Any]]) -> Any:
+    """The figure of results.png (Agg backend): four panels over whole-numbered epoch ticks."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in rows]
 
@@ -187,22 +199,20 @@ def plot_results(run_dir: Path, rows: Sequence[dict[str, Any]]) -> None:
         ("learning rate (last step of the epoch)", (("lr", "lr"),)),
         ("training images/s", (("images_per_s", "images/s"),)),
     )
-    for ax, (title, keys) in zip(axes, panels, strict=True):
+    for ax, (heading, keys) in zip(axes, panels, strict=True):
         for key, label in keys:
             values = series(key)
             if any(not math.isnan(v) for v in values):
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
-        ax.set_title(title)
+        ax.set_title(heading)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend()
-    fig.suptitle(run_dir.name)
+    fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    _write(run_dir / RESULTS_PNG, buf.getvalue())
+    return fig
 
 
 def _write(path: Path, data: bytes) -> None:
