@@ -73,7 +73,7 @@ def wide_rows(data: Path, size: int, runs: int, tmp: Path) -> None:
 
     from nhlcli.exporters.quantize import calibration_batch, quantize_onnx
 
-    calib = calibration_batch(resolve_tree("imagenette-wordnet-L3"), data, 32, size)
+    calib = calibration_batch(resolve_tree("imagenette-wordnet-L3"), data, 16, size)
     for arch, k in (("phl-latesp", 100), ("n2hl", 1000)):
         tree = tree_for(arch, k)
         targets: list[Path] = []
@@ -155,7 +155,8 @@ def main() -> None:
     precisions = ["fp32", "int8"] + (["bf16"] if cpu_bf16_supported() else [])
     report = nhl.bench(
         [tmp / "expert", *files.values()], batch_sizes=o.batch_sizes, precisions=precisions,
-        runtimes=["torch", "onnxruntime"], baseline="resnet50", img_size=o.img_size, runs=o.runs,
+        runtimes=["torch", "onnxruntime"], baseline=str(tmp / "resnet50"), img_size=o.img_size,
+        runs=o.runs,
         progress=lambda d, t: print(f"bench {d}/{t}", flush=True) if d % 50 == 0 else None,
     )  # fmt: skip
     report.write(o.out)

@@ -142,6 +142,9 @@ def _onnx_runner(path: Path, batch: int, size: int) -> Callable[[], float]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # ONNX Runtime's threads spin-wait after each run by default; interleaved with torch rows,
+    # that spinning takes the cores of the next row's run. Timing here is one run at a time.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     inp = session.get_inputs()[0]
     fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
