@@ -33,6 +33,7 @@ from nhlcli.fileio import keep_outputs, write_text_atomic
 from nhlcli.training.checkpointing import (
     load_checkpoint_model,
     load_train_state,
+    recover_tags,
     restore_rng_state,
 )
 from nhlcli.training.config import SETTINGS, TrainConfig
@@ -234,6 +235,7 @@ def prepare_run(
     holds its lock in `held` (released when the caller closes it)."""
     if resume_dir is not None and ctx.is_main:
         held.enter_context(locked_run_dir(resume_dir))
+        recover_tags(resume_dir)  # a save killed half-way leaves last/ aside: put it back
     device = ctx.device
     configure_determinism(cfg.deterministic, device)
     precision = resolve_precision(cfg, device)
