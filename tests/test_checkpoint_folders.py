@@ -18,9 +18,7 @@ from imagenette_sample import copy_sample, one_thread
 from safetensors.torch import load_file
 
 import nhlcli as nhl
-from nhlcli.training.checkpointing import load_train_state
-OLD_STORE = ".checkpoints"
-link_tree = None
+from nhlcli.training.checkpointing import OLD_STORE, link_tree, load_train_state
 
 CLASSES = ["n01440764", "n02102040"]  # two classes keep phl-small's checkpoints small (12 MB)
 FILES = ("model.safetensors", "config.json", "train_state.pt")
@@ -99,7 +97,9 @@ def test_checkpoints_are_real_folders_of_real_files(run: Path) -> None:
     # no hidden store, no leftovers of a save: what `ls -a` shows is what there is
     assert [n for n in names if n.startswith(".")] == [".lock"]
     # one epoch written once: its names share the files (hard links on one file system)
-    assert os.path.samefile(run / "last" / "model.safetensors", run / "epoch-0002" / "model.safetensors")
+    assert os.path.samefile(
+        run / "last" / "model.safetensors", run / "epoch-0002" / "model.safetensors"
+    )
     assert os.path.samefile(run / "last-ema" / "config.json", run / "last" / "ema" / "config.json")
     assert load_train_state(run / "last")["epoch"] == 2
     assert load_train_state(run / "epoch-0001")["epoch"] == 1
@@ -117,7 +117,9 @@ def test_a_copied_best_folder_evaluates_the_same(
         return without(nhl.evaluate(model, tiny, workers=0).to_dict())
 
     original = report(run / "best")
-    code, out, err = run_cli(["eval", run / "best", "--data", tiny, "--workers", "0", "--json"], capsys)
+    code, out, err = run_cli(
+        ["eval", run / "best", "--data", tiny, "--workers", "0", "--json"], capsys
+    )
     assert code == 0, err
     cli_original = without(json.loads(out))
     for copy in copies:
@@ -188,12 +190,16 @@ def test_a_run_folder_copied_with_cp_resumes(
     """(Last in this file: it resumes the module's run itself, as the reference.)"""
     subprocess.run(["cp", "-r", str(run), str(tmp_path / "moved")], check=True)
     moved = tmp_path / "moved"
+    # and as a save killed between its two renames (where no atomic exchange exists) leaves it
+    os.rename(moved / "last", moved / ".last.old")
+    (moved / ".tmp-epoch-0003-x").mkdir()
     before = weights(run / "last")
     code, _, err = run_cli(["train", "--resume", moved, "--epochs", "3", "--json"], capsys)
     assert code == 0, err
     assert load_train_state(moved / "last")["epoch"] == 3
     assert not same_weights(moved / "last", moved / "epoch-0002")
     regular_files(moved / "last")
+    assert sorted(n for n in os.listdir(moved) if n.startswith(".")) == [".lock"]
     # the original is untouched, and resumed in its own place it ends where the copy ended
     assert all(torch.equal(v, weights(run / "last")[k]) for k, v in before.items())
     code, _, err = run_cli(["train", "--resume", run, "--epochs", "3", "--json"], capsys)

@@ -120,7 +120,9 @@ def test_ema_is_saved_validated_and_resumed_exactly(
     assert straight.best_ema_top1 is not None
     ema = load_model(run / "last-ema")
     raw = load_model(run / "last")
-    assert os.path.samefile(run / "last-ema" / "model.safetensors", run / "last/ema/model.safetensors")
+    assert os.path.samefile(
+        run / "last-ema" / "model.safetensors", run / "last/ema/model.safetensors"
+    )
     assert load_model(run / "best-ema").num_classes == 10
     diff = [not torch.equal(a, b) for a, b in zip(ema.parameters(), raw.parameters(), strict=True)]
     assert any(diff)  # averaged weights differ from the last weights

@@ -150,7 +150,7 @@ def _exchange(a: Path, b: Path) -> bool:
     if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
         return True
     err = ctypes.get_errno()
-    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):  # EPERM: seccomp
         return False
     raise OSError(err, os.strerror(err), str(b))
 
@@ -194,13 +194,15 @@ def recover_tags(run_dir: Path) -> None:
     run_dir = Path(run_dir)
     for entry in run_dir.iterdir():
         name = entry.name
-        if name.startswith(".") and name.endswith(".old") and len(name) > 5:
+        if not name.startswith(".") or entry.is_symlink() or not entry.is_dir():
+            continue
+        if name.endswith(".old") and (entry / "config.json").is_file():
             tag = run_dir / name[1:-4]
             if os.path.lexists(tag):
                 _remove(entry)
             else:
                 os.rename(entry, tag)
-        elif name.startswith(".tmp-epoch-") or (name.startswith(".") and ".new-" in name):
+        elif name.startswith(".tmp-epoch-") or ".new-" in name:
             _remove(entry)
 
 
