@@ -144,6 +144,8 @@ def old_layout(run: Path, dest: Path) -> Path:
     os.symlink(f"{OLD_STORE}/epoch-{best_epoch:04d}", dest / "best", target_is_directory=True)
     os.symlink(f"{OLD_STORE}/epoch-0002/ema", dest / "last-ema", target_is_directory=True)
     os.symlink(f"{OLD_STORE}/epoch-0001", dest / "epoch-0001", target_is_directory=True)
+    os.symlink(f"{OLD_STORE}/epoch-0001", dest / ".last.link-99", target_is_directory=True)
+    (store / ".tmp-epoch-0003-x").mkdir()  # what a kill during that layout's save left
     return dest
 
 
@@ -162,6 +164,7 @@ def test_an_old_symlink_run_loads_resumes_and_is_converted(
     assert load_train_state(old / "last")["epoch"] == 3
     # the first save turned every link into a folder of the same files and removed the store
     assert not (old / OLD_STORE).exists()
+    assert sorted(n for n in os.listdir(old) if n.startswith(".")) == [".lock"]
     for tag in ("last", "best", "last-ema", "epoch-0001"):
         assert not (old / tag).is_symlink() and (old / tag / "model.safetensors").is_file(), tag
         regular_files(old / tag)

@@ -208,7 +208,7 @@ def recover_tags(run_dir: Path) -> None:
 
 def _convert_old_links(run_dir: Path) -> None:
     """A run from before real folders: turn every link into the hidden store into a folder of
-    the same files, then remove the store."""
+    the same files, then remove the store and what that layout's interrupted saves left."""
     store = run_dir / OLD_STORE
     if not store.is_dir():
         return
@@ -218,6 +218,10 @@ def _convert_old_links(run_dir: Path) -> None:
             target = Path(os.path.realpath(entry))
             if target.is_relative_to(real_store) and target.is_dir():
                 _publish(run_dir, entry.name, target)
+        elif entry.name.startswith(".") and any(
+            m in entry.name for m in (".link-", ".old-", ".copy-")
+        ):
+            _remove(entry)
     shutil.rmtree(store, ignore_errors=True)
 
 
