@@ -1,30 +1,40 @@
 """Training checkpoints in a run directory, written so that a kill -9 never breaks the last one.
 
-Layout of a run directory::
+Layout of a run directory (every checkpoint a real folder of real files, to copy, zip or upload)::
 
     runs/train/exp/
-      last -> .checkpoints/epoch-0007    (a symlink; a plain directory without symlink support)
-      best -> .checkpoints/epoch-0005
-      last-ema -> .checkpoints/epoch-0007/ema   (with --ema: the averaged weights)
-      best-ema -> .checkpoints/epoch-0006/ema   (the epoch whose EMA weights validated best)
-      epoch-0005 -> .checkpoints/epoch-0005     (with --save-every 5)
-      .checkpoints/epoch-0007/{model.safetensors, config.json, train_state.pt, ema/}
+      last/        model.safetensors, config.json, train_state.pt, ema/ (with --ema)
+      best/        the same files of the best epoch
+      last-ema/    (with --ema: the averaged weights of the last epoch, a model folder)
+      best-ema/    (the epoch whose EMA weights validated best)
+      epoch-0005/  (with --save-every 5: kept, never replaced)
 
 Each checkpoint is a model directory in the format of `nhlcli.checkpoint` (so `nhl eval`,
 `nhl cutout`, `nhl profile` read `runs/train/exp/best` directly) plus `train_state.pt`: optimizer,
 scheduler, gradient scaler, RNG states and epoch, saved with `torch.save` and read with
 `weights_only=True` (tensors, numbers, strings and containers only).
 
-Atomicity: a checkpoint is written into a temporary directory, fsynced, renamed to its final name
-(`rename` is atomic), and only then is the `last`/`best` link swapped, by renaming a new symlink
-over the old one (atomic too). A kill at any moment leaves `last` pointing at a complete
-checkpoint; stray temporary or unreferenced directories are removed by the next save. A write the
-disk refuses (full, read-only) is one NhlError naming the checkpoint and the reason, and removes the
-temporary directory; the engine holds Ctrl-C and SIGTERM back while an epoch is saved.
+Written once, published under several names: an epoch is written into a temporary folder
+(`.tmp-epoch-NNNN-…`) and fsynced; each of its names (`last`, `best`, …) is then built as a new
+folder of hard links to those files (copies where the file system has no hard links) and switched
+in atomically: swapped with the old folder in one step (Linux `renameat2(RENAME_EXCHANGE)`), or,
+where that is not available, in two renames (old folder to `.last.old`, new one in). Between those
+two renames a crash leaves `.last.old` and no `last`; the next save, and `--resume`, rename it back
+(`recover_tags`). So a kill at any moment leaves `last` a complete checkpoint; leftovers of an
+interrupted save are removed by the next one. Nothing is ever written into a published folder, so
+names that share files (hard links) never see each other change. A write the disk refuses (full,
+read-only) is one NhlError naming the checkpoint and the reason, and removes the temporary folders;
+the engine holds Ctrl-C and SIGTERM back while an epoch is saved.
+
+Runs written before this layout had `last`, `best`, … as symlinks into a hidden `.checkpoints/`:
+they load and resume as they are, and their first new save turns every link into a folder and
+removes `.checkpoints/`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import random
 import shutil
@@ -38,10 +48,9 @@ import torch
 
 from nhlcli.errors import NhlError, first_line, write_reason
 
-STORE = ".checkpoints"
+OLD_STORE = ".checkpoints"  # where runs before real checkpoint folders kept them (read, converted)
 TRAIN_STATE = "train_state.pt"
 STATE_FORMAT = "nhl-train-state/1"
-TAGS = ("last", "best")
 EMA_DIR = "ema"  # the EMA weights inside a checkpoint directory: a model directory of its own
 
 
@@ -86,12 +95,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _fsync_tree(path: Path) -> None:
     for entry in path.iterdir():
         if entry.is_file():
@@ -113,69 +116,113 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _point(run_dir: Path, tag: str, target: Path) -> None:
-    """Make run_dir/tag refer to target atomically (symlink swap; a copy without symlinks)."""
-    link = run_dir / tag
-    rel = os.path.relpath(target, run_dir)
-    tmp_link = run_dir / f".{tag}.link-{os.getpid()}"
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def link_tree(source: Path, dest: Path) -> None:
+    """Fill the existing folder `dest` with hard links to the files under `source` (a copy of
+    each file the file system cannot link: another file system, FAT, some network shares)."""
+    for entry in source.iterdir():
+        target = dest / entry.name
+        if entry.is_dir():
+            target.mkdir()
+            link_tree(entry, target)
+            continue
+        try:
+            os.link(entry, target)
+        except OSError:
+            shutil.copy2(entry, target)
+    _fsync_dir(dest)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux `renameat2`); False where the system
+    or file system cannot."""
     try:
-        if tmp_link.is_symlink() or tmp_link.exists():
-            tmp_link.unlink()
-        os.symlink(rel, tmp_link, target_is_directory=True)
-    except (OSError, NotImplementedError):
-        _replace_dir_by_copy(link, target)
-        return
-    if link.is_dir() and not link.is_symlink():  # a plain directory from the fallback
-        aside = run_dir / f".{tag}.old-{os.getpid()}"
-        os.replace(link, aside)
-        os.replace(tmp_link, link)
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        os.replace(tmp_link, link)
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError, TypeError):  # not Linux/glibc
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EPERM):  # EPERM: seccomp
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _aside(run_dir: Path, tag: str) -> Path:
+    return run_dir / f".{tag}.old"
+
+
+def _publish(run_dir: Path, tag: str, source: Path) -> None:
+    """Make run_dir/tag a folder of the files of `source`, switched in atomically."""
+    new = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{tag}.new-"))
+    try:
+        link_tree(source, new)
+        os.chmod(new, 0o777 & ~_umask())  # mkdtemp made it private
+        dest = run_dir / tag
+        if not os.path.lexists(dest):
+            os.rename(new, dest)
+        elif _exchange(new, dest):
+            _remove(new)  # now the old folder
+        else:  # two renames; a crash between them leaves the aside, put back by recover_tags
+            aside = _aside(run_dir, tag)
+            _remove(aside)
+            os.rename(dest, aside)
+            os.rename(new, dest)
+            _remove(aside)
+    except BaseException:
+        _remove(new)
+        raise
     _fsync_dir(run_dir)
 
 
-def _replace_dir_by_copy(link: Path, target: Path) -> None:
-    """Fallback without symlinks: copy, then two renames (a tiny window without `link`)."""
-    tmp = Path(tempfile.mkdtemp(dir=link.parent, prefix=f".{link.name}.copy-"))
-    shutil.copytree(target, tmp, dirs_exist_ok=True)
-    _fsync_tree(tmp)
-    aside = link.parent / f".{link.name}.old-{os.getpid()}"
-    if link.exists():
-        os.replace(link, aside)
-    os.replace(tmp, link)
-    shutil.rmtree(aside, ignore_errors=True)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
-def _referenced(run_dir: Path) -> set[str]:
-    """Names of the store's checkpoint directories that a link in run_dir points into."""
-    store = Path(os.path.realpath(run_dir / STORE))
-    out = set()
-    for link in run_dir.iterdir():
-        if link.is_symlink() and not link.name.startswith("."):
-            target = Path(os.path.realpath(link))
-            if target.is_relative_to(store) and target != store:
-                out.add(target.relative_to(store).parts[0])
-    return out
+def recover_tags(run_dir: Path) -> None:
+    """Finish what a save killed between its two renames left: a checkpoint moved aside and not
+    replaced gets its name back; temporary folders of interrupted saves are removed."""
+    run_dir = Path(run_dir)
+    for entry in run_dir.iterdir():
+        name = entry.name
+        if not name.startswith(".") or entry.is_symlink() or not entry.is_dir():
+            continue
+        if name.endswith(".old") and (entry / "config.json").is_file():
+            tag = run_dir / name[1:-4]
+            if os.path.lexists(tag):
+                _remove(entry)
+            else:
+                os.rename(entry, tag)
+        elif name.startswith(".tmp-epoch-") or ".new-" in name:
+            _remove(entry)
 
 
-def prune_store(run_dir: Path) -> None:
-    """Remove checkpoint directories no tag refers to, and leftovers of interrupted saves."""
-    store = run_dir / STORE
+def _convert_old_links(run_dir: Path) -> None:
+    """A run from before real folders: turn every link into the hidden store into a folder of
+    the same files, then remove the store and what that layout's interrupted saves left."""
+    store = run_dir / OLD_STORE
     if not store.is_dir():
         return
-    keep = _referenced(run_dir)
-    for entry in store.iterdir():
-        if entry.name not in keep:
-            shutil.rmtree(entry, ignore_errors=True)
-    for entry in run_dir.iterdir():
-        if entry.name.startswith(".") and any(
+    real_store = Path(os.path.realpath(store))
+    for entry in sorted(run_dir.iterdir()):
+        if entry.is_symlink() and not entry.name.startswith("."):
+            target = Path(os.path.realpath(entry))
+            if target.is_relative_to(real_store) and target.is_dir():
+                _publish(run_dir, entry.name, target)
+        elif entry.name.startswith(".") and any(
             m in entry.name for m in (".link-", ".old-", ".copy-")
         ):
-            if entry.is_symlink() or entry.is_file():
-                entry.unlink(missing_ok=True)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
+            _remove(entry)
+    shutil.rmtree(store, ignore_errors=True)
 
 
 def save_training_checkpoint(
@@ -188,21 +235,19 @@ def save_training_checkpoint(
     ema_model: torch.nn.Module | None = None,
     ema_tags: tuple[str, ...] = (),
 ) -> Path:
-    """Write the checkpoint of a finished epoch and point `tags` at it; returns its directory.
-
-    With `ema_model`, its weights go to the checkpoint's `ema/` folder and `ema_tags` point there.
-    """
+    """Write the checkpoint of a finished epoch as the folders `tags` (the first one named in
+    errors); returns the first. With `ema_model`, its weights go to each folder's `ema/` too, and
+    `ema_tags` are folders of those weights alone."""
     from safetensors import SafetensorError
 
     from nhlcli.checkpoint import write_model_files
 
     run_dir = Path(run_dir)
-    store = run_dir / STORE
-    final = store / f"epoch-{epoch:04d}"
+    named = run_dir / tags[0]
     tmp: Path | None = None
     try:
-        store.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=store, prefix=f".tmp-epoch-{epoch:04d}-"))
+        recover_tags(run_dir)
+        tmp = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".tmp-epoch-{epoch:04d}-"))
         write_model_files(model, tmp, extra)  # type: ignore[arg-type]
         if ema_model is not None:
             (tmp / EMA_DIR).mkdir()
@@ -210,22 +255,17 @@ def save_training_checkpoint(
             _fsync_tree(tmp / EMA_DIR)
         _save_train_state({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
         _fsync_tree(tmp)
-        if final.exists():  # left over from an interrupted run; no tag refers to it
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(store)
         for tag in tags:
-            _point(run_dir, tag, final)
+            _publish(run_dir, tag, tmp)
         for tag in ema_tags if ema_model is not None else ():
-            _point(run_dir, tag, final / EMA_DIR)
-    except BaseException as e:
+            _publish(run_dir, tag, tmp / EMA_DIR)
+        _convert_old_links(run_dir)
+    except (OSError, SafetensorError) as e:
+        raise NhlError(f"cannot write checkpoint {named}: {write_reason(e)}") from None
+    finally:
         if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError | SafetensorError):
-            raise NhlError(f"cannot write checkpoint {final}: {write_reason(e)}") from None
-        raise
-    prune_store(run_dir)
-    return final
+            _remove(tmp)
+    return named
 
 
 def _save_train_state(state: dict[str, Any], path: Path) -> None:

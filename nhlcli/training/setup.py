@@ -36,6 +36,7 @@ from nhlcli.training.auto_recipe import apply_recipe, settle_recipe
 from nhlcli.training.checkpointing import (
     load_checkpoint_model,
     load_train_state,
+    recover_tags,
     restore_rng_state,
 )
 from nhlcli.training.config import RECIPES, SETTINGS, TrainConfig
@@ -262,6 +263,7 @@ def prepare_run(
     instead of `cfg.tree`, is saved as RUN/tree.json."""
     if resume_dir is not None and ctx.is_main:
         held.enter_context(locked_run_dir(resume_dir))
+        recover_tags(resume_dir)  # a save killed half-way leaves last/ aside: put it back
     device = ctx.device
     configure_determinism(cfg.deterministic, device)
     torch.manual_seed(cfg.seed)
