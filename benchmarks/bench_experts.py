@@ -3,7 +3,7 @@ with a random control, on the shared Imagenette (not run in CI).
 
 1. train n3hl and resnet50 with `--recipe fast` on a sample (or `--reuse RUNS`: the finished runs
    RUNS/n3hl and RUNS/resnet50, e.g. those of bench_train_imagenette.py);
-2. `nhl.expert_frontier` of n3hl over tree levels 1 and 2 plus the two five-class sets (the lower
+2. `nhl.experts` of n3hl over tree levels 1 and 2 plus the two five-class sets (the lower
    and the upper five Imagenette classes): closed-set top-1, FPR@95%TPR, AUROC, GMACs Δ %;
 3. argmax vs CRM decoding (`nhl.evaluate(decode="both")`) of n3hl and resnet50 under the WordNet
    tree: top-1, mistake severity, AHD@1 and AHD@5;
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     common: dict[str, Any] = {"workers": args.workers, "batch_size": 64}
 
     for level in (1, 2):
-        front = nhl.expert_frontier(
+        front = nhl.experts(
             models["n3hl"], data, level=level, sets=sets if level == 1 else (),
             project=out / "experts", name=f"level{level}", **common,
         )  # fmt: skip

@@ -2,7 +2,7 @@
 
 The public API (`import nhlcli as nhl`; docs/api.md): `load_tree`, `save_tree`, `build_tree`,
 `select_classes`, `collect_evidence`, `compare_trees`, `build_model`, `load_model`, `save_model`,
-`cutout`, `profile`, `train`, `evaluate`, `expert_frontier`, `predict`, `export` (`nhlcli/api.py`,
+`cutout`, `profile`, `train`, `evaluate`, `experts`, `predict`, `export` (`nhlcli/api.py`,
 which imports torch only inside the functions, so `import nhlcli` and `nhl --help` stay fast).
 """
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from nhlcli.api import *  # noqa: F403 - the public functions
 from nhlcli.api import __all__ as _API
+from nhlcli.api import expert_frontier  # noqa: F401 - the first name of `experts`
 from nhlcli.version import __version__
 
 _TYPES = {

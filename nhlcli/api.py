@@ -51,7 +51,7 @@ __all__ = [
     "cutout",
     "demo",
     "evaluate",
-    "expert_frontier",
+    "experts",
     "export",
     "load_model",
     "load_tree",
@@ -463,7 +463,7 @@ def evaluate(
     return run_eval(model, data, classes, attend, **options)
 
 
-def expert_frontier(
+def experts(
     model: str | Path | HierNet,
     data: str | Path,
     *,
@@ -490,6 +490,9 @@ def expert_frontier(
     if project is not None:
         write_frontier_dir(result, project, name, exist_ok)
     return result
+
+
+expert_frontier = experts  # its first name, kept so that code written against it still runs
 
 
 def predict(

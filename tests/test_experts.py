@@ -51,7 +51,7 @@ def test_frontier_shortcut_equals_real_cut_experts(
     model_dir: Path, nette: Path, tmp_path: Path
 ) -> None:
     pair = f"{IMAGENETTE[0][0]},{IMAGENETTE[4][0]}"  # tench, church: two level-1 groups
-    result = nhl.expert_frontier(
+    result = nhl.experts(
         model_dir, nette, level=1, sets=[pair], project=tmp_path, name="f", workers=0
     )
     assert [(r.name, r.kind) for r in result.rows] == [

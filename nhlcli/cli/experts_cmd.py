@@ -80,7 +80,7 @@ def experts_command(
         progress.update(timing, completed=done, total=total, visible=True)
 
     with progress:
-        result = nhl.expert_frontier(
+        result = nhl.experts(
             model, data, level=level, sets=sets, latency=latency,
             project=project if save else None, name=name, exist_ok=exist_ok,
             batch_size=batch_size, workers=workers, device=device, max_batches=max_val_batches,
