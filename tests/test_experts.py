@@ -55,7 +55,8 @@ def test_frontier_shortcut_equals_real_cut_experts(
         model_dir, nette, level=1, sets=[pair], project=tmp_path, name="f", workers=0
     )
     assert [(r.name, r.kind) for r in result.rows] == [
-        ("full model", "full"), ("animal", "node"), ("artifact", "node"), (pair, "set"),
+        ("full model", "full"), ("animal", "node"), ("artifact", "node"),
+        ("tench + church", "set"),
     ]  # fmt: skip
     net = nhl.load_model(model_dir)
     for row in result.rows:

@@ -135,9 +135,20 @@ def level_candidates(tree: Tree, level: int) -> list[tuple[str, str, list[str]]]
 
 
 def set_candidates(tree: Tree, sets: Sequence[str | Path]) -> list[tuple[str, str, list[str]]]:
+    """(name, "set", class ids) of each `--sets` entry: a file is named by its stem, a list of
+    classes by its members ("tench + 4 more"), a built-in set by its name."""
+    from nhlcli.hierarchy.group_names import members_name
     from nhlcli.selection import select_classes
 
-    return [(Path(str(s)).stem or str(s), "set", select_classes(tree, s)) for s in sets]
+    out = []
+    for spec in sets:
+        ids = select_classes(tree, spec)
+        if "," in str(spec) and not Path(str(spec)).is_file():
+            name = members_name([tree.node(c).name for c in ids], range(len(ids)))
+        else:
+            name = Path(str(spec)).stem or str(spec)
+        out.append((name, "set", ids))
+    return out
 
 
 # ------------------------------------------------------------------------------------ frontier
