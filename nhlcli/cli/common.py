@@ -132,8 +132,7 @@ def print_table(table: Table, out: Console | None = None) -> None:
     if table.title:
         out.print(table.title, style="bold")
     columns = table.columns
-    for i in range(table.row_count):
-        cells = [list(c.cells)[i] for c in columns]
+    for cells in zip(*(c.cells for c in columns), strict=True):
         first = cells[0] if isinstance(cells[0], Text) else Text.from_markup(str(cells[0]))
         out.print(Text.assemble(_plain(columns[0].header), ": ", first))
         record = Table.grid(padding=(0, 2), pad_edge=False)
