@@ -81,6 +81,19 @@ def progress_bar(
 
     `plain`: where stderr is not a terminal (piped, logged), print this line instead at every
     tenth of the way (``{done}`` and ``{total}`` filled in), so long runs are never silent."""
+    if enabled and plain is not None and not err_console.is_terminal:
+        last_tenth = -1
+
+        def lines(done: int, total: int) -> None:
+            nonlocal last_tenth
+            tenth = done * 10 // max(total, 1)
+            if tenth != last_tenth:
+                last_tenth = tenth
+                err_console.print(plain.format(done=done, total=total), markup=False)
+
+        yield lines
+        return
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -95,17 +108,6 @@ def progress_bar(
     )  # fmt: skip
     task = bar.add_task(title, total=None)
     started = False
-    if enabled and plain is not None and not err_console.is_terminal:
-        last = [-1]
-
-        def lines(done: int, total: int) -> None:
-            tenth = done * 10 // max(total, 1)
-            if tenth != last[0]:
-                last[0] = tenth
-                err_console.print(plain.format(done=done, total=total), markup=False)
-
-        yield lines
-        return
 
     def update(done: int, total: int) -> None:
         nonlocal started
