@@ -14,6 +14,7 @@ from nhlcli.cli.common import (
     examples,
     print_json,
     print_table,
+    progress_bar,
     safe,
 )
 
@@ -64,7 +65,6 @@ def bench(
     sizes = _split(batch_size)
     if not all(s.isdigit() for s in sizes):
         raise NhlError(f"--batch-size takes whole numbers, not {','.join(sizes)}")
-    from nhlcli.cli.common import progress_bar
     from nhlcli.training.rundir import numbered_dir
 
     with progress_bar(

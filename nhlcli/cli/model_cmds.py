@@ -16,6 +16,7 @@ from nhlcli.cli.common import (
     err_console,
     examples,
     print_json,
+    progress_bar,
     safe,
 )
 from nhlcli.errors import NhlError
@@ -213,7 +214,6 @@ def cutout_cmd(
         picture_data = render_tree(model.tree, picture_format(picture), expert.class_ids)
     report = None
     if profile or latency:  # the same report as `nhl profile` (nhlcli/cli/profile_cmd.py)
-        from nhlcli.cli.common import progress_bar
         from nhlcli.cli.profile_cmd import TIMING_LINE
 
         with progress_bar(
