@@ -169,7 +169,8 @@ def _merging(callback: Callable[..., Any], twins: dict[str, tuple[str, bool]]) -
     def run(*args: Any, **kwargs: Any) -> Any:
         for twin, (name, negative) in twins.items():
             value = kwargs.pop(twin, None)
-            if value is None or value is False:  # not given (a flag's twin reads False)
+            # not given: None, a flag's twin reads False, a multiple option's twin ()
+            if value is None or value is False or value == ():
                 continue
             kwargs[name] = False if negative else value
         return callback(*args, **kwargs)
