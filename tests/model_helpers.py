@@ -54,6 +54,14 @@ def logits(model: HierNet, x: torch.Tensor) -> torch.Tensor:
         return model(x)
 
 
+def two_groups() -> Tree:
+    """A{a1, a2}, B{b1, b2}; classes listed interleaved (a1, b1, a2, b2: positions 0..3) to test
+    tree order."""
+    nodes = [TreeNode("A", "A", None), TreeNode("B", "B", None)]
+    parents = {"a1": "A", "b1": "B", "a2": "A", "b2": "B"}
+    return Tree([TreeNode(c, c, p) for c, p in parents.items()], nodes)
+
+
 def named_tree() -> Tree:
     """Two top groups, three sub-groups, five classes with real-looking names."""
     nodes = [

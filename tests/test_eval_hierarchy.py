@@ -11,6 +11,7 @@ import pytest
 import torch
 from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
+from model_helpers import two_groups
 
 from nhlcli.evaluation.confusion_files import group_matrix
 from nhlcli.evaluation.metrics import topk_accuracy
@@ -21,18 +22,6 @@ from nhlcli.hierarchy_metrics import ancestors_by_level, level_metrics, tree_ord
 
 PNG = b"\x89PNG\r\n\x1a\n"
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
-
-
-def two_groups() -> Tree:
-    """A{a1, a2}, B{b1, b2}; classes listed interleaved (a1, b1, a2, b2) to test tree order."""
-    nodes = [TreeNode("A", "A", None), TreeNode("B", "B", None)]
-    classes = [
-        TreeNode("a1", "a1", "A"),
-        TreeNode("b1", "b1", "B"),
-        TreeNode("a2", "a2", "A"),
-        TreeNode("b2", "b2", "B"),
-    ]
-    return Tree(classes, nodes)
 
 
 def test_per_level_accuracy_hand_checked() -> None:

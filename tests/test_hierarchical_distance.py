@@ -10,6 +10,7 @@ import pytest
 import torch
 from cli_helpers import run_cli
 from imagenette_sample import IMAGENETTE, copy_sample, one_thread, small_tree
+from model_helpers import two_groups
 
 from nhlcli.evaluation.hierarchical_distance import (
     ahd_ks,
@@ -25,13 +26,6 @@ from nhlcli.evaluation.hierarchical_distance import (
 from nhlcli.hierarchy.tree import Tree, TreeNode
 
 _one_thread = pytest.fixture(scope="module", autouse=True)(one_thread)
-
-
-def two_groups() -> Tree:
-    """Levelled, L = 2: A{a1, a2}, B{b1, b2}; classes in the order a1 b1 a2 b2 (positions 0..3)."""
-    nodes = [TreeNode("A", "A", None), TreeNode("B", "B", None)]
-    parents = {"a1": "A", "b1": "B", "a2": "A", "b2": "B"}
-    return Tree([TreeNode(c, c, p) for c, p in parents.items()], nodes)
 
 
 def two_depths() -> Tree:

@@ -198,9 +198,6 @@ class PlainKind(BlockKind):
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return PlainTrunk(spec)
 
-    def stem(self) -> nn.Module:
-        return PlainTrunk(TrunkSpec("stem", ()))
-
 
 P = BlockSpec
 PLAIN_TRUNK = TrunkSpec(

@@ -131,8 +131,10 @@ class BlockKind:
         raise NotImplementedError
 
     def stem(self) -> nn.Module:
-        """The stem alone (profile composition)."""
-        raise NotImplementedError
+        """The stem alone (profile composition): default, the trunk of a spec without stages."""
+        from nhlcli.model.presets import TrunkSpec
+
+        return self.trunk(TrunkSpec("stem", ()))
 
     def init_trunk(self, trunk: nn.Module) -> None:
         """Initialise a built network's trunk (called once the heads are built); default:

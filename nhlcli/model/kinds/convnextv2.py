@@ -407,9 +407,6 @@ class ConvNeXtV2Kind(ConvNeXtV2Formula, BlockKind):
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return ConvNeXtTrunk(spec)
 
-    def stem(self) -> nn.Module:
-        return ConvNeXtTrunk(TrunkSpec("stem", ()))
-
     def head_norm(self, channels: int) -> nn.LayerNorm:
         """timm's NormMlpClassifierHead norm (its LayerNorm subclass: thop does not count it)."""
         return LayerNorm(channels, eps=EPS)

@@ -143,9 +143,6 @@ class ResNetKindBase(ResNetFormula, BlockKind):
     def trunk(self, spec: TrunkSpec) -> nn.Module:
         return Trunk(spec)
 
-    def stem(self) -> nn.Module:
-        return Trunk(TrunkSpec("stem", ()))
-
     def init_trunk(self, trunk: nn.Module) -> None:
         """torchvision's ResNet init: kaiming normal (fan_out) convs, BN weight 1 and bias 0."""
         for m in trunk.modules():
