@@ -347,7 +347,7 @@ def prepare_run(
     else:
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
-        _open_run_dir(run, resume_dir, held, tree if resume_dir is None else None)
+        _open_run_dir(run, resume_dir, held, save_tree=tree is not None)
         _record_data(run, resume_dir, rep)
     return run
 
@@ -396,8 +396,10 @@ def _record_data(run: TrainingRun, resume_dir: Path | None, rep: TrainReporter) 
 
 
 def _open_run_dir(
-    run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack, tree: Tree | None
+    run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack, save_tree: bool
 ) -> None:
+    """`save_tree`: a new run keeps its tree as RUN/tree.json (a `Tree` object was given); so
+    does one whose tree was built here (WordNet). args.yaml then names that file (resume)."""
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
@@ -406,9 +408,9 @@ def _open_run_dir(
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
-    if tree is not None or run.data.built_tree:  # a Tree object, or a tree built here (WordNet):
-        tree_file = run.run_dir / RUN_TREE_FILE  # the run keeps it; args.yaml names it (resume)
-        (tree if tree is not None else run.data.tree).save(tree_file)
+    if save_tree or run.data.built_tree:
+        tree_file = run.run_dir / RUN_TREE_FILE
+        run.data.tree.save(tree_file)  # the given Tree object, or the one built
         run.cfg = dataclasses.replace(cfg, tree=str(tree_file.resolve()))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
