@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError, first_line, write_reason
+from nhlcli.fileio import current_umask
 
 OLD_STORE = ".checkpoints"  # where runs before real checkpoint folders kept them (read, converted)
 TRAIN_STATE = "train_state.pt"
@@ -164,7 +165,7 @@ def _publish(run_dir: Path, tag: str, source: Path) -> None:
     new = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{tag}.new-"))
     try:
         link_tree(source, new)
-        os.chmod(new, 0o777 & ~_umask())  # mkdtemp made it private
+        os.chmod(new, 0o777 & ~current_umask())  # mkdtemp made it private
         dest = run_dir / tag
         if not os.path.lexists(dest):
             os.rename(new, dest)
@@ -180,12 +181,6 @@ def _publish(run_dir: Path, tag: str, source: Path) -> None:
         _remove(new)
         raise
     _fsync_dir(run_dir)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def recover_tags(run_dir: Path) -> None:
