@@ -96,14 +96,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def _fsync_tree(path: Path) -> None:
-    for entry in path.iterdir():
-        if entry.is_file():
-            with open(entry, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -247,9 +239,9 @@ def save_training_checkpoint(
         if ema_model is not None:
             (tmp / EMA_DIR).mkdir()
             write_model_files(ema_model, tmp / EMA_DIR, extra)  # type: ignore[arg-type]
-            _fsync_tree(tmp / EMA_DIR)
+            _fsync_dir(tmp / EMA_DIR)  # write_model_files fsyncs the files, not their folder
         _save_train_state({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
-        _fsync_tree(tmp)
+        _fsync_dir(tmp)
         for tag in tags:
             _publish(run_dir, tag, tmp)
         for tag in ema_tags if ema_model is not None else ():
@@ -264,8 +256,8 @@ def save_training_checkpoint(
 
 
 def _save_train_state(state: dict[str, Any], path: Path) -> None:
-    """`torch.save` to `path`, raising the OSError behind a failed write (torch reports a full
-    disk as an opaque RuntimeError)."""
+    """`torch.save` to `path`, fsynced, raising the OSError behind a failed write (torch reports a
+    full disk as an opaque RuntimeError)."""
 
     class Writer:
         def __init__(self, f: Any) -> None:
@@ -290,6 +282,8 @@ def _save_train_state(state: dict[str, Any], path: Path) -> None:
             if writer.error is not None:
                 raise writer.error from None
             raise
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------- reading
