@@ -39,7 +39,7 @@ from nhlcli.training.checkpointing import (
     recover_tags,
     restore_rng_state,
 )
-from nhlcli.training.config import RECIPES, SETTINGS, TrainConfig
+from nhlcli.training.config import AUTO_RECIPE, RECIPES, SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import (
@@ -219,7 +219,8 @@ def _model_and_data(
                 "pass --epochs N with a larger N to train longer"
             )
         chosen = read_args(resume_dir).get("recipe_auto")  # kept, not decided again
-        if isinstance(chosen, dict) and chosen.get("recipe") in RECIPES and cfg.recipe == "auto":
+        auto = cfg.recipe == AUTO_RECIPE
+        if auto and isinstance(chosen, dict) and chosen.get("recipe") in RECIPES:
             cfg, _ = apply_recipe(cfg, chosen["recipe"])
             rep.message(
                 f"recipe auto → {chosen['recipe']}, as chosen when the run started: "
