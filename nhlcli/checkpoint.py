@@ -26,7 +26,7 @@ import torch
 
 from nhlcli.checkpoint_dirs import CONFIG_FILE, WEIGHTS_FILE, read_config_json, resolve_checkpoint
 from nhlcli.errors import NhlError, write_reason
-from nhlcli.fileio import check_output, commit
+from nhlcli.fileio import check_output, commit, current_umask
 from nhlcli.model.config import MODEL_FORMAT, ModelConfig, read_model_config
 from nhlcli.model.network import HierNet
 from nhlcli.model.rebuild import model_from_config
@@ -93,8 +93,7 @@ def write_model_files(model: HierNet, folder: Path, extra: dict[str, Any] | None
         config["extra"] = extra
     text = json.dumps(config, indent=1, ensure_ascii=False) + "\n"
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = current_umask()
     save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": MODEL_FORMAT})
     (folder / CONFIG_FILE).write_text(text, encoding="utf-8")
     for f in (WEIGHTS_FILE, CONFIG_FILE):

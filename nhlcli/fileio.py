@@ -223,17 +223,19 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())  # mkstemp makes 0600 files; give the usual umask mode
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files; the usual mode
         commit(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _new_file_mode() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back): what a temporary file or
+    folder made private by mkstemp/mkdtemp is chmod-ed with before it is published."""
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -57,12 +57,12 @@ def uninterrupted(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return load_file(str(project / "straight" / "last" / "model.safetensors"))
 
 
-def start(args: list[str], cwd: Path = REPO) -> subprocess.Popen[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+def start(args: list[str], **env: str) -> subprocess.Popen[str]:
+    """`nhl ARGS` in a subprocess, with `env` added to this one's environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "nhlcli", *args],
-        cwd=cwd,
-        env=env,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -88,6 +88,16 @@ def signal_when(
     return err
 
 
+def stopped_by(
+    proc: subprocess.Popen[str], ready: Callable[[], bool], signum: int, code: int
+) -> tuple[str, str]:
+    """`signal_when`, then: `proc` exited with `code` and no traceback; (stderr, its last line)."""
+    err = signal_when(proc, ready, signum)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    return err, err.strip().splitlines()[-1]
+
+
 def leftovers(folder: Path) -> list[str]:
     """Temporary files and folders of unfinished writes anywhere under `folder`."""
     return [str(p) for p in folder.rglob("*") if ".tmp" in p.name]
@@ -104,10 +114,7 @@ def test_interrupted_training_keeps_its_run_and_resumes_exactly(
 ) -> None:
     run = tmp_path / "run"
     proc = start(train_args(tiny, tmp_path, "run"))
-    err = signal_when(proc, lambda: (run / "last").exists(), signum)
-    assert proc.returncode == code, err
-    assert "Traceback" not in err
-    message = err.strip().splitlines()[-1]
+    err, message = stopped_by(proc, lambda: (run / "last").exists(), signum, code)
     done = load_train_state(run / "last")["epoch"]
     assert 1 <= done < EPOCHS, err
     assert message == (
@@ -138,10 +145,7 @@ def test_interrupt_before_the_first_checkpoint_removes_the_new_run(
 ) -> None:
     run = tmp_path / "early"
     proc = start(train_args(tiny, tmp_path, "early"))
-    err = signal_when(proc, lambda: (run / "args.yaml").exists(), signum)
-    assert proc.returncode == code, err
-    assert "Traceback" not in err
-    message = err.strip().splitlines()[-1]
+    _, message = stopped_by(proc, lambda: (run / "args.yaml").exists(), signum, code)
     assert message == (
         f"interrupted before the first checkpoint: nothing to resume "
         f"(removed what it had created: {run})"
@@ -153,9 +157,8 @@ def test_sigterm_during_a_checkpoint_write_leaves_nothing(tmp_path: Path) -> Non
     """`nhl init` of a 60-million-parameter model, stopped while its folder is being written."""
     out = tmp_path / "model"
     proc = start(["init", "--arch", "resnet152", "--classes", "imagenette", "-o", str(out)])
-    err = signal_when(proc, lambda: bool(leftovers(tmp_path)), signal.SIGTERM)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+    _, message = stopped_by(proc, lambda: bool(leftovers(tmp_path)), signal.SIGTERM, 143)
+    assert message == "interrupted"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -168,15 +171,7 @@ def test_sigterm_during_build_tree_exits_143_and_writes_nothing(tmp_path: Path) 
         "--cache-dir", str(tmp_path / "cache"), "-o", str(out),
     ]  # fmt: skip
     with LLMServer([Reply.text("{}", delay=30)]) as server:
-        env = {**os.environ, "OPENAI_API_KEY": "local", "PYTHONPATH": str(REPO)}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nhlcli", *args, "--base-url", server.url],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        err = signal_when(proc, lambda: bool(server.requests), signal.SIGTERM)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and err.strip().splitlines()[-1] == "interrupted"
+        proc = start([*args, "--base-url", server.url], OPENAI_API_KEY="local")
+        _, message = stopped_by(proc, lambda: bool(server.requests), signal.SIGTERM, 143)
+    assert message == "interrupted"
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]

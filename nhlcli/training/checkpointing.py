@@ -47,6 +47,7 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError, first_line, write_reason
+from nhlcli.fileio import current_umask
 
 OLD_STORE = ".checkpoints"  # where runs before real checkpoint folders kept them (read, converted)
 TRAIN_STATE = "train_state.pt"
@@ -95,14 +96,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- writing
-def _fsync_tree(path: Path) -> None:
-    for entry in path.iterdir():
-        if entry.is_file():
-            with open(entry, "rb") as f:
-                os.fsync(f.fileno())
-    _fsync_dir(path)
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -164,7 +157,7 @@ def _publish(run_dir: Path, tag: str, source: Path) -> None:
     new = Path(tempfile.mkdtemp(dir=run_dir, prefix=f".{tag}.new-"))
     try:
         link_tree(source, new)
-        os.chmod(new, 0o777 & ~_umask())  # mkdtemp made it private
+        os.chmod(new, 0o777 & ~current_umask())  # mkdtemp made it private
         dest = run_dir / tag
         if not os.path.lexists(dest):
             os.rename(new, dest)
@@ -180,12 +173,6 @@ def _publish(run_dir: Path, tag: str, source: Path) -> None:
         _remove(new)
         raise
     _fsync_dir(run_dir)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def recover_tags(run_dir: Path) -> None:
@@ -252,9 +239,9 @@ def save_training_checkpoint(
         if ema_model is not None:
             (tmp / EMA_DIR).mkdir()
             write_model_files(ema_model, tmp / EMA_DIR, extra)  # type: ignore[arg-type]
-            _fsync_tree(tmp / EMA_DIR)
+            _fsync_dir(tmp / EMA_DIR)  # write_model_files fsyncs the files, not their folder
         _save_train_state({"format": STATE_FORMAT, **train_state}, tmp / TRAIN_STATE)
-        _fsync_tree(tmp)
+        _fsync_dir(tmp)
         for tag in tags:
             _publish(run_dir, tag, tmp)
         for tag in ema_tags if ema_model is not None else ():
@@ -269,8 +256,8 @@ def save_training_checkpoint(
 
 
 def _save_train_state(state: dict[str, Any], path: Path) -> None:
-    """`torch.save` to `path`, raising the OSError behind a failed write (torch reports a full
-    disk as an opaque RuntimeError)."""
+    """`torch.save` to `path`, fsynced, raising the OSError behind a failed write (torch reports a
+    full disk as an opaque RuntimeError)."""
 
     class Writer:
         def __init__(self, f: Any) -> None:
@@ -295,6 +282,8 @@ def _save_train_state(state: dict[str, Any], path: Path) -> None:
             if writer.error is not None:
                 raise writer.error from None
             raise
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # ----------------------------------------------------------------------------- reading

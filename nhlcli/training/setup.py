@@ -39,7 +39,7 @@ from nhlcli.training.checkpointing import (
     recover_tags,
     restore_rng_state,
 )
-from nhlcli.training.config import RECIPES, SETTINGS, TrainConfig
+from nhlcli.training.config import AUTO_RECIPE, RECIPES, SETTINGS, TrainConfig
 from nhlcli.training.distributed import DistContext
 from nhlcli.training.ema import make_ema, restore_ema
 from nhlcli.training.inputs import (
@@ -219,7 +219,8 @@ def _model_and_data(
                 "pass --epochs N with a larger N to train longer"
             )
         chosen = read_args(resume_dir).get("recipe_auto")  # kept, not decided again
-        if isinstance(chosen, dict) and chosen.get("recipe") in RECIPES and cfg.recipe == "auto":
+        auto = cfg.recipe == AUTO_RECIPE
+        if auto and isinstance(chosen, dict) and chosen.get("recipe") in RECIPES:
             cfg, _ = apply_recipe(cfg, chosen["recipe"])
             rep.message(
                 f"recipe auto → {chosen['recipe']}, as chosen when the run started: "
@@ -347,7 +348,7 @@ def prepare_run(
     else:
         torch.manual_seed(cfg.seed + ctx.rank)  # augmentation differs between ranks
     if ctx.is_main:
-        _open_run_dir(run, resume_dir, held, tree if resume_dir is None else None)
+        _open_run_dir(run, resume_dir, held, save_tree=tree is not None)
         _record_data(run, resume_dir, rep)
     return run
 
@@ -396,8 +397,10 @@ def _record_data(run: TrainingRun, resume_dir: Path | None, rep: TrainReporter) 
 
 
 def _open_run_dir(
-    run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack, tree: Tree | None
+    run: TrainingRun, resume_dir: Path | None, held: contextlib.ExitStack, save_tree: bool
 ) -> None:
+    """`save_tree`: a new run keeps its tree as RUN/tree.json (a `Tree` object was given); so
+    does one whose tree was built here (WordNet). args.yaml then names that file (resume)."""
     cfg = run.cfg
     if resume_dir is not None:
         run.run_dir = resume_dir
@@ -406,9 +409,9 @@ def _open_run_dir(
         return
     run.run_dir = new_run_dir(cfg.project, cfg.name, cfg.exist_ok)
     held.enter_context(locked_run_dir(run.run_dir))
-    if tree is not None or run.data.built_tree:  # a Tree object, or a tree built here (WordNet):
-        tree_file = run.run_dir / RUN_TREE_FILE  # the run keeps it; args.yaml names it (resume)
-        (tree if tree is not None else run.data.tree).save(tree_file)
+    if save_tree or run.data.built_tree:
+        tree_file = run.run_dir / RUN_TREE_FILE
+        run.data.tree.save(tree_file)  # the given Tree object, or the one built
         run.cfg = dataclasses.replace(cfg, tree=str(tree_file.resolve()))
     write_args(run.run_dir, resolved_settings(run))
     if run.trunk_report:
