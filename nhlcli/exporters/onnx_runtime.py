@@ -39,11 +39,17 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:MESSAGE_CHARS]
 
 
-def open_session(model: Path | bytes, name: str) -> Any:
-    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors."""
+def open_session(model: Path | bytes, name: str, spinning: bool = True) -> Any:
+    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors.
+
+    `spinning=False` stops its threads spin-waiting after each run (for timing one run at a time
+    interleaved with other work, as `nhlcli.profiling.bench` does).
+    """
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = str(model) if isinstance(model, Path) else model
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError
+from nhlcli.exporters.onnx_runtime import open_session
 
 QUANTIZE = ("int8",)
 DEFAULT_CALIBRATION_IMAGES = 300
@@ -77,14 +78,6 @@ def calibration_batch(tree: Any, folder: str | Path, n: int, img_size: int) -> t
     if not len(batch.labels):
         raise NhlError(f"{root}: none of the calibration images could be decoded")
     return Normalize()(batch.images)
-
-
-def _session(data: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 
 def run_chunked(session: Any, x: np.ndarray) -> np.ndarray:
@@ -167,8 +160,8 @@ def quantize_onnx(
         finally:
             root.setLevel(level)
         qproto = onnx.load(str(dst))
-    want = _softmax(run_chunked(_session(data), x))
-    got = _softmax(run_chunked(_session(qproto.SerializeToString()), x))
+    want = _softmax(run_chunked(open_session(data, "the fp32 model"), x))
+    got = _softmax(run_chunked(open_session(qproto.SerializeToString(), "the int8 model"), x))
     agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
     info: dict[str, Any] = {
         "precision": "int8",
