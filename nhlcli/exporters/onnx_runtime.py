@@ -63,3 +63,24 @@ def run_session(session: Any, x: np.ndarray, name: str) -> np.ndarray:
         return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
     except runtime_errors() as e:
         raise NhlError(f"{name}: onnxruntime cannot run it ({_first_line(e)})") from None
+
+
+def fixed_batch(session: Any) -> int | None:
+    """The batch size the session's first input is fixed to; None for a dynamic batch."""
+    batch = session.get_inputs()[0].shape[0]
+    return batch if isinstance(batch, int) and batch > 0 else None
+
+
+def run_chunked(session: Any, x: np.ndarray, name: str, step: int | None = None) -> np.ndarray:
+    """`run_session` over `x` in runs of the file's fixed batch (the last one padded with zeros),
+    else of `step` images (default: all at once)."""
+    fixed = fixed_batch(session)
+    size = fixed or step or max(len(x), 1)
+    out = []
+    for i in range(0, len(x), size):
+        chunk = x[i : i + size]
+        n = len(chunk)
+        if fixed and n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+        out.append(run_session(session, chunk, name)[:n])
+    return np.concatenate(out)
