@@ -168,27 +168,14 @@ class OnnxPredictor(Predictor):
     def __init__(self, source: str, session: Any, info: Any) -> None:
         super().__init__(source, info.class_ids, [c["name"] for c in info.classes], info.img_size)
         self.session = session
-        inp = session.get_inputs()[0]
-        batch = inp.shape[0]
-        self.fixed_batch = batch if isinstance(batch, int) and batch > 0 else None
         if info.config:
             self.attention = info.config.get("attention")
 
     def logits(self, x: torch.Tensor) -> np.ndarray:
-        from nhlcli.exporters.onnx_runtime import run_session
+        from nhlcli.exporters.onnx_runtime import run_chunked
 
-        arr = x.numpy().astype(np.float32, copy=False)
-        if self.fixed_batch is None:
-            return run_session(self.session, arr, self.source)
-        out = []
-        b = self.fixed_batch
-        for i in range(0, len(arr), b):  # a fixed-batch export: run in chunks, pad the last one
-            chunk = arr[i : i + b]
-            n = len(chunk)
-            if n < b:
-                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
-            out.append(run_session(self.session, chunk, self.source)[:n])
-        return np.concatenate(out)
+        # a fixed-batch export runs in chunks, the last one padded
+        return run_chunked(self.session, x.numpy().astype(np.float32, copy=False), self.source)
 
 
 class TorchScriptPredictor(Predictor):

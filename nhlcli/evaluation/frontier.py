@@ -178,8 +178,11 @@ def expert_frontier(
     from nhlcli.profiling.compose import compose_profile
     from nhlcli.profiling.report import baseline_for
 
-    net = model if isinstance(model, HierNet) else load_model(resolve_checkpoint(model))
-    where = "<model>" if isinstance(model, HierNet) else str(resolve_checkpoint(model))
+    if isinstance(model, HierNet):
+        net, where = model, "<model>"
+    else:
+        ckpt = resolve_checkpoint(model)
+        net, where = load_model(ckpt), str(ckpt)
     tree, preset = net.tree, net.preset
     size = img_size or net.img_size
     cands = [("full model", "full", tree.class_ids)]

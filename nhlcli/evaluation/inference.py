@@ -146,7 +146,7 @@ def run_inference(
                 else:
                     outs = {None: model(x)}
                     if effect is None and model.attention_level is not None:
-                        effect = attention_effect(model, x)  # the first batch: a check
+                        effect = attention_effect(model, x, outs[None])  # first batch: a check
             if oracle_scales and 1.0 in outs:  # every scale against the unamplified model
                 for s, v in outs.items():
                     if s != 1.0:

@@ -39,11 +39,17 @@ def _first_line(e: BaseException) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:MESSAGE_CHARS]
 
 
-def open_session(model: Path | bytes, name: str) -> Any:
-    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors."""
+def open_session(model: Path | bytes, name: str, spinning: bool = True) -> Any:
+    """A CPU `InferenceSession` for a file or serialised bytes; `name` names it in errors.
+
+    `spinning=False` stops its threads spin-waiting after each run (for timing one run at a time
+    interleaved with other work, as `nhlcli.profiling.bench` does).
+    """
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     source = str(model) if isinstance(model, Path) else model
     try:
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
@@ -57,3 +63,24 @@ def run_session(session: Any, x: np.ndarray, name: str) -> np.ndarray:
         return np.asarray(session.run(None, {session.get_inputs()[0].name: x})[0])
     except runtime_errors() as e:
         raise NhlError(f"{name}: onnxruntime cannot run it ({_first_line(e)})") from None
+
+
+def fixed_batch(session: Any) -> int | None:
+    """The batch size the session's first input is fixed to; None for a dynamic batch."""
+    batch = session.get_inputs()[0].shape[0]
+    return batch if isinstance(batch, int) and batch > 0 else None
+
+
+def run_chunked(session: Any, x: np.ndarray, name: str, step: int | None = None) -> np.ndarray:
+    """`run_session` over `x` in runs of the file's fixed batch (the last one padded with zeros),
+    else of `step` images (default: all at once)."""
+    fixed = fixed_batch(session)
+    size = fixed or step or max(len(x), 1)
+    out = []
+    for i in range(0, len(x), size):
+        chunk = x[i : i + size]
+        n = len(chunk)
+        if fixed and n < fixed:
+            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
+        out.append(run_session(session, chunk, name)[:n])
+    return np.concatenate(out)

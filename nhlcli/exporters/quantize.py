@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from nhlcli.errors import NhlError
+from nhlcli.exporters.onnx_runtime import open_session, run_chunked
 
 QUANTIZE = ("int8",)
 DEFAULT_CALIBRATION_IMAGES = 300
@@ -77,29 +78,6 @@ def calibration_batch(tree: Any, folder: str | Path, n: int, img_size: int) -> t
     if not len(batch.labels):
         raise NhlError(f"{root}: none of the calibration images could be decoded")
     return Normalize()(batch.images)
-
-
-def _session(data: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
-def run_chunked(session: Any, x: np.ndarray) -> np.ndarray:
-    """Logits of `x` in runs of the file's fixed batch (the last one padded) or of CHUNK."""
-    inp = session.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
-    step = fixed or CHUNK
-    out = []
-    for i in range(0, len(x), step):
-        chunk = x[i : i + step]
-        n = len(chunk)
-        if fixed and n < fixed:
-            chunk = np.concatenate([chunk, np.zeros((fixed - n, *chunk.shape[1:]), chunk.dtype)])
-        out.append(np.asarray(session.run(None, {inp.name: chunk})[0])[:n])
-    return np.concatenate(out)
 
 
 def fp32_nodes(proto: Any) -> dict[str, list[str]]:
@@ -167,8 +145,9 @@ def quantize_onnx(
         finally:
             root.setLevel(level)
         qproto = onnx.load(str(dst))
-    want = _softmax(run_chunked(_session(data), x))
-    got = _softmax(run_chunked(_session(qproto.SerializeToString()), x))
+    fp32, int8 = "the fp32 model", "the int8 model"
+    want = _softmax(run_chunked(open_session(data, fp32), x, fp32, CHUNK))
+    got = _softmax(run_chunked(open_session(qproto.SerializeToString(), int8), x, int8, CHUNK))
     agreement = float(np.mean(want.argmax(1) == got.argmax(1)))
     info: dict[str, Any] = {
         "precision": "int8",

@@ -128,13 +128,16 @@ def probability_change(logits: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def attention_effect(model: HierNet, x: torch.Tensor) -> float:
+def attention_effect(
+    model: HierNet, x: torch.Tensor, attended: torch.Tensor | None = None
+) -> float:
     """The largest change of a class probability that the model's attention makes on images `x`
     (the model run with its attention, then without; its settings are kept). 0.0 without
-    attention."""
+    attention. `attended`: the logits `model(x)` when the caller already has them."""
     if model.attention_level is None:
         return 0.0
-    attended = model(x)
+    if attended is None:
+        attended = model(x)
     saved = [level.scales for level in model.levels]
     try:
         for level in model.levels:

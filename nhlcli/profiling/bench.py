@@ -138,16 +138,13 @@ def open_target(spec: str, img_size: int | None = None, tree: Any = None) -> Tar
 def _onnx_runner(path: Path, batch: int, size: int) -> Callable[[], float]:
     import time
 
-    import onnxruntime as ort
+    from nhlcli.exporters.onnx_runtime import fixed_batch, open_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     # ONNX Runtime's threads spin-wait after each run by default; interleaved with torch rows,
     # that spinning takes the cores of the next row's run. Timing here is one run at a time.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = open_session(path, path.name, spinning=False)
     inp = session.get_inputs()[0]
-    fixed = inp.shape[0] if isinstance(inp.shape[0], int) and inp.shape[0] > 0 else None
+    fixed = fixed_batch(session)
     if fixed is not None and fixed != batch:
         raise NhlError(f"{path.name} was exported for batch {fixed}; bench it with --batch-size "
                        f"{fixed} or export it with --dynamic-batch")  # fmt: skip
